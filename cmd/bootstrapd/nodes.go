@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/api"
+	"github.com/bootstrapd/bootstrapd/internal/config"
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+)
+
+// clientFlags adds -addr, defaulting to $BOOTSTRAPD_ADDR, then the default socket.
+func clientFlags(fs *flag.FlagSet, e *env) *string {
+	def := e.getenv("BOOTSTRAPD_ADDR")
+	if def == "" {
+		def = "unix://" + config.DefaultSocket
+	}
+	return fs.String("addr", def, "daemon address: unix:///path/to.sock or http://host:port (env BOOTSTRAPD_ADDR)")
+}
+
+func cmdEnroll(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
+	addr := clientFlags(fs, e)
+	var req api.EnrollRequest
+	fs.StringVar(&req.Hostname, "hostname", "", "hostname (default: the next free nN)")
+	fs.StringVar(&req.Profile, "profile", "", "install profile (default: the site's default_profile)")
+	fs.StringVar(&req.IP, "ip", "", "address to reserve (default: the next free one in the DHCP range)")
+	fs.StringVar(&req.BootMethod, "boot", "", "how the installed node boots its disk: exit, sanboot or none (default exit)")
+	asJSON := fs.Bool("json", false, "print the node as JSON")
+	pos, err := parse(fs, e, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{"usage: bootstrapd enroll <mac> [-hostname H] [-profile P] [-ip A] [-boot exit|sanboot|none]"}
+	}
+	req.MAC = pos[0]
+	c, err := api.NewClient(*addr)
+	if err != nil {
+		return err
+	}
+	n, err := c.Enroll(ctx, req)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e, n)
+	}
+	fmt.Fprintf(e.stdout, "enrolled %s as %s, %s; it installs on its next PXE boot\n", n.MAC, n.Hostname, n.IP)
+	return nil
+}
+
+func cmdNodes(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
+	addr := clientFlags(fs, e)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, e, args); err != nil {
+		return err
+	}
+	c, err := api.NewClient(*addr)
+	if err != nil {
+		return err
+	}
+	nodes, err := c.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e, nodes)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOSTNAME\tMAC\tIP\tSTATE\tPROFILE\tSINCE")
+	for _, n := range nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(n.Hostname), n.MAC, dashIP(n), stateText(n), dash(n.Profile), since(n))
+	}
+	return tw.Flush()
+}
+
+func cmdNode(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	addr := clientFlags(fs, e)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, e, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 || pos[0] != "show" {
+		return usageError{"usage: bootstrapd node show <mac|hostname>"}
+	}
+	c, err := api.NewClient(*addr)
+	if err != nil {
+		return err
+	}
+	n, err := c.Node(ctx, pos[1])
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e, n)
+	}
+	fmt.Fprintf(e.stdout, "%s (%s)\n  state:   %s\n  ip:      %s\n  profile: %s\n  boot:    %s\n  history:\n",
+		dash(n.Hostname), n.MAC, stateText(n), dashIP(n), dash(n.Profile), dash(n.BootMethod))
+	for _, ev := range n.History {
+		move := ""
+		if ev.To != "" {
+			move = fmt.Sprintf("%s -> %s: ", dash(string(ev.From)), ev.To)
+		}
+		fmt.Fprintf(e.stdout, "    %s  %s%s\n", ev.At.Local().Format(time.DateTime), move, ev.Cause)
+	}
+	return nil
+}
+
+func stateText(n inventory.Node) string {
+	if n.State == inventory.Failed && n.Reason != "" {
+		return "failed: " + n.Reason
+	}
+	return string(n.State)
+}
+
+func since(n inventory.Node) string {
+	if len(n.History) == 0 {
+		return "-"
+	}
+	return time.Since(n.History[len(n.History)-1].At).Round(time.Second).String() + " ago"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func dashIP(n inventory.Node) string {
+	if !n.IP.IsValid() {
+		return "-"
+	}
+	return n.IP.String()
+}
+
+func printJSON(e *env, v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/bootstrapd/bootstrapd/internal/config"
+	"github.com/bootstrapd/bootstrapd/internal/daemon"
+)
+
+func cmdServe(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg := fs.String("config", "site.hcl", "site config file")
+	logFormat := fs.String("log-format", "auto", "log format: text, json, or auto (text on a terminal, else json)")
+	debug := fs.Bool("debug", false, "log every DHCP exchange")
+	if _, err := parse(fs, e, args); err != nil {
+		return err
+	}
+	site, err := config.Load(*cfg)
+	if err != nil {
+		return err
+	}
+	log := newLogger(e, *logFormat, *debug)
+	return daemon.Run(ctx, site, log)
+}
+
+func newLogger(e *env, format string, debug bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if debug {
+		opts.Level = slog.LevelDebug
+	}
+	if format == "auto" {
+		format = "json"
+		if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "text"
+		}
+	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, opts))
+}
+
+func cmdCheck(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	cfg := fs.String("config", "site.hcl", "site config file")
+	if _, err := parse(fs, e, args); err != nil {
+		return err
+	}
+	site, err := config.Load(*cfg)
+	if err != nil {
+		return err
+	}
+	profiles, err := daemon.LoadProfiles(site)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: ok (%s, %d profiles)\n", *cfg, site, len(profiles))
+	return nil
+}

@@ -1,0 +1,150 @@
+// Package api is the admin API the CLI talks to: HTTP+JSON, on a unix
+// socket by default. The CLI uses nothing else, so anything it can do a
+// script can do too.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+)
+
+// Inventory is what the API needs from the core.
+type Inventory interface {
+	Nodes() []inventory.Node
+	Find(ref string) (inventory.Node, error)
+	Enroll(ctx context.Context, req inventory.EnrollRequest) (inventory.Node, error)
+	LeaseFor(mac string) (inventory.Lease, bool)
+}
+
+// EnrollRequest is the body of POST /v1/nodes.
+type EnrollRequest struct {
+	MAC        string `json:"mac"`
+	Hostname   string `json:"hostname,omitempty"`
+	IP         string `json:"ip,omitempty"`
+	Profile    string `json:"profile,omitempty"`
+	BootMethod string `json:"boot_method,omitempty"`
+}
+
+// Server serves the admin API.
+type Server struct {
+	Inv      Inventory
+	Profiles func(name string) bool // reports whether a profile exists
+	Log      *slog.Logger
+}
+
+// maxBody bounds request bodies: the API takes small JSON documents only.
+const maxBody = 64 << 10
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
+		nodes := s.Inv.Nodes()
+		for i := range nodes {
+			nodes[i] = public(nodes[i])
+		}
+		reply(w, http.StatusOK, nodes)
+	})
+	mux.HandleFunc("GET /v1/nodes/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := s.Inv.Find(r.PathValue("ref"))
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		reply(w, http.StatusOK, public(n))
+	})
+	mux.HandleFunc("POST /v1/nodes", s.enroll)
+	return mux
+}
+
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
+	var req EnrollRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		reply(w, http.StatusBadRequest, Error{Error: "bad request body: " + err.Error()})
+		return
+	}
+	var ip netip.Addr
+	if req.IP != "" {
+		var err error
+		if ip, err = netip.ParseAddr(req.IP); err != nil || !ip.Is4() {
+			reply(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("%q is not an IPv4 address", req.IP)})
+			return
+		}
+	}
+	if req.Profile != "" && s.Profiles != nil && !s.Profiles(req.Profile) {
+		reply(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("no profile named %q (see `bootstrapd profiles`)", req.Profile)})
+		return
+	}
+	n, err := s.Inv.Enroll(r.Context(), inventory.EnrollRequest{
+		MAC: req.MAC, Hostname: req.Hostname, IP: ip, Profile: req.Profile, BootMethod: req.BootMethod, Actor: "api",
+	})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	reply(w, http.StatusCreated, public(n))
+}
+
+// public strips what the API never shows, even hashed.
+func public(n inventory.Node) inventory.Node {
+	n.TokenHash = nil
+	return n
+}
+
+// Error is the body of every non-2xx reply.
+type Error struct {
+	Error string `json:"error"`
+}
+
+func fail(w http.ResponseWriter, err error) {
+	code := http.StatusBadRequest
+	switch {
+	case errors.Is(err, inventory.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, inventory.ErrConflict):
+		code = http.StatusConflict
+	}
+	reply(w, code, Error{Error: err.Error()})
+}
+
+func reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// ListenUnix listens on a unix socket only its owner can use. A socket file
+// left by a crashed daemon is removed; one that still answers is not.
+func ListenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("admin socket %s is in use: is another bootstrapd running?", path)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}

@@ -1,0 +1,184 @@
+// Package config loads and validates the HCL site file.
+//
+// Every error names the file and line it is about and says what to change,
+// because the person reading it is standing in front of a rack, not a debugger.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// DHCP modes. Reservation is the default because it is the only one that is
+// safe to start on a LAN that already has a DHCP server.
+const (
+	ModeReservation = "reservation"
+	ModePool        = "pool"
+	ModeProxy       = "proxy"
+	ModeOff         = "off"
+)
+
+// Site is one site file, decoded, with defaults applied and paths absolute.
+type Site struct {
+	Interface      string `hcl:"interface"`
+	ServerAddress  string `hcl:"server_address,optional"`
+	StateDir       string `hcl:"state_dir,optional"`
+	NetbootDir     string `hcl:"netboot_dir,optional"`
+	ProfilesDir    string `hcl:"profiles_dir,optional"`
+	DefaultProfile string `hcl:"default_profile,optional"`
+
+	DHCP DHCP  `hcl:"dhcp,block"`
+	Boot *Boot `hcl:"boot,block"`
+	TFTP *TFTP `hcl:"tftp,block"`
+	HTTP *HTTP `hcl:"http,block"`
+	API  *API  `hcl:"api,block"`
+
+	// Parsed forms, filled by Load.
+	Server netip.Addr
+	Subnet netip.Prefix
+	Range  [2]netip.Addr
+	Lease  time.Duration
+
+	// Path is the file this came from; ranges lets later checks (such as a
+	// missing boot file) point at the line that named it.
+	Path   string
+	ranges map[string]hcl.Range
+}
+
+// DHCP is the dhcp block.
+type DHCP struct {
+	Mode      string   `hcl:"mode,optional"`
+	Subnet    string   `hcl:"subnet,optional"`
+	Range     []string `hcl:"range,optional"`
+	Router    string   `hcl:"router,optional"`
+	DNS       []string `hcl:"dns,optional"`
+	Domain    string   `hcl:"domain,optional"`
+	LeaseTime string   `hcl:"lease_time,optional"`
+}
+
+// Boot names the boot file for each client architecture. Names are relative
+// to the netboot directory; HTTP boot clients get the EFI file as a URL.
+type Boot struct {
+	BIOS  string `hcl:"bios,optional"`
+	EFI   string `hcl:"efi,optional"`
+	ARM64 string `hcl:"arm64,optional"`
+}
+
+// TFTP is the tftp block.
+type TFTP struct {
+	Listen    string `hcl:"listen,optional"`
+	BlockSize int    `hcl:"blksize,optional"`
+}
+
+// HTTP is the node-facing HTTP listener.
+type HTTP struct {
+	Listen string `hcl:"listen,optional"`
+}
+
+// API is the admin API the CLI talks to.
+type API struct {
+	Socket string `hcl:"socket,optional"`
+}
+
+// Error is a problem at a place in a file.
+type Error struct {
+	File string
+	Pos  hcl.Pos
+	Msg  string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Pos.Line, e.Msg) }
+
+// Load reads, decodes, defaults and validates a site file.
+func Load(path string) (*Site, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read site config: %w", err)
+	}
+	return Parse(path, src)
+}
+
+// Parse is Load for a file already in memory; path is used in messages and to
+// resolve relative directories.
+func Parse(path string, src []byte) (*Site, error) {
+	f, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	s := &Site{Path: path, ranges: map[string]hcl.Range{}}
+	if diags := gohcl.DecodeBody(f.Body, nil, s); diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	indexRanges(f.Body.(*hclsyntax.Body), "", s.ranges)
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.defaults(dir); err != nil {
+		return nil, err
+	}
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// indexRanges records where every attribute is, keyed "block.attr", so that
+// validation after decoding can still point at a line.
+func indexRanges(b *hclsyntax.Body, prefix string, out map[string]hcl.Range) {
+	out[prefix] = b.SrcRange
+	for name, a := range b.Attributes {
+		out[prefix+name] = a.SrcRange
+	}
+	for _, blk := range b.Blocks {
+		out[prefix+blk.Type] = blk.TypeRange
+		indexRanges(blk.Body, prefix+blk.Type+".", out)
+	}
+}
+
+// Errorf returns an error located at the attribute key ("dhcp.subnet"), or at
+// its block, or at the top of the file when neither was written.
+func (s *Site) Errorf(key, format string, args ...any) error {
+	r, ok := s.ranges[key]
+	for k := key; !ok && k != ""; {
+		k = parent(k)
+		r, ok = s.ranges[k]
+	}
+	if !ok {
+		r.Start = hcl.InitialPos
+	}
+	return &Error{File: s.Path, Pos: r.Start, Msg: fmt.Sprintf(format, args...)}
+}
+
+func parent(key string) string {
+	for i := len(key) - 1; i >= 0; i-- {
+		if key[i] == '.' {
+			return key[:i]
+		}
+	}
+	return ""
+}
+
+func diagError(diags hcl.Diagnostics) error {
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += ": " + d.Detail
+		}
+		if d.Subject == nil {
+			return fmt.Errorf("%s", msg)
+		}
+		return &Error{File: d.Subject.Filename, Pos: d.Subject.Start, Msg: msg}
+	}
+	return diags
+}

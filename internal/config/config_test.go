@@ -1,0 +1,141 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeSite puts src in a temp dir beside a netboot dir holding the default
+// boot files, so that only what a case changes can fail.
+func writeSite(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	nb := filepath.Join(dir, "netboot")
+	if err := os.Mkdir(nb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"undionly.kpxe", "snponly.efi"} {
+		if err := os.WriteFile(filepath.Join(nb, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, "site.hcl")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestMinimalSiteGetsDefaults(t *testing.T) {
+	p := writeSite(t, "interface = \"br0\"\ndhcp {\n  subnet = \"10.77.0.0/24\"\n}\n")
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(p)
+	want := []struct{ name, got, want string }{
+		{"mode", s.DHCP.Mode, ModeReservation},
+		{"range start", s.Range[0].String(), "10.77.0.128"},
+		{"range end", s.Range[1].String(), "10.77.0.254"},
+		{"netboot", s.NetbootDir, filepath.Join(dir, "netboot")},
+		{"profiles", s.ProfilesDir, filepath.Join(dir, "profiles")},
+		{"state", s.StateDir, DefaultStateDir},
+		{"socket", s.API.Socket, DefaultSocket},
+		{"bios", s.Boot.BIOS, "undionly.kpxe"},
+		{"efi", s.Boot.EFI, "snponly.efi"},
+		{"http", s.HTTP.Listen, ":8080"},
+	}
+	for _, w := range want {
+		if w.got != w.want {
+			t.Errorf("%s = %q, want %q", w.name, w.got, w.want)
+		}
+	}
+	if s.Lease != time.Hour || s.TFTP.BlockSize != 1468 {
+		t.Errorf("lease %v blksize %d", s.Lease, s.TFTP.BlockSize)
+	}
+	if s.Subnet != netip.MustParsePrefix("10.77.0.0/24") {
+		t.Errorf("subnet %v", s.Subnet)
+	}
+}
+
+func TestFullSite(t *testing.T) {
+	p := writeSite(t, `
+interface      = "eth1"
+server_address = "10.77.0.1"
+state_dir      = "state"
+dhcp {
+  mode       = "pool"
+  subnet     = "10.77.0.0/24"
+  range      = ["10.77.0.10", "10.77.0.20"]
+  router     = "10.77.0.1"
+  dns        = ["10.77.0.1", "9.9.9.9"]
+  domain     = "lab.example"
+  lease_time = "10m"
+}
+tftp {
+  blksize = 512
+}
+`)
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Range != [2]netip.Addr{netip.MustParseAddr("10.77.0.10"), netip.MustParseAddr("10.77.0.20")} {
+		t.Errorf("range %v", s.Range)
+	}
+	if s.Server != netip.MustParseAddr("10.77.0.1") || s.Lease != 10*time.Minute {
+		t.Errorf("server %v lease %v", s.Server, s.Lease)
+	}
+	if s.StateDir != filepath.Join(filepath.Dir(p), "state") {
+		t.Errorf("relative state_dir not resolved against the site file: %s", s.StateDir)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	cases := []struct {
+		name, src string
+		line      int
+		want      string
+	}{
+		{"unknown key", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  subnett = \"x\"\n}\n", 4, "subnett"},
+		{"unknown block", "interface = \"br0\"\nrouter {\n}\n", 2, "router"},
+		{"missing interface", "dhcp {\n  subnet = \"10.0.0.0/24\"\n}\n", 1, "interface"},
+		{"bad cidr", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.300/24\"\n}\n", 3, "not an IPv4 CIDR"},
+		{"host bits", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.5/24\"\n}\n", 3, `did you mean "10.0.0.0/24"`},
+		{"range outside", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  range = [\"10.0.0.10\", \"10.0.1.10\"]\n}\n", 4, "outside subnet 10.0.0.0/24"},
+		{"range reversed", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  range = [\"10.0.0.50\", \"10.0.0.10\"]\n}\n", 4, "after its end"},
+		{"range broadcast", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  range = [\"10.0.0.10\", \"10.0.0.255\"]\n}\n", 4, "broadcast"},
+		{"range one", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  range = [\"10.0.0.10\"]\n}\n", 4, "exactly two"},
+		{"bad mode", "interface = \"br0\"\ndhcp {\n  mode = \"full\"\n}\n", 3, "not one of reservation, pool, proxy, off"},
+		{"pool without subnet", "interface = \"br0\"\ndhcp {\n  mode = \"pool\"\n}\n", 2, "needs subnet"},
+		{"router outside", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  router = \"10.9.0.1\"\n}\n", 4, "outside subnet"},
+		{"bad dns", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  dns = [\"x\"]\n}\n", 4, "dns server"},
+		{"bad lease", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  lease_time = \"5s\"\n}\n", 4, "at least 1m"},
+		{"bad blksize", "interface = \"br0\"\ndhcp {\n  mode = \"off\"\n}\ntftp {\n  blksize = 70000\n}\n", 6, "outside 512..65464"},
+		{"missing boot file", "interface = \"br0\"\ndhcp {\n  mode = \"off\"\n}\nboot {\n  efi = \"ipxe.efi\"\n}\n", 6, "boot file ipxe.efi is missing"},
+		{"syntax", "interface = \"br0\n", 1, ""},
+		{"bad server", "interface = \"br0\"\nserver_address = \"nope\"\ndhcp {\n  mode = \"off\"\n}\n", 2, "server_address"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := writeSite(t, c.src)
+			_, err := Load(p)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			prefix := p + ":" + strconv.Itoa(c.line) + ":"
+			if !strings.HasPrefix(err.Error(), prefix) {
+				t.Errorf("error %q does not start with %q", err, prefix)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not mention %q", err, c.want)
+			}
+		})
+	}
+}
+

@@ -1,0 +1,212 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Defaults, in one place so the README can quote them.
+const (
+	DefaultStateDir  = "/var/lib/bootstrapd"
+	DefaultSocket    = "/run/bootstrapd.sock"
+	DefaultLeaseTime = time.Hour
+	DefaultBlockSize = 1468 // a full 1500-byte Ethernet frame
+)
+
+func (s *Site) defaults(dir string) error {
+	abs := func(p *string, def string) {
+		if *p == "" {
+			*p = def
+		}
+		if !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&s.StateDir, DefaultStateDir)
+	abs(&s.NetbootDir, "netboot")
+	abs(&s.ProfilesDir, "profiles")
+	if s.DHCP.Mode == "" {
+		s.DHCP.Mode = ModeReservation
+	}
+	if s.Boot == nil {
+		s.Boot = &Boot{}
+	}
+	if s.Boot.BIOS == "" {
+		s.Boot.BIOS = "undionly.kpxe"
+	}
+	if s.Boot.EFI == "" {
+		// snponly.efi drives the NIC through the firmware's own driver, which
+		// works on more hardware than iPXE's native drivers in ipxe.efi.
+		s.Boot.EFI = "snponly.efi"
+	}
+	if s.TFTP == nil {
+		s.TFTP = &TFTP{}
+	}
+	if s.TFTP.Listen == "" {
+		s.TFTP.Listen = ":69"
+	}
+	if s.TFTP.BlockSize == 0 {
+		s.TFTP.BlockSize = DefaultBlockSize
+	}
+	if s.HTTP == nil {
+		s.HTTP = &HTTP{}
+	}
+	if s.HTTP.Listen == "" {
+		s.HTTP.Listen = ":8080"
+	}
+	if s.API == nil {
+		s.API = &API{}
+	}
+	if s.API.Socket == "" {
+		s.API.Socket = DefaultSocket
+	} else if !filepath.IsAbs(s.API.Socket) {
+		s.API.Socket = filepath.Join(dir, s.API.Socket)
+	}
+	return nil
+}
+
+func (s *Site) validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(s.validateDHCP())
+	if s.ServerAddress != "" {
+		a, err := netip.ParseAddr(s.ServerAddress)
+		if err != nil || !a.Is4() {
+			add(s.Errorf("server_address", "server_address %q is not an IPv4 address", s.ServerAddress))
+		}
+		s.Server = a
+	}
+	if b := s.TFTP.BlockSize; b < 512 || b > 65464 {
+		add(s.Errorf("tftp.blksize", "tftp blksize %d is outside 512..65464 (RFC 2348); 1468 fits a 1500-byte MTU", b))
+	}
+	add(s.CheckBootFiles())
+	return errors.Join(errs...)
+}
+
+func (s *Site) validateDHCP() error {
+	d := &s.DHCP
+	switch d.Mode {
+	case ModeReservation, ModePool, ModeProxy, ModeOff:
+	default:
+		return s.Errorf("dhcp.mode", "dhcp mode %q is not one of reservation, pool, proxy, off", d.Mode)
+	}
+	lease := DefaultLeaseTime
+	if d.LeaseTime != "" {
+		var err error
+		if lease, err = time.ParseDuration(d.LeaseTime); err != nil || lease < time.Minute {
+			return s.Errorf("dhcp.lease_time", "lease_time %q must be a duration of at least 1m, like \"1h\"", d.LeaseTime)
+		}
+	}
+	s.Lease = lease
+	if d.Subnet == "" {
+		if d.Mode == ModeReservation || d.Mode == ModePool {
+			return s.Errorf("dhcp", "dhcp mode %q hands out addresses, so it needs subnet = \"a.b.c.d/nn\"", d.Mode)
+		}
+		return nil
+	}
+	p, err := netip.ParsePrefix(d.Subnet)
+	if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
+		return s.Errorf("dhcp.subnet", "subnet %q is not an IPv4 CIDR of /30 or larger, like \"10.77.0.0/24\"", d.Subnet)
+	}
+	if p != p.Masked() {
+		return s.Errorf("dhcp.subnet", "subnet %q has host bits set; did you mean %q?", d.Subnet, p.Masked().String())
+	}
+	s.Subnet = p
+	inSubnet := func(key, v string) (netip.Addr, error) {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			return a, s.Errorf(key, "%q is not an IPv4 address", v)
+		}
+		if !p.Contains(a) {
+			return a, s.Errorf(key, "%s is outside subnet %s", a, p)
+		}
+		return a, nil
+	}
+	if d.Router != "" {
+		if _, err := inSubnet("dhcp.router", d.Router); err != nil {
+			return err
+		}
+	}
+	for _, v := range d.DNS {
+		if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {
+			return s.Errorf("dhcp.dns", "dns server %q is not an IPv4 address", v)
+		}
+	}
+	switch len(d.Range) {
+	case 0:
+		s.Range = defaultRange(p)
+	case 2:
+		lo, err := inSubnet("dhcp.range", d.Range[0])
+		if err != nil {
+			return err
+		}
+		hi, err := inSubnet("dhcp.range", d.Range[1])
+		if err != nil {
+			return err
+		}
+		if hi.Less(lo) {
+			return s.Errorf("dhcp.range", "range starts at %s, after its end %s; write [first, last]", lo, hi)
+		}
+		if lo == p.Addr() || hi == lastAddr(p) {
+			return s.Errorf("dhcp.range", "range %s-%s includes the network or broadcast address of %s", lo, hi, p)
+		}
+		s.Range = [2]netip.Addr{lo, hi}
+	default:
+		return s.Errorf("dhcp.range", "range needs exactly two addresses, [first, last]")
+	}
+	return nil
+}
+
+// defaultRange is the upper half of the subnet, leaving the lower half for
+// routers and servers that are usually numbered from the bottom.
+func defaultRange(p netip.Prefix) [2]netip.Addr {
+	base := u32(p.Addr())
+	size := uint32(1) << (32 - p.Bits())
+	return [2]netip.Addr{from32(base + size/2), from32(base + size - 2)}
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	return from32(u32(p.Addr()) | (uint32(1)<<(32-p.Bits()) - 1))
+}
+
+func u32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func from32(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// CheckBootFiles reports boot files named in the site that are not in the
+// netboot directory. It is part of validation and is also what the daemon
+// says at start, so "missing file" always comes with the line that named it.
+func (s *Site) CheckBootFiles() error {
+	var errs []error
+	for _, f := range []struct{ key, name string }{
+		{"boot.bios", s.Boot.BIOS}, {"boot.efi", s.Boot.EFI}, {"boot.arm64", s.Boot.ARM64},
+	} {
+		if f.name == "" {
+			continue
+		}
+		p := filepath.Join(s.NetbootDir, f.name)
+		if _, err := os.Stat(p); err != nil {
+			errs = append(errs, s.Errorf(f.key, "boot file %s is missing (%v); run `make netboot` or set %s to a file in %s",
+				f.name, errors.Unwrap(err), f.key, s.NetbootDir))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// String is a one-line summary for logs.
+func (s *Site) String() string {
+	return fmt.Sprintf("interface=%s mode=%s subnet=%s", s.Interface, s.DHCP.Mode, s.Subnet)
+}

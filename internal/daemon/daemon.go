@@ -1,0 +1,214 @@
+// Package daemon wires the site config to the store, the inventory and the
+// listeners, and runs them until the context ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bootstrapd/bootstrapd/internal/api"
+	"github.com/bootstrapd/bootstrapd/internal/config"
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/profile"
+	"github.com/bootstrapd/bootstrapd/internal/pxe"
+	"github.com/bootstrapd/bootstrapd/internal/store"
+)
+
+// StoreFile is the store's name inside the state directory.
+const StoreFile = "bootstrapd.db"
+
+// Run serves site until ctx is cancelled, then closes every listener and
+// the store before returning.
+func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
+	profiles, err := LoadProfiles(site)
+	if err != nil {
+		return err
+	}
+	server, err := ServerAddress(site)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(filepath.Join(site.StateDir, StoreFile))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	inv, err := inventory.Open(db, inventory.Pool{Subnet: site.Subnet, Range: site.Range, Lease: site.Lease}, log)
+	if err != nil {
+		return err
+	}
+	assets, err := os.OpenRoot(site.NetbootDir)
+	if err != nil {
+		return fmt.Errorf("netboot directory: %w", err)
+	}
+	defer assets.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	httpAddr := withHost(site.HTTP.Listen, server)
+	baseURL := "http://" + httpAddr
+	nodes := &pxe.NodeHTTP{
+		Booter: inv, Profiles: profiles, DefaultProfile: site.DefaultProfile,
+		Assets: assets, BaseURL: baseURL, Log: log.With("svc", "http"),
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", nodes.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	tftp, err := pxe.NewTFTP(site.NetbootDir, log.With("svc", "tftp"), reg)
+	if err != nil {
+		return err
+	}
+	tftp.SetBlockSize(site.TFTP.BlockSize)
+
+	admin := &api.Server{Inv: inv, Log: log.With("svc", "api"), Profiles: func(n string) bool { return profiles[n] != nil }}
+
+	// Open every listener before serving any, so a port in use is reported
+	// at start rather than after DHCP is already answering.
+	httpL, err := net.Listen("tcp4", httpAddr)
+	if err != nil {
+		return fmt.Errorf("node HTTP on %s: %w", httpAddr, err)
+	}
+	tftpAddr := withHost(site.TFTP.Listen, server)
+	tftpConn, err := net.ListenPacket("udp4", tftpAddr)
+	if err != nil {
+		httpL.Close()
+		return fmt.Errorf("TFTP on %s: %w", tftpAddr, err)
+	}
+	apiL, err := api.ListenUnix(site.API.Socket)
+	if err != nil {
+		httpL.Close()
+		tftpConn.Close()
+		return err
+	}
+	defer os.Remove(site.API.Socket)
+
+	g, ctx := errgroup.WithContext(ctx)
+	if site.DHCP.Mode != config.ModeOff {
+		dhcp := &pxe.DHCP{
+			Mode: site.DHCP.Mode, Leases: inv, Server: server, Subnet: site.Subnet,
+			Router: parseAddrs(site.DHCP.Router), DNS: parseAddrs(site.DHCP.DNS...), Domain: site.DHCP.Domain,
+			Lease: site.Lease, Log: log.With("svc", "dhcp"),
+			Boot: pxe.BootFiles{BIOS: site.Boot.BIOS, EFI: site.Boot.EFI, ARM64: site.Boot.ARM64,
+				ScriptURL: baseURL + "/boot.ipxe", AssetURL: baseURL + "/assets/"},
+		}
+		if !dhcp.Subnet.IsValid() {
+			dhcp.Subnet = netip.PrefixFrom(server, 24) // proxy mode without a subnet: only used for relay checks
+		}
+		dhcp.Register(reg)
+		ports := []int{67}
+		if site.DHCP.Mode == config.ModeProxy {
+			ports = append(ports, pxe.PXEPort)
+		}
+		for _, port := range ports {
+			conn, err := pxe.ListenDHCP(site.Interface, port)
+			if err != nil {
+				return fmt.Errorf("DHCP on %s port %d: %w", site.Interface, port, err)
+			}
+			g.Go(func() error { return pxe.ServeDHCP(ctx, conn, dhcp.Handler(port), log.With("svc", "dhcp")) })
+		}
+	}
+	g.Go(func() error { return tftp.Serve(ctx, tftpConn) })
+	g.Go(func() error { return serveHTTP(ctx, httpL, mux) })
+	g.Go(func() error { return serveHTTP(ctx, apiL, admin.Handler()) })
+
+	log.Info("bootstrapd serving", "interface", site.Interface, "mode", site.DHCP.Mode, "server", server,
+		"http", baseURL, "tftp", tftpAddr, "api", site.API.Socket, "store", db.Path(), "nodes", len(inv.Nodes()))
+	err = g.Wait()
+	log.Info("bootstrapd stopped")
+	return err
+}
+
+func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shut)
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// LoadProfiles loads the profiles directory and checks the site's default.
+func LoadProfiles(site *config.Site) (map[string]*profile.Profile, error) {
+	profiles, err := profile.LoadDir(site.ProfilesDir)
+	if err != nil {
+		return nil, err
+	}
+	if site.DefaultProfile != "" && profiles[site.DefaultProfile] == nil {
+		return nil, site.Errorf("default_profile", "default_profile %q is not in %s (have: %v)", site.DefaultProfile, site.ProfilesDir, profile.Names(profiles))
+	}
+	return profiles, nil
+}
+
+// ServerAddress is the address nodes reach us on: server_address if set,
+// else the interface's IPv4 address (the one inside the DHCP subnet if
+// there are several).
+func ServerAddress(site *config.Site) (netip.Addr, error) {
+	if site.Server.IsValid() {
+		return site.Server, nil
+	}
+	ifi, err := net.InterfaceByName(site.Interface)
+	if err != nil {
+		return netip.Addr{}, site.Errorf("interface", "interface %q: %v (see `ip -br addr`)", site.Interface, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	var first netip.Addr
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil || !p.Addr().Is4() {
+			continue
+		}
+		if site.Subnet.IsValid() && site.Subnet.Contains(p.Addr()) {
+			return p.Addr(), nil
+		}
+		if !first.IsValid() {
+			first = p.Addr()
+		}
+	}
+	if first.IsValid() && !site.Subnet.IsValid() {
+		return first, nil
+	}
+	return netip.Addr{}, site.Errorf("interface", "interface %s has no IPv4 address in %s; add one or set server_address", site.Interface, site.Subnet)
+}
+
+// withHost fills in host when listen is ":port", so listeners bind to the
+// provisioning address rather than every interface of a laptop.
+func withHost(listen string, host netip.Addr) string {
+	h, port, err := net.SplitHostPort(listen)
+	if err != nil || h != "" {
+		return listen
+	}
+	return net.JoinHostPort(host.String(), port)
+}
+
+func parseAddrs(vs ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, v := range vs {
+		if a, err := netip.ParseAddr(v); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,376 @@
+// Package inventory is bootstrapd's core: the nodes, their leases and install
+// tokens, and the rules for how they change. It knows nothing of sockets;
+// DHCP, TFTP, HTTP and the admin API all call into it.
+package inventory
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/store"
+)
+
+const (
+	nodesBucket  = "nodes"
+	leasesBucket = "leases"
+)
+
+// Errors callers branch on.
+var (
+	ErrNotFound = errors.New("no such node")
+	ErrConflict = errors.New("conflict")
+	ErrToken    = errors.New("install token refused")
+)
+
+// Pool is the address space the inventory hands out.
+type Pool struct {
+	Subnet netip.Prefix
+	Range  [2]netip.Addr
+	Lease  time.Duration
+}
+
+// Inventory holds every node and lease in memory, backed by the store. One
+// mutex guards both: they are read on every DHCP packet, and a lease must
+// never be given to one MAC while it is reserved for another.
+type Inventory struct {
+	db   *store.DB
+	log  *slog.Logger
+	pool Pool
+	now  func() time.Time
+
+	mu     sync.Mutex
+	nodes  map[string]*Node
+	leases leaseTable
+}
+
+// Open loads the inventory from db.
+func Open(db *store.DB, pool Pool, log *slog.Logger) (*Inventory, error) {
+	inv := &Inventory{db: db, log: log, pool: pool, now: time.Now, nodes: map[string]*Node{}}
+	inv.leases.init(pool)
+	err := store.Load(db, nodesBucket, func(_ string, n Node) error {
+		inv.nodes[n.MAC] = &n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load nodes: %w", err)
+	}
+	err = store.Load(db, leasesBucket, func(_ string, l Lease) error {
+		inv.leases.put(&l)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load leases: %w", err)
+	}
+	for _, n := range inv.nodes {
+		if n.IP.IsValid() {
+			inv.leases.reserve(n.IP, n.MAC)
+		}
+	}
+	return inv, nil
+}
+
+// Node returns a copy of the node with this MAC.
+func (inv *Inventory) Node(mac string) (Node, bool) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	n, ok := inv.nodes[mac]
+	if !ok {
+		return Node{}, false
+	}
+	return n.clone(), true
+}
+
+// Find looks a node up by MAC (any notation) or hostname.
+func (inv *Inventory) Find(ref string) (Node, error) {
+	if mac, err := ParseMAC(ref); err == nil {
+		if n, ok := inv.Node(mac); ok {
+			return n, nil
+		}
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	for _, n := range inv.nodes {
+		if n.Hostname == ref {
+			return n.clone(), nil
+		}
+	}
+	return Node{}, fmt.Errorf("%w: %q is neither a known MAC nor a hostname", ErrNotFound, ref)
+}
+
+// Nodes returns every node, sorted by hostname then MAC.
+func (inv *Inventory) Nodes() []Node {
+	inv.mu.Lock()
+	out := make([]Node, 0, len(inv.nodes))
+	for _, n := range inv.nodes {
+		out = append(out, n.clone())
+	}
+	inv.mu.Unlock()
+	slices.SortFunc(out, func(a, b Node) int {
+		if c := strings.Compare(a.Hostname, b.Hostname); c != 0 {
+			return c
+		}
+		return strings.Compare(a.MAC, b.MAC)
+	})
+	return out
+}
+
+// EnrollRequest is what an operator asks for; empty fields are chosen.
+type EnrollRequest struct {
+	MAC        string
+	Hostname   string
+	IP         netip.Addr
+	Profile    string
+	BootMethod string
+	Actor      string
+}
+
+// Enroll adds a node, or enrolls a discovered one, picking a hostname and an
+// address when none is given. A MAC, hostname or IP that another node holds
+// is refused with the other node's name, so the operator knows what to fix.
+func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, error) {
+	mac, err := ParseMAC(req.MAC)
+	if err != nil {
+		return Node{}, err
+	}
+	switch req.BootMethod {
+	case "":
+		req.BootMethod = BootExit
+	case BootExit, BootSanboot, BootNone:
+	default:
+		return Node{}, fmt.Errorf("boot method %q is not one of exit, sanboot, none", req.BootMethod)
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	n := inv.nodes[mac]
+	if n != nil && n.State != Discovered && n.State != Retired {
+		return Node{}, fmt.Errorf("%w: %s is already enrolled as %s (%s)", ErrConflict, mac, n.Hostname, n.State)
+	}
+	for _, o := range inv.nodes {
+		if o.MAC == mac || o.State == Retired {
+			continue
+		}
+		if req.Hostname != "" && o.Hostname == req.Hostname {
+			return Node{}, fmt.Errorf("%w: hostname %s is taken by %s", ErrConflict, req.Hostname, o.MAC)
+		}
+		if req.IP.IsValid() && o.IP == req.IP {
+			return Node{}, fmt.Errorf("%w: address %s is reserved for %s (%s)", ErrConflict, req.IP, o.Hostname, o.MAC)
+		}
+	}
+	if req.Hostname == "" {
+		req.Hostname = inv.freeHostname()
+	}
+	if req.IP.IsValid() {
+		if !inv.pool.Subnet.Contains(req.IP) {
+			return Node{}, fmt.Errorf("address %s is outside the DHCP subnet %s", req.IP, inv.pool.Subnet)
+		}
+		if l := inv.leases.byIP[req.IP]; l != nil && l.MAC != mac && l.live(inv.now()) {
+			return Node{}, fmt.Errorf("%w: address %s is leased to %s until %s", ErrConflict, req.IP, l.MAC, l.Expires.Format(time.RFC3339))
+		}
+	} else if inv.pool.Subnet.IsValid() {
+		ip, ok := inv.leases.free(mac, inv.now())
+		if !ok {
+			return Node{}, fmt.Errorf("no free address left in %s-%s to reserve", inv.pool.Range[0], inv.pool.Range[1])
+		}
+		req.IP = ip
+	}
+	now := inv.now()
+	next := &Node{Created: now}
+	if n != nil {
+		*next = n.clone()
+	}
+	next.MAC, next.Hostname, next.IP, next.Profile, next.BootMethod = mac, req.Hostname, req.IP, req.Profile, req.BootMethod
+	next.Reason = ""
+	from := next.State
+	next.State = Enrolled
+	next.History = append(next.History, Event{At: now, From: from, To: Enrolled, Cause: "enroll", Actor: req.Actor})
+	if err := inv.save(next); err != nil {
+		return Node{}, err
+	}
+	if req.IP.IsValid() {
+		inv.leases.reserve(req.IP, mac)
+	}
+	inv.log.InfoContext(ctx, "node enrolled", "mac", mac, "hostname", next.Hostname, "ip", next.IP, "profile", next.Profile)
+	return next.clone(), nil
+}
+
+func (inv *Inventory) freeHostname() string {
+	taken := map[string]bool{}
+	for _, n := range inv.nodes {
+		taken[n.Hostname] = true
+	}
+	for i := 1; ; i++ {
+		if h := fmt.Sprintf("n%d", i); !taken[h] {
+			return h
+		}
+	}
+}
+
+// Seen records that a MAC asked to boot. An unknown MAC becomes a
+// discovered node, so the operator can enroll what actually showed up; it
+// is not persisted on every packet, only when it is new or its arch changed.
+func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	now := inv.now()
+	n := inv.nodes[mac]
+	if n != nil && n.Arch == arch {
+		n.LastSeen = now
+		return
+	}
+	next := &Node{MAC: mac, State: Discovered, Created: now}
+	if n != nil {
+		*next = n.clone()
+	} else {
+		next.History = []Event{{At: now, To: Discovered, Cause: "seen on the network"}}
+		inv.log.InfoContext(ctx, "node discovered", "mac", mac, "arch", arch)
+	}
+	next.Arch, next.LastSeen = arch, now
+	if err := inv.save(next); err != nil {
+		inv.log.ErrorContext(ctx, "record discovered node", "mac", mac, "err", err)
+	}
+}
+
+// Move makes a checked transition and records it.
+func (inv *Inventory) Move(ctx context.Context, mac string, to State, cause, actor string) (Node, error) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	n := inv.nodes[mac]
+	if n == nil {
+		return Node{}, fmt.Errorf("%w: %s", ErrNotFound, mac)
+	}
+	next := n.clone()
+	if err := next.move(inv.now(), to, cause, actor); err != nil {
+		return Node{}, err
+	}
+	if err := inv.save(&next); err != nil {
+		return Node{}, err
+	}
+	inv.log.InfoContext(ctx, "node state", "mac", mac, "hostname", n.Hostname, "from", n.State, "to", to, "cause", cause)
+	return next.clone(), nil
+}
+
+func (n *Node) move(now time.Time, to State, cause, actor string) error {
+	if !CanMove(n.State, to) {
+		return fmt.Errorf("%w: %s cannot go from %s to %s", ErrConflict, n.MAC, n.State, to)
+	}
+	n.History = append(n.History, Event{At: now, From: n.State, To: to, Cause: cause, Actor: actor})
+	n.State = to
+	if to == Failed {
+		n.Reason = cause
+	}
+	if to != Installing {
+		n.TokenHash, n.TokenExpires = nil, time.Time{}
+	}
+	return nil
+}
+
+// StartInstall is called when a node fetches its install script. It mints
+// the one-time token the installer uses to report back and moves the node to
+// installing. A node that reboots mid-install gets a fresh token; the old one
+// stops working.
+func (inv *Inventory) StartInstall(ctx context.Context, mac string, ttl time.Duration) (Node, string, error) {
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	token := base64.RawURLEncoding.EncodeToString(raw)
+	sum := sha256.Sum256([]byte(token))
+
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	n := inv.nodes[mac]
+	if n == nil {
+		return Node{}, "", fmt.Errorf("%w: %s", ErrNotFound, mac)
+	}
+	next := n.clone()
+	now := inv.now()
+	if next.State == Installing {
+		next.History = append(next.History, Event{At: now, Cause: "install restarted (node booted the installer again)"})
+	} else if err := next.move(now, Installing, "booted the installer", "node"); err != nil {
+		return Node{}, "", err
+	}
+	next.TokenHash, next.TokenExpires = sum[:], now.Add(ttl)
+	if err := inv.save(&next); err != nil {
+		return Node{}, "", err
+	}
+	return next.clone(), token, nil
+}
+
+// Report is the installer calling back with its token. The token must be
+// the current one for a node that is installing, and the MAC the caller
+// gives must be that node's: anything else is refused and recorded.
+func (inv *Inventory) Report(ctx context.Context, token, mac, status string) (Node, error) {
+	sum := sha256.Sum256([]byte(token))
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	var n *Node
+	for _, c := range inv.nodes {
+		if len(c.TokenHash) > 0 && subtle.ConstantTimeCompare(c.TokenHash, sum[:]) == 1 {
+			n = c
+			break
+		}
+	}
+	now := inv.now()
+	switch {
+	case n == nil:
+		inv.log.WarnContext(ctx, "install report refused: unknown or used token", "claimed_mac", mac)
+		if o := inv.nodes[mac]; o != nil {
+			o.History = append(o.History, Event{At: now, Cause: "refused install report: unknown or already used token"})
+			_ = inv.save(o)
+		}
+		return Node{}, ErrToken
+	case now.After(n.TokenExpires):
+		inv.log.WarnContext(ctx, "install report refused: token expired", "mac", n.MAC)
+		n.History = append(n.History, Event{At: now, Cause: "refused install report: token expired"})
+		_ = inv.save(n)
+		return Node{}, ErrToken
+	case mac != "" && mac != n.MAC:
+		inv.log.WarnContext(ctx, "install report refused: token belongs to another node", "mac", n.MAC, "claimed_mac", mac)
+		n.History = append(n.History, Event{At: now, Cause: "refused install report claiming MAC " + mac})
+		_ = inv.save(n)
+		return Node{}, ErrToken
+	}
+	next := n.clone()
+	var err error
+	switch {
+	case status == "" || status == string(Installed):
+		err = next.move(now, Installed, "installer reported success", "node")
+	case strings.HasPrefix(status, "failed"):
+		err = next.move(now, Failed, strings.TrimSpace(strings.TrimPrefix(status, "failed:")), "node")
+	default:
+		next.History = append(next.History, Event{At: now, Cause: status, Actor: "node"})
+	}
+	if err != nil {
+		return Node{}, err
+	}
+	if err := inv.save(&next); err != nil {
+		return Node{}, err
+	}
+	inv.log.InfoContext(ctx, "install report", "mac", n.MAC, "hostname", n.Hostname, "status", status, "state", next.State)
+	return next.clone(), nil
+}
+
+// save writes n durably and then publishes it in memory. Callers hold mu.
+func (inv *Inventory) save(n *Node) error {
+	if err := inv.db.Put(nodesBucket, n.MAC, n); err != nil {
+		return fmt.Errorf("save node %s: %w", n.MAC, err)
+	}
+	inv.nodes[n.MAC] = n
+	return nil
+}
+
+func (n *Node) clone() Node {
+	c := *n
+	c.History = slices.Clone(n.History)
+	c.TokenHash = slices.Clone(n.TokenHash)
+	return c
+}

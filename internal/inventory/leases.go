@@ -1,0 +1,259 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Lease errors the DHCP server turns into silence or a NAK.
+var (
+	ErrNoLease   = errors.New("no address for this client")
+	ErrWrongAddr = errors.New("requested address is not this client's")
+)
+
+// offerHold is how long an offered address stays set aside for the client
+// it was offered to. Clients that take longer than this have lost the race.
+const offerHold = 30 * time.Second
+
+// Lease is an address bound to a MAC until Expires. A declined address has
+// no MAC: it is quarantined until Expires because something else answers ARP
+// for it.
+type Lease struct {
+	MAC      string     `json:"mac,omitempty"`
+	IP       netip.Addr `json:"ip"`
+	Expires  time.Time  `json:"expires"`
+	Declined bool       `json:"declined,omitempty"`
+}
+
+func (l *Lease) live(now time.Time) bool { return now.Before(l.Expires) }
+
+type offer struct {
+	ip      netip.Addr
+	expires time.Time
+}
+
+// leaseTable is the in-memory index. Its owner's mutex guards it.
+type leaseTable struct {
+	lo, hi   uint32
+	next     uint32 // where the next free-address scan starts
+	byIP     map[netip.Addr]*Lease
+	byMAC    map[string]*Lease
+	offers   map[string]offer     // mac -> pending offer, never persisted
+	offered  map[netip.Addr]string // ip -> mac of the pending offer
+	reserved map[netip.Addr]string // ip -> mac of the enrolled node it belongs to
+}
+
+func (t *leaseTable) init(p Pool) {
+	t.byIP, t.byMAC = map[netip.Addr]*Lease{}, map[string]*Lease{}
+	t.offers, t.offered, t.reserved = map[string]offer{}, map[netip.Addr]string{}, map[netip.Addr]string{}
+	if p.Range[0].IsValid() {
+		t.lo, t.hi = u32(p.Range[0]), u32(p.Range[1])
+		t.next = t.lo
+	}
+}
+
+func (t *leaseTable) put(l *Lease) {
+	if old := t.byIP[l.IP]; old != nil && old.MAC != "" && t.byMAC[old.MAC] == old {
+		delete(t.byMAC, old.MAC)
+	}
+	t.byIP[l.IP] = l
+	if l.MAC != "" {
+		if old := t.byMAC[l.MAC]; old != nil && old.IP != l.IP && t.byIP[old.IP] == old {
+			// A client keeps one lease; its old address goes back to the pool.
+			delete(t.byIP, old.IP)
+		}
+		t.byMAC[l.MAC] = l
+	}
+}
+
+func (t *leaseTable) reserve(ip netip.Addr, mac string) { t.reserved[ip] = mac }
+
+// usable reports whether mac may hold ip now.
+func (t *leaseTable) usable(ip netip.Addr, mac string, now time.Time) bool {
+	if owner, ok := t.reserved[ip]; ok && owner != mac {
+		return false
+	}
+	if l := t.byIP[ip]; l != nil && l.MAC != mac && l.live(now) {
+		return false
+	}
+	if m, ok := t.offered[ip]; ok && m != mac && now.Before(t.offers[m].expires) {
+		return false
+	}
+	return true
+}
+
+func (t *leaseTable) inRange(ip netip.Addr) bool {
+	v := u32(ip)
+	return ip.Is4() && t.lo != 0 && v >= t.lo && v <= t.hi
+}
+
+// free finds an address for mac in the range, scanning from a rotating
+// cursor so that a just-released address is not handed straight to the next
+// client (which would confuse ARP caches).
+func (t *leaseTable) free(mac string, now time.Time) (netip.Addr, bool) {
+	if t.lo == 0 {
+		return netip.Addr{}, false
+	}
+	size := t.hi - t.lo + 1
+	for i := uint32(0); i < size; i++ {
+		v := t.lo + (t.next-t.lo+i)%size
+		ip := from32(v)
+		if _, reserved := t.reserved[ip]; reserved {
+			continue
+		}
+		if t.usable(ip, mac, now) {
+			t.next = t.lo + (v-t.lo+1)%size
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// Offer picks the address for a DISCOVER: the node's reservation, else (when
+// pool is true) the client's previous address, the one it asks for, or any
+// free one. The choice is held for the client for a short while.
+func (inv *Inventory) Offer(mac string, requested netip.Addr, pool bool) (netip.Addr, error) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	now := inv.now()
+	t := &inv.leases
+	ip, err := inv.addressFor(mac, requested, pool, now)
+	if err != nil {
+		return ip, err
+	}
+	if o, ok := t.offers[mac]; ok && o.ip != ip {
+		delete(t.offered, o.ip)
+	}
+	t.offers[mac] = offer{ip: ip, expires: now.Add(offerHold)}
+	t.offered[ip] = mac
+	return ip, nil
+}
+
+func (inv *Inventory) addressFor(mac string, requested netip.Addr, pool bool, now time.Time) (netip.Addr, error) {
+	t := &inv.leases
+	if n := inv.nodes[mac]; n != nil && n.IP.IsValid() && n.State != Discovered && n.State != Retired {
+		return n.IP, nil
+	}
+	if !pool {
+		return netip.Addr{}, ErrNoLease
+	}
+	if o, ok := t.offers[mac]; ok && now.Before(o.expires) && t.usable(o.ip, mac, now) {
+		return o.ip, nil
+	}
+	if l := t.byMAC[mac]; l != nil && t.inRange(l.IP) && t.usable(l.IP, mac, now) {
+		return l.IP, nil
+	}
+	if t.inRange(requested) && t.usable(requested, mac, now) && t.notQuarantined(requested, now) {
+		return requested, nil
+	}
+	if ip, ok := t.free(mac, now); ok {
+		return ip, nil
+	}
+	return netip.Addr{}, fmt.Errorf("%w: pool %s-%s is exhausted", ErrNoLease, from32(t.lo), from32(t.hi))
+}
+
+func (t *leaseTable) notQuarantined(ip netip.Addr, now time.Time) bool {
+	l := t.byIP[ip]
+	return l == nil || !l.Declined || !l.live(now)
+}
+
+// Commit binds ip to mac for a REQUEST and returns once the lease is on disk,
+// so an ACK is never sent for a lease a crash would forget. A client asking
+// for an address that is not its own gets ErrWrongAddr (the server NAKs); a
+// client the server has nothing for gets ErrNoLease (the server stays silent).
+func (inv *Inventory) Commit(ctx context.Context, mac string, ip netip.Addr, pool bool) (Lease, error) {
+	inv.mu.Lock()
+	now := inv.now()
+	t := &inv.leases
+	want, err := inv.addressFor(mac, ip, pool, now)
+	if err != nil {
+		inv.mu.Unlock()
+		return Lease{}, err
+	}
+	if want != ip {
+		inv.mu.Unlock()
+		return Lease{}, fmt.Errorf("%w: %s asked for %s", ErrWrongAddr, mac, ip)
+	}
+	l := &Lease{MAC: mac, IP: ip, Expires: now.Add(inv.pool.Lease)}
+	t.put(l)
+	if o, ok := t.offers[mac]; ok {
+		delete(t.offered, o.ip)
+		delete(t.offers, mac)
+	}
+	inv.mu.Unlock()
+	// The write happens outside the lock so that concurrent ACKs share one
+	// fsync (the store batches them).
+	if err := inv.db.Put(leasesBucket, ip.String(), l); err != nil {
+		return Lease{}, fmt.Errorf("persist lease %s for %s: %w", ip, mac, err)
+	}
+	return *l, nil
+}
+
+// Release ends mac's lease on ip now. The record stays so the client gets
+// the same address back next time if it is still free.
+func (inv *Inventory) Release(ctx context.Context, mac string, ip netip.Addr) error {
+	return inv.endLease(mac, ip, func(l *Lease, now time.Time) { l.Expires = now })
+}
+
+// Decline quarantines ip for one lease time: the client found another host
+// already using it.
+func (inv *Inventory) Decline(ctx context.Context, mac string, ip netip.Addr) error {
+	return inv.endLease(mac, ip, func(l *Lease, now time.Time) {
+		l.MAC, l.Declined, l.Expires = "", true, now.Add(inv.pool.Lease)
+	})
+}
+
+func (inv *Inventory) endLease(mac string, ip netip.Addr, change func(*Lease, time.Time)) error {
+	inv.mu.Lock()
+	t := &inv.leases
+	old := t.byIP[ip]
+	if old == nil || old.MAC != mac {
+		inv.mu.Unlock()
+		return fmt.Errorf("%w: %s holds no lease on %s", ErrNoLease, mac, ip)
+	}
+	l := *old
+	change(&l, inv.now())
+	if l.MAC == "" {
+		delete(t.byMAC, mac)
+	}
+	t.put(&l)
+	inv.mu.Unlock()
+	return inv.db.Put(leasesBucket, ip.String(), &l)
+}
+
+// Leases returns the lease table, for the admin API.
+func (inv *Inventory) Leases() []Lease {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	out := make([]Lease, 0, len(inv.leases.byIP))
+	for _, l := range inv.leases.byIP {
+		out = append(out, *l)
+	}
+	return out
+}
+
+// LeaseFor returns mac's current lease, if it has one.
+func (inv *Inventory) LeaseFor(mac string) (Lease, bool) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	l := inv.leases.byMAC[mac]
+	if l == nil {
+		return Lease{}, false
+	}
+	return *l, true
+}
+
+func u32(a netip.Addr) uint32 {
+	if !a.Is4() {
+		return 0
+	}
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func from32(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}

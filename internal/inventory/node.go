@@ -1,0 +1,97 @@
+package inventory
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// State is where a node is in its life.
+type State string
+
+// The lifecycle. A node moves along discovered -> ... -> ready; failed and
+// retiring/retired can be reached from the middle of it.
+const (
+	Discovered State = "discovered"
+	Enrolled   State = "enrolled"
+	Installing State = "installing"
+	Installed  State = "installed"
+	Joined     State = "joined"
+	Ready      State = "ready"
+	Failed     State = "failed"
+	Retiring   State = "retiring"
+	Retired    State = "retired"
+)
+
+// transitions lists, for each state, where a node may go next. Going back to
+// Enrolled is how reinstall and re-enroll are spelled.
+var transitions = map[State][]State{
+	Discovered: {Enrolled},
+	Enrolled:   {Installing, Failed, Retiring},
+	Installing: {Installed, Failed, Enrolled, Retiring},
+	Installed:  {Joined, Failed, Enrolled, Retiring},
+	Joined:     {Ready, Failed, Enrolled, Retiring},
+	Ready:      {Joined, Failed, Enrolled, Retiring},
+	Failed:     {Enrolled, Retiring},
+	Retiring:   {Retired, Failed},
+	Retired:    {Enrolled},
+}
+
+// CanMove reports whether from -> to is a legal transition.
+func CanMove(from, to State) bool { return slices.Contains(transitions[from], to) }
+
+// Local-boot methods for an installed node. Firmware differs in which of
+// these actually falls through to the disk, so it is chosen per node.
+const (
+	BootExit    = "exit"    // iPXE exits; the firmware tries the next boot device
+	BootSanboot = "sanboot" // iPXE boots the first local disk itself
+	BootNone    = "none"    // no script: the node keeps retrying PXE
+)
+
+// Node is one machine bootstrapd knows about, keyed by its MAC.
+type Node struct {
+	MAC        string     `json:"mac"`
+	Hostname   string     `json:"hostname,omitempty"`
+	IP         netip.Addr `json:"ip,omitzero"`
+	Profile    string     `json:"profile,omitempty"`
+	State      State      `json:"state"`
+	Reason     string     `json:"reason,omitempty"` // why it failed
+	BootMethod string     `json:"boot_method,omitempty"`
+	BootFile   string     `json:"boot_file,omitempty"` // per-node override of the arch default
+	Arch       string     `json:"arch,omitempty"`      // last client arch seen on DHCP
+	LastSeen   time.Time  `json:"last_seen,omitzero"`
+	Created    time.Time  `json:"created"`
+	History    []Event    `json:"history,omitempty"`
+
+	// The install token is stored only as a hash: a copy of the store does
+	// not let anyone claim a node's install.
+	TokenHash    []byte    `json:"token_hash,omitempty"`
+	TokenExpires time.Time `json:"token_expires,omitzero"`
+}
+
+// Event is one recorded transition or report.
+type Event struct {
+	At    time.Time `json:"at"`
+	From  State     `json:"from,omitempty"`
+	To    State     `json:"to,omitempty"`
+	Cause string    `json:"cause"`
+	Actor string    `json:"actor,omitempty"`
+}
+
+// ParseMAC accepts the notations people paste (52:54:00:aa:bb:cc,
+// 52-54-00-AA-BB-CC, 5254.00aa.bbcc) and returns the canonical lower-case
+// colon form, which is the key everywhere.
+func ParseMAC(s string) (string, error) {
+	hw, err := net.ParseMAC(s)
+	if err == nil && len(hw) == 6 {
+		return hw.String(), nil
+	}
+	if len(s) == 12 {
+		if hw, err := net.ParseMAC(fmt.Sprintf("%s:%s:%s:%s:%s:%s", s[0:2], s[2:4], s[4:6], s[6:8], s[8:10], s[10:12])); err == nil {
+			return hw.String(), nil
+		}
+	}
+	return "", fmt.Errorf("%q is not an Ethernet MAC address (want 6 bytes, like 52:54:00:aa:bb:cc)", s)
+}

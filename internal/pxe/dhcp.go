@@ -1,0 +1,334 @@
+package pxe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bootstrapd/bootstrapd/internal/config"
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+)
+
+// Leaser is what the DHCP server needs from the inventory.
+type Leaser interface {
+	Node(mac string) (inventory.Node, bool)
+	Seen(ctx context.Context, mac, arch string)
+	Offer(mac string, requested netip.Addr, pool bool) (netip.Addr, error)
+	Commit(ctx context.Context, mac string, ip netip.Addr, pool bool) (inventory.Lease, error)
+	Release(ctx context.Context, mac string, ip netip.Addr) error
+	Decline(ctx context.Context, mac string, ip netip.Addr) error
+}
+
+// PXEPort is where UEFI PXE clients send their proxyDHCP REQUEST.
+const PXEPort = 4011
+
+// DHCP is the DHCP policy for one interface: which requests are answered and
+// with what. Reply is pure apart from the Leaser; Handle puts it on a socket.
+type DHCP struct {
+	Mode   string // one of config.Mode*
+	Leases Leaser
+	Server netip.Addr // our address on the interface: server id and next-server
+	Subnet netip.Prefix
+	Router []netip.Addr
+	DNS    []netip.Addr
+	Domain string
+	Lease  time.Duration
+	Boot   BootFiles
+	Log    *slog.Logger
+
+	metrics *dhcpMetrics
+}
+
+// Register adds the DHCP counters to reg.
+func (h *DHCP) Register(reg prometheus.Registerer) {
+	h.metrics = newDHCPMetrics(reg)
+}
+
+// Reply computes the answer to req, which arrived on port (67, or 4011 for
+// proxyDHCP). A nil reply means stay silent, which is the right answer to
+// anything that is not ours to answer.
+func (h *DHCP) Reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) (*dhcpv4.DHCPv4, error) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest || len(req.ClientHWAddr) != 6 {
+		return nil, errors.New("not an Ethernet BOOTREQUEST")
+	}
+	if !req.GatewayIPAddr.IsUnspecified() && h.Subnet.IsValid() && !h.Subnet.Contains(addr(req.GatewayIPAddr)) {
+		return nil, errors.New("relayed from " + req.GatewayIPAddr.String() + ", outside " + h.Subnet.String())
+	}
+	mac := req.ClientHWAddr.String()
+	c := Classify(req)
+	if c.PXE && !c.IPXE && req.MessageType() != dhcpv4.MessageTypeRelease {
+		h.Leases.Seen(ctx, mac, ArchName(c))
+	}
+	switch h.Mode {
+	case config.ModeProxy:
+		return h.proxyReply(req, c, port)
+	case config.ModePool, config.ModeReservation:
+		if port != dhcpv4.ServerPort {
+			return nil, nil
+		}
+		return h.serverReply(ctx, req, c)
+	}
+	return nil, nil
+}
+
+func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, c Client) (*dhcpv4.DHCPv4, error) {
+	mac := req.ClientHWAddr.String()
+	pool := h.Mode == config.ModePool
+	switch req.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		ip, err := h.Leases.Offer(mac, addr(req.RequestedIPAddress()), pool)
+		if err != nil {
+			return nil, quiet(err)
+		}
+		return h.lease(req, c, dhcpv4.MessageTypeOffer, ip)
+	case dhcpv4.MessageTypeRequest:
+		if sid := req.ServerIdentifier(); sid != nil && addr(sid) != h.Server {
+			return nil, nil // the client chose another server's offer
+		}
+		ip := addr(req.RequestedIPAddress())
+		if !ip.IsValid() {
+			ip = addr(req.ClientIPAddr) // renewing or rebinding
+		}
+		l, err := h.Leases.Commit(ctx, mac, ip, pool)
+		switch {
+		case errors.Is(err, inventory.ErrWrongAddr):
+			return h.nak(req, err.Error())
+		case err != nil:
+			return nil, quiet(err)
+		}
+		return h.lease(req, c, dhcpv4.MessageTypeAck, l.IP)
+	case dhcpv4.MessageTypeRelease:
+		return nil, quiet(h.Leases.Release(ctx, mac, addr(req.ClientIPAddr)))
+	case dhcpv4.MessageTypeDecline:
+		return nil, quiet(h.Leases.Decline(ctx, mac, addr(req.RequestedIPAddress())))
+	case dhcpv4.MessageTypeInform:
+		if _, known := h.Leases.Node(mac); !pool && !known {
+			return nil, nil
+		}
+		resp, err := h.base(req, c, dhcpv4.MessageTypeAck)
+		if err != nil {
+			return nil, err
+		}
+		// RFC 2131 4.3.5: no address and no lease time in the reply to INFORM.
+		resp.YourIPAddr = net.IPv4zero
+		resp.Options.Del(dhcpv4.OptionIPAddressLeaseTime)
+		resp.Options.Del(dhcpv4.OptionRenewTimeValue)
+		resp.Options.Del(dhcpv4.OptionRebindingTimeValue)
+		return resp, nil
+	}
+	return nil, nil
+}
+
+// quiet marks errors that mean "not ours": they are counted, not logged loud.
+func quiet(err error) error {
+	if errors.Is(err, inventory.ErrNoLease) {
+		return nil
+	}
+	return err
+}
+
+func (h *DHCP) lease(req *dhcpv4.DHCPv4, c Client, t dhcpv4.MessageType, ip netip.Addr) (*dhcpv4.DHCPv4, error) {
+	resp, err := h.base(req, c, t)
+	if err != nil {
+		return nil, err
+	}
+	resp.YourIPAddr = ip.AsSlice()
+	if n, ok := h.Leases.Node(req.ClientHWAddr.String()); ok && n.Hostname != "" && n.IP == ip {
+		resp.UpdateOption(dhcpv4.OptHostName(n.Hostname))
+	}
+	return resp, nil
+}
+
+// base is a reply carrying everything but the address: network options,
+// lease timers and, for PXE clients, the boot file.
+func (h *DHCP) base(req *dhcpv4.DHCPv4, c Client, t dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+	resp, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(t),
+		dhcpv4.WithServerIP(h.Server.AsSlice()),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(h.Server.AsSlice())),
+		dhcpv4.WithNetmask(net.CIDRMask(h.Subnet.Bits(), 32)),
+		dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(h.Lease)),
+		dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(h.Lease/2)),
+		dhcpv4.WithOption(dhcpv4.OptRebindingTimeValue(h.Lease*7/8)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if len(h.Router) > 0 {
+		resp.UpdateOption(dhcpv4.OptRouter(ips(h.Router)...))
+	}
+	if len(h.DNS) > 0 {
+		resp.UpdateOption(dhcpv4.OptDNS(ips(h.DNS)...))
+	}
+	if h.Domain != "" {
+		resp.UpdateOption(dhcpv4.OptDomainName(h.Domain))
+	}
+	h.setBootFile(req, resp, c)
+	return resp, nil
+}
+
+func (h *DHCP) setBootFile(req, resp *dhcpv4.DHCPv4, c Client) {
+	var override string
+	if n, ok := h.Leases.Node(req.ClientHWAddr.String()); ok {
+		override = n.BootFile
+	}
+	file, ok := h.Boot.BootFile(c, override)
+	if !ok {
+		return
+	}
+	resp.BootFileName = file
+	resp.UpdateOption(dhcpv4.OptBootFileName(file))
+	if c.HTTPClient && !c.IPXE {
+		// EDK2 only treats an offer as HTTP boot if option 60 says so.
+		resp.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))
+	}
+}
+
+func (h *DHCP) nak(req *dhcpv4.DHCPv4, msg string) (*dhcpv4.DHCPv4, error) {
+	return dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(h.Server.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptMessage(msg)),
+	)
+}
+
+// proxyReply answers PXE clients with boot information only (yiaddr stays
+// 0.0.0.0), so bootstrapd can sit beside the router's DHCP server.
+func (h *DHCP) proxyReply(req *dhcpv4.DHCPv4, c Client, port int) (*dhcpv4.DHCPv4, error) {
+	if !c.PXE && !c.IPXE {
+		return nil, nil
+	}
+	var t dhcpv4.MessageType
+	switch {
+	case port == dhcpv4.ServerPort && req.MessageType() == dhcpv4.MessageTypeDiscover:
+		t = dhcpv4.MessageTypeOffer
+	case port == PXEPort && req.MessageType() == dhcpv4.MessageTypeRequest:
+		t = dhcpv4.MessageTypeAck
+	default:
+		return nil, nil // the real DHCP server handles the rest
+	}
+	resp, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(t),
+		dhcpv4.WithServerIP(h.Server.AsSlice()),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(h.Server.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient")),
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientMachineIdentifier),
+	)
+	if err != nil {
+		return nil, err
+	}
+	h.setBootFile(req, resp, c)
+	if c.HTTPClient && !c.IPXE {
+		resp.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))
+	}
+	if port == dhcpv4.ServerPort && !c.IPXE && c.Arch == 0 {
+		// BIOS PXE ROMs: discovery control 8 says "the file is in this
+		// offer, boot it" instead of asking port 4011. UEFI firmware gets no
+		// option 43 and asks 4011, which is what EDK2 expects.
+		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
+	}
+	return resp, nil
+}
+
+// Dest is where a reply to req goes (RFC 2131 4.1): back to the relay, to
+// the client's own address if it has one, or broadcast on the segment.
+func Dest(req, resp *dhcpv4.DHCPv4, peer *net.UDPAddr, port int) *net.UDPAddr {
+	switch {
+	case !req.GatewayIPAddr.IsUnspecified():
+		return &net.UDPAddr{IP: req.GatewayIPAddr, Port: dhcpv4.ServerPort}
+	case port == PXEPort:
+		return peer
+	case resp.MessageType() == dhcpv4.MessageTypeNak:
+		return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+	case !req.ClientIPAddr.IsUnspecified():
+		return &net.UDPAddr{IP: req.ClientIPAddr, Port: dhcpv4.ClientPort}
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+}
+
+// Handler adapts h to server4 for a listener on port.
+func (h *DHCP) Handler(port int) server4.Handler {
+	return func(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
+		ctx := context.Background()
+		h.metrics.request(req.MessageType())
+		resp, err := h.Reply(ctx, req, port)
+		if err != nil {
+			h.metrics.error()
+			h.Log.Warn("dhcp request not answered", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "err", err)
+			return
+		}
+		if resp == nil {
+			return
+		}
+		up, _ := peer.(*net.UDPAddr)
+		dst := Dest(req, resp, up, port)
+		if _, err := conn.WriteTo(resp.ToBytes(), dst); err != nil {
+			h.metrics.error()
+			h.Log.Warn("dhcp reply not sent", "mac", req.ClientHWAddr.String(), "to", dst.String(), "err", err)
+			return
+		}
+		h.metrics.reply(resp.MessageType())
+		if h.Log.Enabled(ctx, slog.LevelDebug) {
+			h.Log.Debug("dhcp", "mac", req.ClientHWAddr.String(), "req", req.MessageType().String(), "reply", resp.MessageType().String(),
+				"yiaddr", resp.YourIPAddr.String(), "file", resp.BootFileName, "to", dst.String())
+		}
+	}
+}
+
+// ServeDHCP answers on conn until ctx ends.
+func ServeDHCP(ctx context.Context, conn net.PacketConn, handler server4.Handler, log *slog.Logger) error {
+	srv, err := server4.NewServer("", nil, handler, server4.WithConn(conn), server4.WithLogger(slogPrinter{log}))
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	err = srv.Serve()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// ListenDHCP opens a UDP socket on port bound to the named interface only,
+// so replies never leave by, and requests are never taken from, another one.
+func ListenDHCP(iface string, port int) (net.PacketConn, error) {
+	return server4.NewIPv4UDPConn(iface, &net.UDPAddr{Port: port})
+}
+
+// slogPrinter passes server4's messages (notably malformed packets) to slog.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, v ...any) {
+	if len(format) >= 5 && format[:5] == "Error" {
+		p.log.Warn("dhcp: " + fmt.Sprintf(format, v...))
+	}
+}
+
+func (p slogPrinter) PrintMessage(prefix string, m *dhcpv4.DHCPv4) {}
+
+func addr(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip.To4())
+	if a.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return a
+}
+
+func ips(as []netip.Addr) []net.IP {
+	out := make([]net.IP, len(as))
+	for i, a := range as {
+		out[i] = a.AsSlice()
+	}
+	return out
+}

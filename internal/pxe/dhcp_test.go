@@ -1,0 +1,287 @@
+package pxe
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/bootstrapd/bootstrapd/internal/config"
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/store"
+)
+
+var (
+	serverIP = netip.MustParseAddr("10.77.0.1")
+	enrolled = "52:54:00:00:00:01"
+	stranger = "52:54:00:00:00:99"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newInventory is a real inventory on a temp store, with one enrolled node.
+func newInventory(t *testing.T) *inventory.Inventory {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	inv, err := inventory.Open(db, inventory.Pool{
+		Subnet: netip.MustParsePrefix("10.77.0.0/24"),
+		Range:  [2]netip.Addr{netip.MustParseAddr("10.77.0.100"), netip.MustParseAddr("10.77.0.110")},
+		Lease:  time.Hour,
+	}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.Enroll(context.Background(), inventory.EnrollRequest{MAC: enrolled, Hostname: "n1", IP: netip.MustParseAddr("10.77.0.50")}); err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+func newDHCP(t *testing.T, mode string) *DHCP {
+	return &DHCP{
+		Mode: mode, Leases: newInventory(t), Server: serverIP,
+		Subnet: netip.MustParsePrefix("10.77.0.0/24"),
+		Router: []netip.Addr{serverIP}, DNS: []netip.Addr{serverIP}, Domain: "lab.test",
+		Lease: time.Hour,
+		Boot: BootFiles{BIOS: "undionly.kpxe", EFI: "snponly.efi", ARM64: "arm64.efi",
+			ScriptURL: "http://10.77.0.1:8080/boot.ipxe", AssetURL: "http://10.77.0.1:8080/assets/"},
+		Log: quietLog(),
+	}
+}
+
+type reqOpt func(*dhcpv4.DHCPv4)
+
+func arch(a iana.Arch) reqOpt {
+	return func(m *dhcpv4.DHCPv4) { m.UpdateOption(dhcpv4.OptClientArch(a)) }
+}
+func vendor(v string) reqOpt {
+	return func(m *dhcpv4.DHCPv4) { m.UpdateOption(dhcpv4.OptClassIdentifier(v)) }
+}
+func ipxeUC(m *dhcpv4.DHCPv4)  { m.UpdateOption(dhcpv4.OptUserClass("iPXE")) }
+func opt175(m *dhcpv4.DHCPv4)  { m.UpdateOption(dhcpv4.OptGeneric(optEtherboot, []byte{0xb1, 1, 1})) }
+func relayed(m *dhcpv4.DHCPv4) { m.GatewayIPAddr = net.ParseIP("10.77.0.254").To4() }
+
+func discover(t *testing.T, mac string, opts ...reqOpt) *dhcpv4.DHCPv4 {
+	hw, _ := net.ParseMAC(mac)
+	m, err := dhcpv4.NewDiscovery(hw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
+}
+
+func TestDHCPReplies(t *testing.T) {
+	pxeBIOS := []reqOpt{arch(iana.INTEL_X86PC), vendor("PXEClient:Arch:00000:UNDI:002001")}
+	cases := []struct {
+		name     string
+		mode     string
+		mac      string
+		port     int
+		opts     []reqOpt
+		silent   bool
+		yiaddr   string
+		file     string
+		vendor   string // option 60 in the reply
+		dest     string
+		hostname string
+	}{
+		{name: "bios pxe, enrolled", mode: config.ModeReservation, mac: enrolled, opts: pxeBIOS,
+			yiaddr: "10.77.0.50", file: "undionly.kpxe", dest: "255.255.255.255:68", hostname: "n1"},
+		{name: "efi x64 gets snponly", mode: config.ModeReservation, mac: enrolled,
+			opts: []reqOpt{arch(iana.EFI_X86_64), vendor("PXEClient:Arch:00007:UNDI:003016")}, yiaddr: "10.77.0.50", file: "snponly.efi"},
+		{name: "efi bc (9) gets snponly", mode: config.ModeReservation, mac: enrolled, opts: []reqOpt{arch(iana.EFI_BC)}, yiaddr: "10.77.0.50", file: "snponly.efi"},
+		{name: "efi ia32 (6)", mode: config.ModeReservation, mac: enrolled, opts: []reqOpt{arch(iana.EFI_IA32)}, yiaddr: "10.77.0.50", file: "snponly.efi"},
+		{name: "arm64 efi", mode: config.ModeReservation, mac: enrolled, opts: []reqOpt{arch(iana.EFI_ARM64)}, yiaddr: "10.77.0.50", file: "arm64.efi"},
+		{name: "uefi http boot", mode: config.ModeReservation, mac: enrolled,
+			opts: []reqOpt{arch(iana.EFI_X86_64_HTTP), vendor("HTTPClient:Arch:00016:UNDI:003001")},
+			yiaddr: "10.77.0.50", file: "http://10.77.0.1:8080/assets/snponly.efi", vendor: "HTTPClient"},
+		{name: "ipxe user class breaks the loop", mode: config.ModeReservation, mac: enrolled,
+			opts: append([]reqOpt{ipxeUC}, pxeBIOS...), yiaddr: "10.77.0.50", file: "http://10.77.0.1:8080/boot.ipxe"},
+		{name: "ipxe option 175 breaks the loop", mode: config.ModeReservation, mac: enrolled,
+			opts: []reqOpt{arch(iana.EFI_X86_64), opt175}, yiaddr: "10.77.0.50", file: "http://10.77.0.1:8080/boot.ipxe"},
+		{name: "reservation ignores strangers", mode: config.ModeReservation, mac: stranger, opts: pxeBIOS, silent: true},
+		{name: "pool serves strangers", mode: config.ModePool, mac: stranger, opts: pxeBIOS, yiaddr: "10.77.0.100", file: "undionly.kpxe"},
+		{name: "pool, plain client, no boot file", mode: config.ModePool, mac: stranger, yiaddr: "10.77.0.100", file: ""},
+		{name: "relayed goes to giaddr", mode: config.ModeReservation, mac: enrolled,
+			opts: append([]reqOpt{relayed}, pxeBIOS...), yiaddr: "10.77.0.50", file: "undionly.kpxe", dest: "10.77.0.254:67"},
+		{name: "off answers nothing", mode: config.ModeOff, mac: enrolled, opts: pxeBIOS, silent: true},
+		{name: "proxy offers no address", mode: config.ModeProxy, mac: stranger, opts: pxeBIOS,
+			yiaddr: "0.0.0.0", file: "undionly.kpxe", vendor: "PXEClient"},
+		{name: "proxy ignores non-pxe", mode: config.ModeProxy, mac: stranger, silent: true},
+		{name: "proxy ipxe gets script", mode: config.ModeProxy, mac: stranger, opts: append([]reqOpt{ipxeUC}, pxeBIOS...),
+			yiaddr: "0.0.0.0", file: "http://10.77.0.1:8080/boot.ipxe", vendor: "PXEClient"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newDHCP(t, c.mode)
+			req := discover(t, c.mac, c.opts...)
+			port := c.port
+			if port == 0 {
+				port = dhcpv4.ServerPort
+			}
+			resp, err := h.Reply(context.Background(), req, port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.silent {
+				if resp != nil {
+					t.Fatalf("want silence, got %s", resp.Summary())
+				}
+				return
+			}
+			if resp == nil {
+				t.Fatal("no reply")
+			}
+			if got := resp.YourIPAddr.String(); got != c.yiaddr {
+				t.Errorf("yiaddr %s, want %s", got, c.yiaddr)
+			}
+			if resp.BootFileName != c.file {
+				t.Errorf("file %q, want %q", resp.BootFileName, c.file)
+			}
+			if got := resp.ClassIdentifier(); got != c.vendor {
+				t.Errorf("option 60 %q, want %q", got, c.vendor)
+			}
+			if c.file != "" && !resp.ServerIPAddr.Equal(serverIP.AsSlice()) {
+				t.Errorf("next-server %s, want %s", resp.ServerIPAddr, serverIP)
+			}
+			if !resp.ServerIdentifier().Equal(serverIP.AsSlice()) {
+				t.Errorf("server id %s", resp.ServerIdentifier())
+			}
+			if c.hostname != "" && resp.HostName() != c.hostname {
+				t.Errorf("hostname %q, want %q", resp.HostName(), c.hostname)
+			}
+			if c.mode != config.ModeProxy {
+				if resp.IPAddressLeaseTime(0) != time.Hour || resp.IPAddressRenewalTime(0) != 30*time.Minute {
+					t.Errorf("lease %v renew %v", resp.IPAddressLeaseTime(0), resp.IPAddressRenewalTime(0))
+				}
+				if resp.SubnetMask().String() != "ffffff00" || len(resp.Router()) != 1 || len(resp.DNS()) != 1 || resp.DomainName() != "lab.test" {
+					t.Errorf("options: mask %s router %v dns %v domain %q", resp.SubnetMask(), resp.Router(), resp.DNS(), resp.DomainName())
+				}
+			}
+			if c.dest != "" {
+				if got := Dest(req, resp, nil, port).String(); got != c.dest {
+					t.Errorf("dest %s, want %s", got, c.dest)
+				}
+			}
+		})
+	}
+}
+
+func request(t *testing.T, offer *dhcpv4.DHCPv4, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+	t.Helper()
+	m, err := dhcpv4.NewRequestFromOffer(offer, mods...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestDORAAndLeaseLife(t *testing.T) {
+	ctx := context.Background()
+	h := newDHCP(t, config.ModePool)
+	offer, _ := h.Reply(ctx, discover(t, stranger), 67)
+	ack, _ := h.Reply(ctx, request(t, offer), 67)
+	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || ack.YourIPAddr.String() != "10.77.0.100" {
+		t.Fatalf("ack = %v", ack)
+	}
+	// A second client is offered a different address.
+	other := "52:54:00:00:00:98"
+	offer2, _ := h.Reply(ctx, discover(t, other), 67)
+	if offer2.YourIPAddr.Equal(ack.YourIPAddr) {
+		t.Fatal("two clients offered the same address")
+	}
+	// Asking for someone else's address gets a NAK.
+	hw, _ := net.ParseMAC(other)
+	bad, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ack.YourIPAddr)))
+	nak, _ := h.Reply(ctx, bad, 67)
+	if nak == nil || nak.MessageType() != dhcpv4.MessageTypeNak {
+		t.Fatalf("request for a taken address: %v", nak)
+	}
+	if got := Dest(bad, nak, nil, 67).String(); got != "255.255.255.255:68" {
+		t.Errorf("NAK goes to %s", got)
+	}
+	// Renewal: ciaddr set, no requested IP; unicast back to the client.
+	hwS, _ := net.ParseMAC(stranger)
+	renew, _ := dhcpv4.New(dhcpv4.WithHwAddr(hwS), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest), dhcpv4.WithClientIP(ack.YourIPAddr))
+	rack, _ := h.Reply(ctx, renew, 67)
+	if rack == nil || rack.MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("renew: %v", rack)
+	}
+	if got := Dest(renew, rack, nil, 67).String(); got != "10.77.0.100:68" {
+		t.Errorf("renewal ACK goes to %s", got)
+	}
+	// INFORM: options, no address, no lease time.
+	inform, _ := dhcpv4.New(dhcpv4.WithHwAddr(hwS), dhcpv4.WithMessageType(dhcpv4.MessageTypeInform), dhcpv4.WithClientIP(ack.YourIPAddr))
+	iack, _ := h.Reply(ctx, inform, 67)
+	if iack == nil || !iack.YourIPAddr.IsUnspecified() || iack.Options.Has(dhcpv4.OptionIPAddressLeaseTime) || len(iack.DNS()) != 1 {
+		t.Fatalf("inform ack: %v", iack)
+	}
+	// RELEASE, then the address is free for someone else.
+	rel, _ := dhcpv4.New(dhcpv4.WithHwAddr(hwS), dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease), dhcpv4.WithClientIP(ack.YourIPAddr))
+	if r, err := h.Reply(ctx, rel, 67); r != nil || err != nil {
+		t.Fatalf("release: %v %v", r, err)
+	}
+	ok, _ := h.Reply(ctx, request(t, offer2), 67)
+	if ok == nil || ok.MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("second client ACK after release: %v", ok)
+	}
+	// DECLINE quarantines the address: nobody is offered it again.
+	dec, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ok.YourIPAddr)))
+	if _, err := h.Reply(ctx, dec, 67); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		o, _ := h.Reply(ctx, discover(t, net.HardwareAddr{0x52, 0x54, 1, 1, 1, byte(i)}.String()), 67)
+		if o != nil && o.YourIPAddr.Equal(ok.YourIPAddr) {
+			t.Fatalf("declined %s offered again", ok.YourIPAddr)
+		}
+	}
+}
+
+func TestProxyPort4011(t *testing.T) {
+	h := newDHCP(t, config.ModeProxy)
+	hw, _ := net.ParseMAC(stranger)
+	req, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithClientIP(net.ParseIP("10.77.0.33")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64)), dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00007")))
+	resp, err := h.Reply(context.Background(), req, PXEPort)
+	if err != nil || resp == nil {
+		t.Fatalf("4011 request: %v %v", resp, err)
+	}
+	if resp.MessageType() != dhcpv4.MessageTypeAck || resp.BootFileName != "snponly.efi" || !resp.YourIPAddr.IsUnspecified() {
+		t.Errorf("4011 ack: %s", resp.Summary())
+	}
+	peer := &net.UDPAddr{IP: net.ParseIP("10.77.0.33"), Port: 4011}
+	if d := Dest(req, resp, peer, PXEPort); d != peer {
+		t.Errorf("4011 reply goes to %v, want the requester", d)
+	}
+	// A REQUEST on 67 belongs to the real DHCP server.
+	if r, _ := h.Reply(context.Background(), req, 67); r != nil {
+		t.Errorf("proxy answered a REQUEST on 67")
+	}
+}
+
+func TestRelayFromElsewhereIgnored(t *testing.T) {
+	h := newDHCP(t, config.ModePool)
+	req := discover(t, stranger, func(m *dhcpv4.DHCPv4) { m.GatewayIPAddr = net.ParseIP("192.168.9.1").To4() })
+	resp, err := h.Reply(context.Background(), req, 67)
+	if resp != nil || err == nil {
+		t.Fatalf("relay from a foreign subnet: %v %v", resp, err)
+	}
+}

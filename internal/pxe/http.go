@@ -1,0 +1,257 @@
+package pxe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/profile"
+)
+
+// Booter is what the node-facing HTTP server needs from the inventory.
+type Booter interface {
+	Node(mac string) (inventory.Node, bool)
+	Seen(ctx context.Context, mac, arch string)
+	StartInstall(ctx context.Context, mac string, ttl time.Duration) (inventory.Node, string, error)
+	Report(ctx context.Context, token, mac, status string) (inventory.Node, error)
+}
+
+// NodeHTTP serves iPXE scripts, netboot assets and installer callbacks.
+type NodeHTTP struct {
+	Booter         Booter
+	Profiles       map[string]*profile.Profile
+	DefaultProfile string
+	Assets         *os.Root // the netboot directory
+	BaseURL        string   // how nodes reach us, e.g. http://10.77.0.1:8080
+	Log            *slog.Logger
+}
+
+// Handler returns the routes.
+func (h *NodeHTTP) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /boot.ipxe", h.bootScript)
+	mux.HandleFunc("GET /ipxe", h.nodeScript)
+	mux.HandleFunc("GET /assets/{path...}", h.asset)
+	mux.HandleFunc("POST /install/{token}/status", h.status)
+	return h.logged(mux)
+}
+
+// logged writes one line per request. Install tokens are cut out of the
+// path first: they are credentials, and logs are read by many.
+func (h *NodeHTTP) logged(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		level := slog.LevelInfo
+		if rec.code >= 400 {
+			level = slog.LevelWarn
+		}
+		h.Log.Log(r.Context(), level, "http", "method", r.Method, "path", RedactPath(r.URL.Path),
+			"status", rec.code, "bytes", rec.bytes, "remote", r.RemoteAddr, "duration", time.Since(start).Round(time.Microsecond))
+	})
+}
+
+// RedactPath replaces the token in /install/<token>/... with "REDACTED".
+func RedactPath(p string) string {
+	const prefix = "/install/"
+	if !strings.HasPrefix(p, prefix) {
+		return p
+	}
+	rest := p[len(prefix):]
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return prefix + "REDACTED" + rest[i:]
+	}
+	return prefix + "REDACTED"
+}
+
+type recorder struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// bootScript is the same for every node: it asks for the node's own script
+// by MAC, retrying a few times because a flaky link at this point otherwise
+// ends in the firmware's "no bootable device".
+func (h *NodeHTTP) bootScript(w http.ResponseWriter, r *http.Request) {
+	ipxe(w, `#!ipxe
+set tries:int32 0
+:retry
+chain --autofree %s/ipxe?mac=${net0/mac} && exit ||
+inc tries
+iseq ${tries} 3 && goto giveup ||
+echo bootstrapd: no script yet, retrying in 3s
+sleep 3
+goto retry
+:giveup
+echo bootstrapd: giving up; falling back to the next boot device
+exit 1
+`, h.BaseURL)
+}
+
+func ipxe(w http.ResponseWriter, format string, args ...any) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintf(w, format, args...)
+}
+
+// nodeScript decides what this node boots now, from its state.
+func (h *NodeHTTP) nodeScript(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	mac, err := inventory.ParseMAC(r.URL.Query().Get("mac"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	n, ok := h.Booter.Node(mac)
+	if !ok || n.State == inventory.Discovered {
+		h.Booter.Seen(ctx, mac, "ipxe")
+		ipxe(w, "#!ipxe\necho bootstrapd: %s is not enrolled. To install it: bootstrapd enroll %s\nsleep 10\nexit\n", mac, mac)
+		return
+	}
+	switch n.State {
+	case inventory.Enrolled, inventory.Installing:
+		h.installScript(w, r, n)
+	case inventory.Installed, inventory.Joined, inventory.Ready:
+		h.localBoot(w, n)
+	default:
+		ipxe(w, "#!ipxe\necho bootstrapd: %s (%s) is %s; nothing to install\nsleep 10\nexit\n", n.Hostname, mac, n.State)
+	}
+}
+
+func (h *NodeHTTP) profileFor(n inventory.Node) (*profile.Profile, error) {
+	name := n.Profile
+	if name == "" {
+		name = h.DefaultProfile
+	}
+	p := h.Profiles[name]
+	if p == nil {
+		return nil, fmt.Errorf("node %s has profile %q, which is not loaded", n.MAC, name)
+	}
+	return p, nil
+}
+
+func (h *NodeHTTP) installScript(w http.ResponseWriter, r *http.Request, n inventory.Node) {
+	ctx := r.Context()
+	p, err := h.profileFor(n)
+	if err != nil {
+		h.Log.ErrorContext(ctx, "cannot build install script", "err", err)
+		ipxe(w, "#!ipxe\necho bootstrapd: %s\nsleep 30\nexit 1\n", err)
+		return
+	}
+	started, token, err := h.Booter.StartInstall(ctx, n.MAC, p.Timeout)
+	if err != nil {
+		h.Log.ErrorContext(ctx, "cannot start install", "mac", n.MAC, "err", err)
+		http.Error(w, "cannot start install", http.StatusInternalServerError)
+		return
+	}
+	n = started
+	d := profile.Data{
+		MAC: n.MAC, Hostname: n.Hostname, IP: n.IP.String(), Server: h.BaseURL,
+		StatusURL: h.BaseURL + "/install/" + token + "/status",
+		ConfigURL: h.BaseURL + "/install/" + token + "/config",
+	}
+	cmdline, err := p.RenderCmdline(d)
+	if err != nil {
+		h.Log.ErrorContext(ctx, "cannot render command line", "profile", p.Name, "err", err)
+		http.Error(w, "profile error", http.StatusInternalServerError)
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "#!ipxe\necho bootstrapd: installing %s (%s) with profile %s\n", n.Hostname, n.MAC, p.Name)
+	var initrds string
+	for i, f := range p.Initrd {
+		name := fmt.Sprintf("initrd%d", i)
+		fmt.Fprintf(&b, "initrd --name %s %s/assets/%s\n", name, h.BaseURL, f)
+		initrds += " initrd=" + name
+	}
+	fmt.Fprintf(&b, "kernel %s/assets/%s%s %s\nboot\n", h.BaseURL, p.Kernel, initrds, cmdline)
+	h.Log.InfoContext(ctx, "install script served", "mac", n.MAC, "hostname", n.Hostname, "profile", p.Name)
+	ipxe(w, "%s", b.String())
+}
+
+// localBoot hands an installed node back to its disk. Firmware varies in
+// which method works, so the method is per node.
+func (h *NodeHTTP) localBoot(w http.ResponseWriter, n inventory.Node) {
+	switch n.BootMethod {
+	case inventory.BootSanboot:
+		ipxe(w, "#!ipxe\necho bootstrapd: %s is installed; booting the local disk\nsanboot --no-describe --drive 0x80\n", n.Hostname)
+	case inventory.BootNone:
+		// No script at all: iPXE's chain fails and the firmware moves on.
+		http.Error(w, "installed; boot from disk", http.StatusNotFound)
+	default:
+		ipxe(w, "#!ipxe\necho bootstrapd: %s is installed; booting the local disk\nexit\n", n.Hostname)
+	}
+}
+
+// asset serves netboot files with Range support. The os.Root refuses any
+// path that would leave the netboot directory, symlinks included.
+func (h *NodeHTTP) asset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("path")
+	f, err := h.Assets.Open(name)
+	if err != nil {
+		code := http.StatusNotFound
+		if !errors.Is(err, fs.ErrNotExist) {
+			code = http.StatusForbidden
+		}
+		h.Log.WarnContext(r.Context(), "asset refused", "path", name, "remote", r.RemoteAddr, "err", err)
+		http.Error(w, http.StatusText(code), code)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.IsDir() {
+		http.Error(w, "not a file", http.StatusNotFound)
+		return
+	}
+	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+}
+
+// status takes the installer's report. The token in the path is the only
+// credential; it is never logged.
+func (h *NodeHTTP) status(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	mac := r.PostFormValue("mac")
+	if mac != "" {
+		var err error
+		if mac, err = inventory.ParseMAC(mac); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	n, err := h.Booter.Report(r.Context(), r.PathValue("token"), mac, r.PostFormValue("status"))
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, inventory.ErrToken) {
+			code = http.StatusForbidden
+		} else if errors.Is(err, inventory.ErrConflict) {
+			code = http.StatusConflict
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	fmt.Fprintf(w, "ok %s %s\n", n.Hostname, n.State)
+}

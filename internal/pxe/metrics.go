@@ -1,0 +1,47 @@
+package pxe
+
+import (
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// dhcpMetrics counts DHCP traffic. A nil *dhcpMetrics counts nothing, so
+// tests can use a DHCP without a registry.
+type dhcpMetrics struct {
+	requests, replies *prometheus.CounterVec
+	errors            prometheus.Counter
+}
+
+func newDHCPMetrics(reg prometheus.Registerer) *dhcpMetrics {
+	m := &dhcpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bootstrapd_dhcp_requests_total", Help: "DHCP requests received, by message type.",
+		}, []string{"type"}),
+		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bootstrapd_dhcp_replies_total", Help: "DHCP replies sent, by message type.",
+		}, []string{"type"}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bootstrapd_dhcp_errors_total", Help: "DHCP requests that failed (store errors, send errors, bad requests).",
+		}),
+	}
+	reg.MustRegister(m.requests, m.replies, m.errors)
+	return m
+}
+
+func (m *dhcpMetrics) request(t dhcpv4.MessageType) {
+	if m != nil {
+		m.requests.WithLabelValues(t.String()).Inc()
+	}
+}
+
+func (m *dhcpMetrics) reply(t dhcpv4.MessageType) {
+	if m != nil {
+		m.replies.WithLabelValues(t.String()).Inc()
+	}
+}
+
+func (m *dhcpMetrics) error() {
+	if m != nil {
+		m.errors.Inc()
+	}
+}
