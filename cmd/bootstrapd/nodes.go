@@ -80,6 +80,40 @@ func cmdNodes(ctx context.Context, e *env, args []string) error {
 	return tw.Flush()
 }
 
+func cmdLeases(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("leases", flag.ContinueOnError)
+	addr := clientFlags(fs, e)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, e, args); err != nil {
+		return err
+	}
+	c, err := api.NewClient(*addr)
+	if err != nil {
+		return err
+	}
+	leases, err := c.Leases(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e, leases)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "IP\tMAC\tEXPIRES\tSTATE")
+	now := time.Now()
+	for _, l := range leases {
+		state := "bound"
+		switch {
+		case l.Declined:
+			state = "declined"
+		case !now.Before(l.Expires):
+			state = "expired"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", l.IP, dash(l.MAC), l.Expires.Local().Format(time.DateTime), state)
+	}
+	return tw.Flush()
+}
+
 func cmdNode(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	addr := clientFlags(fs, e)

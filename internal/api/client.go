@@ -46,6 +46,12 @@ func (c *Client) Node(ctx context.Context, ref string) (inventory.Node, error) {
 	return out, c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(ref), nil, &out)
 }
 
+// Leases lists the lease table.
+func (c *Client) Leases(ctx context.Context) ([]inventory.Lease, error) {
+	var out []inventory.Lease
+	return out, c.do(ctx, http.MethodGet, "/v1/leases", nil, &out)
+}
+
 // Enroll enrolls a node.
 func (c *Client) Enroll(ctx context.Context, req EnrollRequest) (inventory.Node, error) {
 	var out inventory.Node

@@ -23,7 +23,7 @@ type Inventory interface {
 	Nodes() []inventory.Node
 	Find(ref string) (inventory.Node, error)
 	Enroll(ctx context.Context, req inventory.EnrollRequest) (inventory.Node, error)
-	LeaseFor(mac string) (inventory.Lease, bool)
+	Leases() []inventory.Lease
 }
 
 // EnrollRequest is the body of POST /v1/nodes.
@@ -64,6 +64,9 @@ func (s *Server) Handler() http.Handler {
 		reply(w, http.StatusOK, public(n))
 	})
 	mux.HandleFunc("POST /v1/nodes", s.enroll)
+	mux.HandleFunc("GET /v1/leases", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusOK, s.Inv.Leases())
+	})
 	return mux
 }
 

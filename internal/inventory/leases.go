@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -224,14 +225,15 @@ func (inv *Inventory) endLease(mac string, ip netip.Addr, change func(*Lease, ti
 	return inv.db.Put(leasesBucket, ip.String(), &l)
 }
 
-// Leases returns the lease table, for the admin API.
+// Leases returns the lease table in address order, for the admin API.
 func (inv *Inventory) Leases() []Lease {
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
 	out := make([]Lease, 0, len(inv.leases.byIP))
 	for _, l := range inv.leases.byIP {
 		out = append(out, *l)
 	}
+	inv.mu.Unlock()
+	slices.SortFunc(out, func(a, b Lease) int { return a.IP.Compare(b.IP) })
 	return out
 }
 

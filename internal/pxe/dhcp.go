@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -310,7 +311,8 @@ func ListenDHCP(iface string, port int) (net.PacketConn, error) {
 type slogPrinter struct{ log *slog.Logger }
 
 func (p slogPrinter) Printf(format string, v ...any) {
-	if len(format) >= 5 && format[:5] == "Error" {
+	// Reads fail with "use of closed network connection" at every shutdown.
+	if strings.HasPrefix(format, "Error") && !strings.Contains(fmt.Sprint(v...), net.ErrClosed.Error()) {
 		p.log.Warn("dhcp: " + fmt.Sprintf(format, v...))
 	}
 }

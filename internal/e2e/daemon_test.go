@@ -1,0 +1,190 @@
+// Package e2e runs the real bootstrapd binary inside network namespaces
+// against real clients: udhcpc, dhclient, dnsmasq, tftp-hpa, curl and QEMU.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/netlab"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds cmd/bootstrapd once per test process.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "bootstrapd-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "bootstrapd")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/bootstrapd/bootstrapd/cmd/bootstrapd").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// syncBuffer collects a process's output while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// daemon is a bootstrapd process serving a lab.
+type daemon struct {
+	bin, dir, site, sock string
+	lab                  *netlab.Lab
+	cmd                  *exec.Cmd
+	log                  *syncBuffer
+	done                 chan struct{}
+}
+
+// site writes a site file for lab with the given dhcp mode and extra HCL,
+// beside a netboot directory holding Debian's iPXE binaries.
+func writeSite(t *testing.T, lab *netlab.Lab, dir, dhcpBody, extra string) string {
+	t.Helper()
+	nb := filepath.Join(dir, "netboot")
+	os.MkdirAll(nb, 0o755)
+	os.MkdirAll(filepath.Join(dir, "profiles"), 0o755)
+	for _, f := range []string{"undionly.kpxe", "snponly.efi", "ipxe.efi"} {
+		data, err := os.ReadFile(filepath.Join("/usr/lib/ipxe", f))
+		if err != nil {
+			t.Fatalf("iPXE binary: %v (apt-get install ipxe)", err)
+		}
+		if err := os.WriteFile(filepath.Join(nb, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	site := fmt.Sprintf(`interface = %q
+state_dir = "state"
+dhcp {
+%s
+}
+api {
+  socket = "api.sock"
+}
+%s
+`, lab.Bridge, dhcpBody, extra)
+	p := filepath.Join(dir, "site.hcl")
+	if err := os.WriteFile(p, []byte(site), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startDaemon runs `bootstrapd serve` inside the lab namespace and waits
+// until it says it is serving.
+func startDaemon(t *testing.T, lab *netlab.Lab, dir string) *daemon {
+	t.Helper()
+	d := &daemon{bin: binary(t), dir: dir, site: filepath.Join(dir, "site.hcl"), sock: filepath.Join(dir, "api.sock"),
+		lab: lab, log: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd = lab.Command(context.Background(), d.bin, "serve", "-config", d.site, "-log-format", "json", "-debug")
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("bootstrapd log:\n%s", tailLines(d.log.String(), 60))
+		}
+	})
+	deadline := time.After(20 * time.Second)
+	for !strings.Contains(d.log.String(), "bootstrapd serving") {
+		select {
+		case <-d.done:
+			t.Fatalf("bootstrapd exited at start:\n%s", d.log.String())
+		case <-deadline:
+			t.Fatalf("bootstrapd did not start in 20s:\n%s", d.log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return d
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+// cli runs a bootstrapd client command against this daemon.
+func (d *daemon) cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(d.bin, args...)
+	cmd.Env = append(os.Environ(), "BOOTSTRAPD_ADDR=unix://"+d.sock)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (d *daemon) mustCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := d.cli(t, args...)
+	if err != nil {
+		t.Fatalf("bootstrapd %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

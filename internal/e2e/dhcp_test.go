@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/netlab"
+)
+
+const poolDHCP = `  mode       = "pool"
+  subnet     = "10.91.0.0/24"
+  range      = ["10.91.0.100", "10.91.0.120"]
+  router     = "10.91.0.1"
+  dns        = ["10.91.0.1"]
+  domain     = "lab.test"
+  lease_time = "10m"`
+
+// udhcpcScript records every udhcpc event with the values it was given and
+// configures the address, as a real client's script would (renewals are
+// unicast to it). It never touches resolv.conf: that file is the host's.
+const udhcpcScript = `#!/bin/sh
+echo "$1 ip=$ip mask=$subnet router=$router dns=$dns domain=$domain host=$hostname lease=$lease" >> "$(dirname "$0")/events"
+case "$1" in
+bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$subnet" dev "$interface" ;;
+deconfig) ip addr flush dev "$interface" ;;
+esac
+`
+
+// dhclientScript is the part of dhclient-script that matters here: the
+// address on the interface. Debian's own script would rewrite the host's
+// resolv.conf.
+const dhclientScript = `#!/bin/sh
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT) ip addr flush dev "$interface"; ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+RELEASE|EXPIRE|STOP) ip addr flush dev "$interface" ;;
+esac
+`
+
+func leases(t *testing.T, d *daemon) map[string]inventory.Lease {
+	t.Helper()
+	var ls []inventory.Lease
+	if err := json.Unmarshal([]byte(d.mustCLI(t, "leases", "-json")), &ls); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]inventory.Lease{}
+	for _, l := range ls {
+		out[l.MAC] = l
+	}
+	return out
+}
+
+func TestPoolModeUdhcpc(t *testing.T) {
+	lab := netlab.NewLab(t, "10.91.0.1/24")
+	dir := t.TempDir()
+	writeSite(t, lab, dir, poolDHCP, "")
+	d := startDaemon(t, lab, dir)
+	host := lab.AddHost(t, "")
+
+	script := filepath.Join(dir, "udhcpc.sh")
+	os.WriteFile(script, []byte(udhcpcScript), 0o755)
+	events := filepath.Join(dir, "events")
+	cmd := host.Command(context.Background(), "udhcpc", "-f", "-i", host.Iface, "-s", script, "-t", "5", "-T", "1")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("udhcpc (apt-get install udhcpc): %v", err)
+	}
+	defer cmd.Process.Kill()
+	read := func() string { b, _ := os.ReadFile(events); return string(b) }
+	eventually(t, 15*time.Second, "udhcpc bound", func() bool { return strings.Contains(read(), "bound ") })
+	bound := read()
+	for _, want := range []string{"ip=10.91.0.1", "mask=255.255.255.0", "router=10.91.0.1", "dns=10.91.0.1", "domain=lab.test", "lease=600"} {
+		if !strings.Contains(bound, want) {
+			t.Errorf("udhcpc bound without %q: %s", want, bound)
+		}
+	}
+	first := leases(t, d)[host.MAC]
+	if !first.IP.IsValid() || first.Expires.Before(time.Now().Add(9*time.Minute)) {
+		t.Fatalf("lease in the store: %+v", first)
+	}
+
+	// SIGUSR1: renew (a unicast REQUEST with ciaddr).
+	time.Sleep(1100 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGUSR1)
+	eventually(t, 10*time.Second, "udhcpc renew", func() bool { return strings.Contains(read(), "renew ") })
+	renewed := leases(t, d)[host.MAC]
+	if renewed.IP != first.IP || !renewed.Expires.After(first.Expires) {
+		t.Errorf("renewal did not extend the lease: before %+v after %+v", first, renewed)
+	}
+
+	// SIGUSR2: release. The lease ends now; the record stays for affinity.
+	cmd.Process.Signal(syscall.SIGUSR2)
+	eventually(t, 10*time.Second, "release recorded", func() bool {
+		l := leases(t, d)[host.MAC]
+		return !l.Expires.After(time.Now())
+	})
+}
+
+func TestPoolModeDhclient(t *testing.T) {
+	lab := netlab.NewLab(t, "10.91.0.1/24")
+	dir := t.TempDir()
+	writeSite(t, lab, dir, poolDHCP, "")
+	d := startDaemon(t, lab, dir)
+	host := lab.AddHost(t, "")
+	leaseFile := filepath.Join(dir, "dhclient.leases")
+	script := filepath.Join(dir, "dhclient.sh")
+	os.WriteFile(script, []byte(dhclientScript), 0o755)
+	dhclient := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		base := []string{"-v", "-1", "-sf", script, "-lf", leaseFile, "-pf", filepath.Join(dir, "dhclient.pid")}
+		out, err := host.Command(ctx, "dhclient", append(append(base, args...), host.Iface)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("dhclient %v (apt-get install isc-dhcp-client): %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	out := dhclient()
+	if !strings.Contains(out, "DHCPACK of 10.91.0.1") {
+		t.Fatalf("dhclient got no ACK:\n%s", out)
+	}
+	first := leases(t, d)[host.MAC]
+	// Stop the background dhclient, then start again from the lease file:
+	// INIT-REBOOT, a REQUEST for the address it had, which must be ACKed.
+	dhclient("-x")
+	time.Sleep(1100 * time.Millisecond)
+	out = dhclient()
+	if !strings.Contains(out, "DHCPREQUEST for "+first.IP.String()) || !strings.Contains(out, "DHCPACK of "+first.IP.String()) {
+		t.Fatalf("dhclient did not renew %s:\n%s", first.IP, out)
+	}
+	if again := leases(t, d)[host.MAC]; !again.Expires.After(first.Expires) {
+		t.Errorf("renewal did not extend the lease: %+v then %+v", first, again)
+	}
+	dhclient("-r")
+	if l := leases(t, d)[host.MAC]; l.Expires.After(time.Now()) {
+		t.Errorf("lease still live after dhclient -r: %+v", l)
+	}
+}
+
+func TestReservationModeAnswersOnlyEnrolled(t *testing.T) {
+	lab := netlab.NewLab(t, "10.91.0.1/24")
+	dir := t.TempDir()
+	writeSite(t, lab, dir, `  mode = "reservation"
+  subnet = "10.91.0.0/24"
+  domain = "lab.test"`, "")
+	d := startDaemon(t, lab, dir)
+	host := lab.AddHost(t, "")
+	script := filepath.Join(dir, "udhcpc.sh")
+	os.WriteFile(script, []byte(udhcpcScript), 0o755)
+	udhcpc := func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := host.Command(ctx, "udhcpc", "-n", "-q", "-f", "-i", host.Iface, "-s", script, "-t", "3", "-T", "1").CombinedOutput()
+		return string(out), err
+	}
+	if out, err := udhcpc(); err == nil {
+		t.Fatalf("an unknown MAC got a lease in reservation mode:\n%s", out)
+	} else if _, ok := err.(*exec.ExitError); !ok {
+		t.Fatal(err)
+	}
+	d.mustCLI(t, "enroll", host.MAC, "-hostname", "n7", "-ip", "10.91.0.77")
+	out, err := udhcpc()
+	if err != nil {
+		t.Fatalf("enrolled MAC got no lease: %v\n%s", err, out)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "events"))
+	if !strings.Contains(string(b), "bound ip=10.91.0.77") || !strings.Contains(string(b), "host=n7") {
+		t.Errorf("enrolled node bound with: %s", b)
+	}
+}
