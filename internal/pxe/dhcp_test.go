@@ -107,7 +107,7 @@ func TestDHCPReplies(t *testing.T) {
 		{name: "efi ia32 (6)", mode: config.ModeReservation, mac: enrolled, opts: []reqOpt{arch(iana.EFI_IA32)}, yiaddr: "10.77.0.50", file: "snponly.efi"},
 		{name: "arm64 efi", mode: config.ModeReservation, mac: enrolled, opts: []reqOpt{arch(iana.EFI_ARM64)}, yiaddr: "10.77.0.50", file: "arm64.efi"},
 		{name: "uefi http boot", mode: config.ModeReservation, mac: enrolled,
-			opts: []reqOpt{arch(iana.EFI_X86_64_HTTP), vendor("HTTPClient:Arch:00016:UNDI:003001")},
+			opts:   []reqOpt{arch(iana.EFI_X86_64_HTTP), vendor("HTTPClient:Arch:00016:UNDI:003001")},
 			yiaddr: "10.77.0.50", file: "http://10.77.0.1:8080/assets/snponly.efi", vendor: "HTTPClient"},
 		{name: "ipxe user class breaks the loop", mode: config.ModeReservation, mac: enrolled,
 			opts: append([]reqOpt{ipxeUC}, pxeBIOS...), yiaddr: "10.77.0.50", file: "http://10.77.0.1:8080/boot.ipxe"},
