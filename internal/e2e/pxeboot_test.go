@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/netlab"
+)
+
+// bootProfile boots the netlab test kernel, whose /init does DHCP and
+// POSTs its MAC to the status URL: the same call-back a real installer
+// makes when it is done.
+const bootProfile = `profile "netlab" {
+  description = "test kernel + busybox initramfs that reports back"
+  kernel      = "netlab/vmlinuz"
+  initrd      = ["netlab/initramfs.gz"]
+  cmdline     = "console=ttyS0 panic=-1 bootstrapd.report={{.StatusURL}}"
+}
+`
+
+// withBootFixture puts the test kernel and initramfs in the site's netboot
+// directory and the profile that boots them in its profiles directory.
+func withBootFixture(t *testing.T, dir string) {
+	t.Helper()
+	vmlinuz, initramfs := netlab.Kernel(t)
+	nb := filepath.Join(dir, "netboot", "netlab")
+	os.MkdirAll(nb, 0o755)
+	for src, name := range map[string]string{vmlinuz: "vmlinuz", initramfs: "initramfs.gz"} {
+		copyFile(t, src, filepath.Join(nb, name))
+	}
+	os.MkdirAll(filepath.Join(dir, "profiles"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "profiles", "netlab.hcl"), []byte(bootProfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func node(t *testing.T, d *daemon, mac string) inventory.Node {
+	t.Helper()
+	var n inventory.Node
+	if err := json.Unmarshal([]byte(d.mustCLI(t, "node", "show", mac, "-json")), &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// pxeInstall enrolls a VM, PXE-boots it and waits for its installer
+// report, then boots it again and checks it is sent to its local disk.
+func pxeInstall(t *testing.T, lab *netlab.Lab, d *daemon, firmware, mac string) {
+	t.Helper()
+	d.mustCLI(t, "enroll", mac, "-hostname", "n1")
+	start := time.Now()
+	vm := netlab.StartQEMU(t, netlab.QEMUOpts{Lab: lab, MAC: mac, Firmware: firmware})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if _, err := vm.WaitConsole(ctx, "NETLAB: report ok"); err != nil {
+		t.Fatalf("%s VM did not report back: %v", firmware, err)
+	}
+	eventually(t, 10*time.Second, "node installed", func() bool { return node(t, d, mac).State == inventory.Installed })
+	t.Logf("%s: power-on to installed in %v", firmware, time.Since(start).Round(time.Second))
+	vm.Wait(ctx)
+
+	n := node(t, d, mac)
+	var path []string
+	for _, ev := range n.History {
+		if ev.To != "" {
+			path = append(path, string(ev.To))
+		}
+	}
+	if got := strings.Join(path, ">"); got != "enrolled>installing>installed" {
+		t.Errorf("state history %s", got)
+	}
+	// The token is a credential: the access log must not show it.
+	if !strings.Contains(d.log.String(), `"path":"/install/REDACTED/status","status":200`) {
+		t.Errorf("report not logged with its token redacted")
+	}
+
+	// Next power-on: the node is installed, so iPXE is told to boot the disk.
+	again := netlab.StartQEMU(t, netlab.QEMUOpts{Lab: lab, MAC: mac, Firmware: firmware})
+	if _, err := again.WaitConsole(ctx, "is installed; booting the local disk"); err != nil {
+		t.Fatalf("second boot did not get the local-boot script: %v", err)
+	}
+	if node(t, d, mac).State != inventory.Installed {
+		t.Error("second boot changed the node's state")
+	}
+}
+
+// TestPXEBootBIOS: SeaBIOS with QEMU's iPXE NIC ROM. Its first DHCP request
+// is already iPXE's, so it goes straight to /boot.ipxe.
+func TestPXEBootBIOS(t *testing.T) {
+	lab := netlab.NewLab(t, "10.92.0.1/24")
+	dir := t.TempDir()
+	writeSite(t, lab, dir, `  mode = "reservation"
+  subnet = "10.92.0.0/24"`, `default_profile = "netlab"`)
+	withBootFixture(t, dir)
+	d := startDaemon(t, lab, dir)
+	pxeInstall(t, lab, d, "bios", "52:54:00:92:00:01")
+	if strings.Contains(d.log.String(), `"svc":"tftp"`) {
+		t.Error("an iPXE ROM client should not need TFTP")
+	}
+}
+
+// TestPXEBootUEFI: OVMF's own PXE (arch 7, no iPXE) must TFTP the iPXE
+// binary first, then iPXE asks again and is sent to the script: the whole
+// firmware -> TFTP -> iPXE -> HTTP chain, with no loop.
+func TestPXEBootUEFI(t *testing.T) {
+	lab := netlab.NewLab(t, "10.93.0.1/24")
+	dir := t.TempDir()
+	writeSite(t, lab, dir, `  mode = "reservation"
+  subnet = "10.93.0.0/24"`, `default_profile = "netlab"`)
+	withBootFixture(t, dir)
+	d := startDaemon(t, lab, dir)
+	pxeInstall(t, lab, d, "uefi", "52:54:00:93:00:01")
+	log := d.log.String()
+	if !strings.Contains(log, `"file":"snponly.efi"`) || !strings.Contains(log, `"result":"ok"`) {
+		t.Errorf("UEFI boot did not fetch snponly.efi over TFTP")
+	}
+}
