@@ -118,7 +118,7 @@ func startDaemon(t *testing.T, lab *netlab.Lab, dir string) *daemon {
 	go func() { d.cmd.Wait(); close(d.done) }()
 	t.Cleanup(func() {
 		d.stop()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("BOOTSTRAPD_E2E_LOG") != "" {
 			t.Logf("bootstrapd log:\n%s", tailLines(d.log.String(), 60))
 		}
 	})

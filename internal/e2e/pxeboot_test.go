@@ -139,3 +139,66 @@ func TestPXEBootUEFI(t *testing.T) {
 		t.Errorf("UEFI boot did not fetch snponly.efi over TFTP")
 	}
 }
+
+// TestProxyDHCPBesideDnsmasq: dnsmasq, on another host on the same segment,
+// hands out addresses; bootstrapd in proxy mode only tells the PXE client
+// what to boot. The VM must get its address from dnsmasq and its script from
+// bootstrapd, and bootstrapd must lease nothing. BIOS iPXE takes the boot
+// file from the proxy offer; UEFI firmware asks again on port 4011.
+func TestProxyDHCPBesideDnsmasq(t *testing.T) {
+	for _, fw := range []string{"bios", "uefi"} {
+		t.Run(fw, func(t *testing.T) { proxyBoot(t, fw) })
+	}
+}
+
+func proxyBoot(t *testing.T, firmware string) {
+	lab := netlab.NewLab(t, "10.94.0.1/24")
+	dir := t.TempDir()
+	writeSite(t, lab, dir, `  mode = "proxy"`, `default_profile = "netlab"`)
+	withBootFixture(t, dir)
+	d := startDaemon(t, lab, dir)
+
+	router := lab.AddHost(t, "10.94.0.2/24")
+	leaseFile := filepath.Join(dir, "dnsmasq.leases")
+	dnsmasq := router.Command(context.Background(), "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null",
+		"--interface="+router.Iface, "--bind-interfaces", "--dhcp-range=10.94.0.150,10.94.0.199,255.255.255.0,10m",
+		"--dhcp-leasefile="+leaseFile, "--dhcp-authoritative", "--log-dhcp")
+	dnsmasqLog := &syncBuffer{}
+	dnsmasq.Stdout, dnsmasq.Stderr = dnsmasqLog, dnsmasqLog
+	if err := dnsmasq.Start(); err != nil {
+		t.Fatalf("dnsmasq (apt-get install dnsmasq-base): %v", err)
+	}
+	t.Cleanup(func() {
+		dnsmasq.Process.Kill()
+		dnsmasq.Wait()
+		if t.Failed() {
+			t.Logf("dnsmasq log:\n%s", tailLines(dnsmasqLog.String(), 40))
+		}
+	})
+
+	mac := "52:54:00:94:00:01"
+	d.mustCLI(t, "enroll", mac, "-hostname", "n1")
+	vm := netlab.StartQEMU(t, netlab.QEMUOpts{Lab: lab, MAC: mac, Firmware: firmware})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if _, err := vm.WaitConsole(ctx, "NETLAB: report ok"); err != nil {
+		t.Fatalf("VM did not report back: %v", err)
+	}
+	// EDK2 gets no option 43, so it must ask port 4011 and be answered there.
+	if firmware == "uefi" && !strings.Contains(d.log.String(), `"reply":"ACK","yiaddr":"0.0.0.0","file":"snponly.efi"`) {
+		t.Error("UEFI client was not answered on port 4011")
+	}
+	if n := node(t, d, mac); n.State != inventory.Installed {
+		t.Errorf("node state %s, want installed", n.State)
+	}
+	leases, _ := os.ReadFile(leaseFile)
+	if !strings.Contains(string(leases), mac) || !strings.Contains(string(leases), "10.94.0.1") {
+		t.Errorf("dnsmasq did not lease to the VM: %q", leases)
+	}
+	if out := d.mustCLI(t, "leases", "-json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("proxy mode leased addresses: %s", out)
+	}
+	if !strings.Contains(d.log.String(), `"yiaddr":"0.0.0.0"`) {
+		t.Error("no proxy offer (yiaddr 0.0.0.0) in bootstrapd's log")
+	}
+}

@@ -267,6 +267,7 @@ func (h *DHCP) Handler(port int) server4.Handler {
 			return
 		}
 		if resp == nil {
+			h.Log.Debug("dhcp not answered", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "port", port, "mode", h.Mode)
 			return
 		}
 		up, _ := peer.(*net.UDPAddr)

@@ -24,6 +24,9 @@ const (
 	tftpNotFound = "not_found"
 	tftpRefused  = "refused"
 	tftpError    = "error"
+	// tftpProbe is a client that read the size from the OACK and stopped
+	// (TFTP error 8), as EDK2 does before every real download.
+	tftpProbe = "size_probe"
 )
 
 // TFTP serves the netboot directory read-only over TFTP.
@@ -63,7 +66,7 @@ func NewTFTP(dir string, log *slog.Logger, reg prometheus.Registerer) (*TFTP, er
 		blksize: 1468, // 1500-byte MTU minus IP, UDP and TFTP headers
 	}
 	// Pre-create every label so dashboards see zeros instead of missing series.
-	for _, r := range []string{tftpOK, tftpNotFound, tftpRefused, tftpError} {
+	for _, r := range []string{tftpOK, tftpNotFound, tftpRefused, tftpError, tftpProbe} {
 		t.transfers.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -133,8 +136,12 @@ func (t *TFTP) read(name string, rf io.ReaderFrom) error {
 		}
 		n, err = rf.ReadFrom(f)
 		f.Close()
-		result = tftpOK
-		if err != nil {
+		switch {
+		case err == nil:
+			result = tftpOK
+		case n == 0 && strings.Contains(err.Error(), "code=8"):
+			result, err = tftpProbe, nil
+		default:
 			result = tftpError
 		}
 	}

@@ -401,6 +401,13 @@ func TestTFTPMetricsAndLogs(t *testing.T) {
 	}
 	_, err := conn.WriteToUDP([]byte{0, 5, 0, 0, 'x', 0}, from)
 	tftpMust(t, err)
+	// EDK2's size probe: read tsize from the OACK, then abort with error 8.
+	probe, pfrom, oack := tftpRawRRQ(t, addr, "random.bin", "tsize", "0")
+	if len(oack) < 2 || oack[1] != 6 {
+		t.Fatalf("want an OACK for tsize, got % x", oack)
+	}
+	_, err = probe.WriteToUDP([]byte{0, 5, 0, 8, 'x', 0}, pfrom)
+	tftpMust(t, err)
 	stop()
 
 	okBytes := len(files["random.bin"]) + len(files["blocks.bin"])
@@ -414,6 +421,7 @@ bootstrapd_tftp_transfers_total{result="error"} 1
 bootstrapd_tftp_transfers_total{result="not_found"} 1
 bootstrapd_tftp_transfers_total{result="ok"} 2
 bootstrapd_tftp_transfers_total{result="refused"} 2
+bootstrapd_tftp_transfers_total{result="size_probe"} 1
 `, okBytes+512)
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Error(err)
@@ -431,6 +439,7 @@ bootstrapd_tftp_transfers_total{result="refused"} 2
 		"../etc/passwd/refused": {Level: "WARN"},
 		"new.bin/refused":       {Level: "WARN"},
 		"random.bin/error":      {Level: "WARN", Bytes: 512},
+		"random.bin/size_probe": {Level: "INFO"},
 	}
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	if len(lines) != len(wantLogs) {
