@@ -32,13 +32,16 @@ type env struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":   {"run the daemon: DHCP, TFTP, node HTTP and the admin API", cmdServe},
-		"check":   {"validate a site config without serving", cmdCheck},
-		"enroll":  {"enroll a node by MAC so it installs on its next PXE boot", cmdEnroll},
-		"nodes":   {"list nodes", cmdNodes},
-		"leases":  {"list DHCP leases", cmdLeases},
-		"node":    {"show one node: node show <mac|hostname>", cmdNode},
-		"version": {"print the version", func(_ context.Context, e *env, _ []string) error { fmt.Fprintln(e.stdout, "bootstrapd", version); return nil }},
+		"serve":  {"run the daemon: DHCP, TFTP, node HTTP and the admin API", cmdServe},
+		"check":  {"validate a site config without serving", cmdCheck},
+		"enroll": {"enroll a node by MAC so it installs on its next PXE boot", cmdEnroll},
+		"nodes":  {"list nodes", cmdNodes},
+		"leases": {"list DHCP leases", cmdLeases},
+		"node":   {"show one node: node show <mac|hostname>", cmdNode},
+		"version": {"print the version", func(_ context.Context, e *env, _ []string) error {
+			fmt.Fprintln(e.stdout, "bootstrapd", version)
+			return nil
+		}},
 	}
 }
 

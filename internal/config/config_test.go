@@ -138,4 +138,3 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
-
