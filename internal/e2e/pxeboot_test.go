@@ -72,6 +72,9 @@ func node(t *testing.T, d *daemon, mac string) inventory.Node {
 func pxeInstall(t *testing.T, lab *netlab.Lab, d *daemon, firmware, mac string) {
 	t.Helper()
 	d.mustCLI(t, "enroll", mac, "-hostname", "n1")
+	// Without a router advertisement iPXE waits ~14 s for IPv6 before it
+	// uses its DHCP result; a real lab router usually sends them.
+	lab.StartRA(t)
 	start := time.Now()
 	vm := netlab.StartQEMU(t, netlab.QEMUOpts{Lab: lab, MAC: mac, Firmware: firmware})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -178,6 +181,7 @@ func proxyBoot(t *testing.T, firmware string) {
 
 	mac := "52:54:00:94:00:01"
 	d.mustCLI(t, "enroll", mac, "-hostname", "n1")
+	lab.StartRA(t)
 	vm := netlab.StartQEMU(t, netlab.QEMUOpts{Lab: lab, MAC: mac, Firmware: firmware})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

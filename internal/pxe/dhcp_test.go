@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,6 +161,10 @@ func TestDHCPReplies(t *testing.T) {
 			}
 			if !resp.ServerIdentifier().Equal(serverIP.AsSlice()) {
 				t.Errorf("server id %s", resp.ServerIdentifier())
+			}
+			noProxyWait := resp.Options.Get(optEtherboot)
+			if wantNPW := c.mode != config.ModeProxy && strings.HasSuffix(c.file, "boot.ipxe"); wantNPW != (string(noProxyWait) == "\xb0\x01\x01") {
+				t.Errorf("option 175.176 (no-pxedhcp) = % x, want it: %v", noProxyWait, wantNPW)
 			}
 			if c.hostname != "" && resp.HostName() != c.hostname {
 				t.Errorf("hostname %q, want %q", resp.HostName(), c.hostname)
