@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/bootstrapd
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 IPXE_DIR  ?= /usr/lib/ipxe
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help build test lint netboot bench clean
 

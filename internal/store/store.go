@@ -7,12 +7,14 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // DB is an open store file.
@@ -29,7 +31,7 @@ func Open(path string) (*DB, error) {
 	}
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if err == bolt.ErrTimeout {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open store %s: another bootstrapd holds it (file is locked)", path)
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
