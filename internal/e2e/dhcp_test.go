@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
@@ -174,4 +177,117 @@ func TestReservationModeAnswersOnlyEnrolled(t *testing.T) {
 	if !strings.Contains(string(b), "bound ip=10.91.0.77") || !strings.Contains(string(b), "host=n7") {
 		t.Errorf("enrolled node bound with: %s", b)
 	}
+}
+
+// TestAckedLeasesSurviveKill9: perfdhcp runs DORA for many clients while
+// the daemon is killed with SIGKILL mid-stream. After a restart, every lease
+// perfdhcp saw ACKed must be in the store: a lease is on disk before its ACK
+// leaves.
+func TestAckedLeasesSurviveKill9(t *testing.T) {
+	lab := netlab.NewLab(t, "10.95.0.1/16")
+	dir := t.TempDir()
+	writeSite(t, lab, dir, `  mode   = "pool"
+  subnet = "10.95.0.0/16"
+  range  = ["10.95.1.0", "10.95.250.0"]`, "")
+	d := startDaemon(t, lab, dir)
+	host := lab.AddHost(t, "10.95.0.2/16")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	perf := host.Command(ctx, "perfdhcp", "-4", "-l", host.Iface, "-r", "400", "-R", "20000", "-p", "4", "-x", "l", "10.95.0.1")
+	out := &syncBuffer{}
+	perf.Stdout, perf.Stderr = out, out
+	if err := perf.Start(); err != nil {
+		t.Fatalf("perfdhcp (apt-get install kea-admin): %v", err)
+	}
+	time.Sleep(2 * time.Second)
+	d.cmd.Process.Kill()
+	<-d.done
+	perf.Wait() // exits non-zero: exchanges were lost, which is the point
+
+	acked := perfdhcpACKs(out.String())
+	if len(acked) < 100 {
+		t.Fatalf("perfdhcp saw only %d ACKs before the kill; output:\n%s", len(acked), tailLines(out.String(), 30))
+	}
+	d = startDaemon(t, lab, dir)
+	stored := leases(t, d)
+	missing := 0
+	for mac, ip := range acked {
+		if l, ok := stored[mac]; !ok || l.IP.String() != ip || !l.Expires.After(time.Now()) {
+			missing++
+		}
+	}
+	t.Logf("%d ACKed before SIGKILL, %d in the store after restart", len(acked), len(stored))
+	if missing > 0 {
+		t.Errorf("%d of %d ACKed leases missing after SIGKILL and restart", missing, len(acked))
+	}
+}
+
+// perfdhcpACKs parses `perfdhcp -x l` output: MAC -> IP for every lease it
+// saw ACKed (its client id is 01 followed by the MAC).
+func perfdhcpACKs(out string) map[string]string {
+	acked := map[string]string{}
+	on := false
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, "***Leases for REQUEST-ACK"):
+			on = true
+			continue
+		case strings.HasPrefix(line, "***"):
+			on = false
+		}
+		f := strings.Split(line, ",")
+		if !on || len(f) < 2 || len(f[0]) != 14 || !strings.HasPrefix(f[0], "01") {
+			continue
+		}
+		m := f[0][2:]
+		acked[m[0:2]+":"+m[2:4]+":"+m[4:6]+":"+m[6:8]+":"+m[8:10]+":"+m[10:12]] = strings.TrimSpace(f[1])
+	}
+	return acked
+}
+
+// TestMalformedPacketsKeepServing: garbage, truncated and non-Ethernet
+// packets on port 67 are logged and dropped; the next real client is served.
+func TestMalformedPacketsKeepServing(t *testing.T) {
+	lab := netlab.NewLab(t, "10.91.0.1/24")
+	dir := t.TempDir()
+	writeSite(t, lab, dir, poolDHCP, "")
+	d := startDaemon(t, lab, dir)
+	attacker := lab.AddHost(t, "10.91.0.2/24")
+	conn, err := attacker.Dial(context.Background(), "udp", "10.91.0.1:67")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	valid := validDiscover(t)
+	tokenRing := append([]byte(nil), valid...)
+	tokenRing[1] = 6 // htype token ring: not an Ethernet BOOTREQUEST
+	for _, pkt := range [][]byte{
+		[]byte("hello"),
+		make([]byte, 300), // all zeros: no magic cookie
+		tokenRing,
+		valid[:240],                 // header and cookie, options cut off: ignored
+		append(valid[:250:250], 53), // a stray byte after the options: tolerated
+	} {
+		if _, err := conn.Write(pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "malformed packets logged", func() bool {
+		return strings.Count(d.log.String(), `"level":"WARN"`) >= 3
+	})
+	client := lab.AddHost(t, "")
+	if _, err := client.UDHCPC(context.Background(), "-t", "3", "-T", "1"); err != nil {
+		t.Fatalf("no lease after malformed packets: %v", err)
+	}
+}
+
+// validDiscover is a well-formed DISCOVER as bytes, to cut up.
+func validDiscover(t *testing.T) []byte {
+	t.Helper()
+	m, err := dhcpv4.NewDiscovery(net.HardwareAddr{2, 0, 0, 0, 0, 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.ToBytes()
 }

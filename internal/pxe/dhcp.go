@@ -12,6 +12,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/insomniacslk/dhcp/iana"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bootstrapd/bootstrapd/internal/config"
@@ -57,7 +58,7 @@ func (h *DHCP) Register(reg prometheus.Registerer) {
 // proxyDHCP). A nil reply means stay silent, which is the right answer to
 // anything that is not ours to answer.
 func (h *DHCP) Reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) (*dhcpv4.DHCPv4, error) {
-	if req.OpCode != dhcpv4.OpcodeBootRequest || len(req.ClientHWAddr) != 6 {
+	if req.OpCode != dhcpv4.OpcodeBootRequest || req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
 		return nil, errors.New("not an Ethernet BOOTREQUEST")
 	}
 	if !req.GatewayIPAddr.IsUnspecified() && h.Subnet.IsValid() && !h.Subnet.Contains(addr(req.GatewayIPAddr)) {
