@@ -5,10 +5,13 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 IPXE_DIR  ?= /usr/lib/ipxe
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build test lint netboot bench clean
+.PHONY: help demo build test lint netboot bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+demo: ## PXE-boot one node in QEMU through bootstrapd, in a network namespace (needs root)
+	scripts/demo.sh
 
 build: ## build bin/bootstrapd
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/bootstrapd
@@ -16,10 +19,11 @@ build: ## build bin/bootstrapd
 test: netboot ## run every test (needs root: tests make network namespaces and run QEMU)
 	$(GO) test -count=1 -timeout 40m ./...
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet, staticcheck, shellcheck
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	shellcheck scripts/*.sh .ci/run testdata/initramfs/udhcpc.script
 
 netboot: ## put the iPXE binaries from Debian's ipxe package into netboot/
 	@test -f $(IPXE_DIR)/undionly.kpxe || { echo "missing $(IPXE_DIR)/undionly.kpxe: apt-get install ipxe"; exit 1; }

@@ -39,7 +39,10 @@ type EnrollRequest struct {
 type Server struct {
 	Inv      Inventory
 	Profiles func(name string) bool // reports whether a profile exists
-	Log      *slog.Logger
+	// DefaultProfile is recorded on nodes enrolled without one, so that
+	// `nodes` shows what each node will install.
+	DefaultProfile string
+	Log            *slog.Logger
 }
 
 // maxBody bounds request bodies: the API takes small JSON documents only.
@@ -85,6 +88,9 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 			reply(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("%q is not an IPv4 address", req.IP)})
 			return
 		}
+	}
+	if req.Profile == "" {
+		req.Profile = s.DefaultProfile
 	}
 	if req.Profile != "" && s.Profiles != nil && !s.Profiles(req.Profile) {
 		reply(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("no profile named %q (see `bootstrapd profiles`)", req.Profile)})

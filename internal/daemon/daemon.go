@@ -75,7 +75,8 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	}
 	tftp.SetBlockSize(site.TFTP.BlockSize)
 
-	admin := &api.Server{Inv: inv, Log: log.With("svc", "api"), Profiles: func(n string) bool { return profiles[n] != nil }}
+	admin := &api.Server{Inv: inv, Log: log.With("svc", "api"), DefaultProfile: site.DefaultProfile,
+		Profiles: func(n string) bool { return profiles[n] != nil }}
 
 	// Open every listener before serving any, so a port in use is reported
 	// at start rather than after DHCP is already answering.

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bootstrapd's tests, demo and benchmarks use.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+# qemu-system-x86 ipxe-qemu ovmf   PXE clients (BIOS iPXE ROM, UEFI firmware)
+# ipxe                             the iPXE binaries bootstrapd serves (make netboot)
+# busybox-static cpio kmod         the stand-in installer initramfs (scripts/testkernel.sh)
+# udhcpc isc-dhcp-client           real DHCP clients
+# dnsmasq-base                     the other DHCP server in the proxy-mode test
+# tftp-hpa curl                    real TFTP and HTTP clients
+# kea-admin kea-dhcp4-server jq    perfdhcp and Kea for `make bench`
+# iproute2                         network namespaces
+# shellcheck                       lint of the shell scripts
+packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod udhcpc isc-dhcp-client
+	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 shellcheck)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
