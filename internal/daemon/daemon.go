@@ -78,28 +78,14 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	admin := &api.Server{Inv: inv, Log: log.With("svc", "api"), DefaultProfile: site.DefaultProfile,
 		Profiles: func(n string) bool { return profiles[n] != nil }}
 
-	// Open every listener before serving any, so a port in use is reported
-	// at start rather than after DHCP is already answering.
-	httpL, err := net.Listen("tcp4", httpAddr)
+	ls, err := openListeners(site, server)
 	if err != nil {
-		return fmt.Errorf("node HTTP on %s: %w", httpAddr, err)
-	}
-	tftpAddr := withHost(site.TFTP.Listen, server)
-	tftpConn, err := net.ListenPacket("udp4", tftpAddr)
-	if err != nil {
-		httpL.Close()
-		return fmt.Errorf("TFTP on %s: %w", tftpAddr, err)
-	}
-	apiL, err := api.ListenUnix(site.API.Socket)
-	if err != nil {
-		httpL.Close()
-		tftpConn.Close()
 		return err
 	}
 	defer os.Remove(site.API.Socket)
 
 	g, ctx := errgroup.WithContext(ctx)
-	if site.DHCP.Mode != config.ModeOff {
+	if len(ls.dhcp) > 0 {
 		dhcp := &pxe.DHCP{
 			Mode: site.DHCP.Mode, Leases: inv, Server: server, Subnet: site.Subnet,
 			Router: parseAddrs(site.DHCP.Router), DNS: parseAddrs(site.DHCP.DNS...), Domain: site.DHCP.Domain,
@@ -107,28 +93,17 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 			Boot: pxe.BootFiles{BIOS: site.Boot.BIOS, EFI: site.Boot.EFI, ARM64: site.Boot.ARM64,
 				ScriptURL: baseURL + "/boot.ipxe", AssetURL: baseURL + "/assets/"},
 		}
-		if !dhcp.Subnet.IsValid() {
-			dhcp.Subnet = netip.PrefixFrom(server, 24) // proxy mode without a subnet: only used for relay checks
-		}
 		dhcp.Register(reg)
-		ports := []int{67}
-		if site.DHCP.Mode == config.ModeProxy {
-			ports = append(ports, pxe.PXEPort)
-		}
-		for _, port := range ports {
-			conn, err := pxe.ListenDHCP(site.Interface, port)
-			if err != nil {
-				return fmt.Errorf("DHCP on %s port %d: %w", site.Interface, port, err)
-			}
+		for port, conn := range ls.dhcp {
 			g.Go(func() error { return pxe.ServeDHCP(ctx, conn, dhcp.Handler(port), log.With("svc", "dhcp")) })
 		}
 	}
-	g.Go(func() error { return tftp.Serve(ctx, tftpConn) })
-	g.Go(func() error { return serveHTTP(ctx, httpL, mux) })
-	g.Go(func() error { return serveHTTP(ctx, apiL, admin.Handler()) })
+	g.Go(func() error { return tftp.Serve(ctx, ls.tftp) })
+	g.Go(func() error { return serveHTTP(ctx, ls.http, mux) })
+	g.Go(func() error { return serveHTTP(ctx, ls.api, admin.Handler()) })
 
 	log.Info("bootstrapd serving", "interface", site.Interface, "mode", site.DHCP.Mode, "server", server,
-		"http", baseURL, "tftp", tftpAddr, "api", site.API.Socket, "store", db.Path(), "nodes", len(inv.Nodes()))
+		"http", baseURL, "tftp", ls.tftp.LocalAddr().String(), "api", site.API.Socket, "store", db.Path(), "nodes", len(inv.Nodes()))
 	err = g.Wait()
 	log.Info("bootstrapd stopped")
 	return err

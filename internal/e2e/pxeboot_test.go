@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -96,9 +97,15 @@ func pxeInstall(t *testing.T, lab *netlab.Lab, d *daemon, firmware, mac string) 
 	if got := strings.Join(path, ">"); got != "enrolled>installing>installed" {
 		t.Errorf("state history %s", got)
 	}
-	// The token is a credential: the access log must not show it.
+	// The token is a credential: the log shows the report, never the token
+	// (which the node saw on its kernel command line).
 	if !strings.Contains(d.log.String(), `"path":"/install/REDACTED/status","status":200`) {
 		t.Errorf("report not logged with its token redacted")
+	}
+	if m := regexp.MustCompile(`/install/([A-Za-z0-9_-]{20,})/status`).FindStringSubmatch(vm.Console()); m == nil {
+		t.Error("no status URL with a token on the node's kernel command line")
+	} else if strings.Contains(d.log.String(), m[1]) {
+		t.Error("the install token appears in bootstrapd's log")
 	}
 
 	// Next power-on: the node is installed, so iPXE is told to boot the disk.

@@ -1,0 +1,70 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/bootstrapd/bootstrapd/internal/api"
+	"github.com/bootstrapd/bootstrapd/internal/config"
+	"github.com/bootstrapd/bootstrapd/internal/pxe"
+)
+
+// listeners are all opened before anything serves, so a port in use is
+// reported at start, not after DHCP is already answering.
+type listeners struct {
+	http, api net.Listener
+	tftp      net.PacketConn
+	dhcp      map[int]net.PacketConn // by port: 67, and 4011 in proxy mode
+}
+
+func openListeners(site *config.Site, server netip.Addr) (*listeners, error) {
+	l := &listeners{dhcp: map[int]net.PacketConn{}}
+	err := l.open(site, server)
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *listeners) open(site *config.Site, server netip.Addr) error {
+	var err error
+	addr := withHost(site.HTTP.Listen, server)
+	if l.http, err = net.Listen("tcp4", addr); err != nil {
+		return fmt.Errorf("node HTTP on %s: %w", addr, err)
+	}
+	addr = withHost(site.TFTP.Listen, server)
+	if l.tftp, err = net.ListenPacket("udp4", addr); err != nil {
+		return fmt.Errorf("TFTP on %s: %w", addr, err)
+	}
+	if l.api, err = api.ListenUnix(site.API.Socket); err != nil {
+		return err
+	}
+	var ports []int
+	switch site.DHCP.Mode {
+	case config.ModeReservation, config.ModePool:
+		ports = []int{67}
+	case config.ModeProxy:
+		ports = []int{67, pxe.PXEPort}
+	}
+	for _, port := range ports {
+		conn, err := pxe.ListenDHCP(site.Interface, port)
+		if err != nil {
+			return fmt.Errorf("DHCP on %s port %d: %w", site.Interface, port, err)
+		}
+		l.dhcp[port] = conn
+	}
+	return nil
+}
+
+func (l *listeners) close() {
+	for _, c := range []interface{ Close() error }{l.http, l.api, l.tftp} {
+		if c != nil {
+			c.Close()
+		}
+	}
+	for _, c := range l.dhcp {
+		c.Close()
+	}
+}
