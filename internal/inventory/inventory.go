@@ -66,7 +66,7 @@ func Open(db *store.DB, pool Pool, log *slog.Logger) (*Inventory, error) {
 		return nil, fmt.Errorf("load nodes: %w", err)
 	}
 	err = store.Load(db, leasesBucket, func(_ string, l Lease) error {
-		inv.leases.put(&l)
+		inv.leases.load(&l)
 		return nil
 	})
 	if err != nil {
@@ -150,6 +150,9 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 	default:
 		return Node{}, fmt.Errorf("boot method %q is not one of exit, sanboot, none", req.BootMethod)
 	}
+	if req.Hostname != "" && !validHostname(req.Hostname) {
+		return Node{}, fmt.Errorf("hostname %q is not a DNS label (letters, digits and '-', at most 63, not starting or ending with '-')", req.Hostname)
+	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	n := inv.nodes[mac]
@@ -160,7 +163,7 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 		if o.MAC == mac || o.State == Retired {
 			continue
 		}
-		if req.Hostname != "" && o.Hostname == req.Hostname {
+		if req.Hostname != "" && strings.EqualFold(o.Hostname, req.Hostname) {
 			return Node{}, fmt.Errorf("%w: hostname %s is taken by %s", ErrConflict, req.Hostname, o.MAC)
 		}
 		if req.IP.IsValid() && o.IP == req.IP {
@@ -197,6 +200,11 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 	if err := inv.save(next); err != nil {
 		return Node{}, err
 	}
+	if n != nil && n.IP.IsValid() && n.IP != req.IP && inv.leases.reserved[n.IP] == mac {
+		// Re-enrolled on another address: the old one is free again, as
+		// it would be after a restart (Open reserves only current IPs).
+		delete(inv.leases.reserved, n.IP)
+	}
 	if req.IP.IsValid() {
 		inv.leases.reserve(req.IP, mac)
 	}
@@ -204,10 +212,25 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 	return next.clone(), nil
 }
 
+// validHostname reports whether h is one DNS label (RFC 1123). The name
+// becomes <name>.<domain> on the router and is written into iPXE scripts and
+// kernel command lines, where a space or a newline would change their meaning.
+func validHostname(h string) bool {
+	if len(h) == 0 || len(h) > 63 || h[0] == '-' || h[len(h)-1] == '-' {
+		return false
+	}
+	for _, c := range h {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 func (inv *Inventory) freeHostname() string {
 	taken := map[string]bool{}
 	for _, n := range inv.nodes {
-		taken[n.Hostname] = true
+		taken[strings.ToLower(n.Hostname)] = true
 	}
 	for i := 1; ; i++ {
 		if h := fmt.Sprintf("n%d", i); !taken[h] {

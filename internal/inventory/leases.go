@@ -42,7 +42,7 @@ type leaseTable struct {
 	next     uint32 // where the next free-address scan starts
 	byIP     map[netip.Addr]*Lease
 	byMAC    map[string]*Lease
-	offers   map[string]offer     // mac -> pending offer, never persisted
+	offers   map[string]offer      // mac -> pending offer, never persisted
 	offered  map[netip.Addr]string // ip -> mac of the pending offer
 	reserved map[netip.Addr]string // ip -> mac of the enrolled node it belongs to
 }
@@ -68,6 +68,19 @@ func (t *leaseTable) put(l *Lease) {
 		}
 		t.byMAC[l.MAC] = l
 	}
+}
+
+// load adds a lease read from the store. A client that moved to another
+// address leaves its old record behind (records are keyed by address), and
+// the store hands records back in key order, not in the order they were
+// written: of two records for one MAC, the one that runs longer is the
+// current one. Letting the stale one win would drop the current address
+// from the table and hand it to another client while its holder still uses it.
+func (t *leaseTable) load(l *Lease) {
+	if cur := t.byMAC[l.MAC]; l.MAC != "" && cur != nil && cur.IP != l.IP && !l.Expires.After(cur.Expires) {
+		return
+	}
+	t.put(l)
 }
 
 func (t *leaseTable) reserve(ip netip.Addr, mac string) { t.reserved[ip] = mac }

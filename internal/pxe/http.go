@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"os"
 	"strings"
@@ -60,16 +62,18 @@ func (h *NodeHTTP) logged(next http.Handler) http.Handler {
 }
 
 // RedactPath replaces the token in /install/<token>/... with "REDACTED".
+// It works on segments rather than on a prefix: a request for an unclean
+// path (//install/<token>/status, /./install/...) is logged as sent, before
+// the router redirects it, and must not carry the token into the log either.
 func RedactPath(p string) string {
-	const prefix = "/install/"
-	if !strings.HasPrefix(p, prefix) {
-		return p
+	parts := strings.Split(p, "/")
+	for i := 0; i+1 < len(parts); i++ {
+		if strings.EqualFold(parts[i], "install") {
+			parts[i+1] = "REDACTED"
+			i++
+		}
 	}
-	rest := p[len(prefix):]
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		return prefix + "REDACTED" + rest[i:]
-	}
-	return prefix + "REDACTED"
+	return strings.Join(parts, "/")
 }
 
 type recorder struct {
@@ -124,7 +128,14 @@ func (h *NodeHTTP) nodeScript(w http.ResponseWriter, r *http.Request) {
 	}
 	n, ok := h.Booter.Node(mac)
 	if !ok || n.State == inventory.Discovered {
-		h.Booter.Seen(ctx, mac, "ipxe")
+		// Keep the arch DHCP saw (BIOS or which EFI): it is what the
+		// operator needs to know, and "ipxe" is not an arch. Only a node
+		// never seen on DHCP (the router answered it) is marked "ipxe".
+		arch := "ipxe"
+		if ok && n.Arch != "" {
+			arch = n.Arch
+		}
+		h.Booter.Seen(ctx, mac, arch)
 		ipxe(w, "#!ipxe\necho bootstrapd: %s is not enrolled. To install it: bootstrapd enroll %s\nsleep 10\nexit\n", mac, mac)
 		return
 	}
@@ -229,14 +240,31 @@ func (h *NodeHTTP) asset(w http.ResponseWriter, r *http.Request) {
 // status takes the installer's report. The token in the path is the only
 // credential; it is never logged.
 func (h *NodeHTTP) status(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form", http.StatusBadRequest)
+	const maxReport = 64 << 10
+	r.Body = http.MaxBytesReader(w, r.Body, maxReport)
+	var err error
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "multipart/form-data" {
+		err = r.ParseMultipartForm(maxReport)
+	} else {
+		err = r.ParseForm()
+	}
+	if err != nil {
+		badBody(w, err)
+		return
+	}
+	// The form parsers read only the body types they know. Anything else
+	// would leave status empty, which means success: a failure reported as
+	// JSON must not mark the node installed, and the size limit must hold
+	// whatever the body is.
+	if n, err := io.Copy(io.Discard, r.Body); err != nil {
+		badBody(w, err)
+		return
+	} else if n > 0 {
+		http.Error(w, "send the report as a form: mac=...&status=...", http.StatusUnsupportedMediaType)
 		return
 	}
 	mac := r.PostFormValue("mac")
 	if mac != "" {
-		var err error
 		if mac, err = inventory.ParseMAC(mac); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -254,4 +282,13 @@ func (h *NodeHTTP) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintf(w, "ok %s %s\n", n.Hostname, n.State)
+}
+
+func badBody(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		http.Error(w, "report too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	http.Error(w, "bad form", http.StatusBadRequest)
 }
