@@ -38,7 +38,9 @@ type EnrollRequest struct {
 // Server serves the admin API.
 type Server struct {
 	Inv      Inventory
-	Profiles func(name string) bool // reports whether a profile exists
+	// Profile looks a profile up by name and returns its local-boot method,
+	// the default for nodes enrolled without -boot.
+	Profile func(name string) (localBoot string, ok bool)
 	// DefaultProfile is recorded on nodes enrolled without one, so that
 	// `nodes` shows what each node will install.
 	DefaultProfile string
@@ -92,9 +94,15 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	if req.Profile == "" {
 		req.Profile = s.DefaultProfile
 	}
-	if req.Profile != "" && s.Profiles != nil && !s.Profiles(req.Profile) {
-		reply(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("no profile named %q (see `bootstrapd profiles`)", req.Profile)})
-		return
+	if req.Profile != "" && s.Profile != nil {
+		localBoot, ok := s.Profile(req.Profile)
+		if !ok {
+			reply(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("no profile named %q in the profiles directory", req.Profile)})
+			return
+		}
+		if req.BootMethod == "" {
+			req.BootMethod = localBoot
+		}
 	}
 	n, err := s.Inv.Enroll(r.Context(), inventory.EnrollRequest{
 		MAC: req.MAC, Hostname: req.Hostname, IP: ip, Profile: req.Profile, BootMethod: req.BootMethod, Actor: "api",

@@ -76,7 +76,13 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	tftp.SetBlockSize(site.TFTP.BlockSize)
 
 	admin := &api.Server{Inv: inv, Log: log.With("svc", "api"), DefaultProfile: site.DefaultProfile,
-		Profiles: func(n string) bool { return profiles[n] != nil }}
+		Profile: func(name string) (string, bool) {
+			p := profiles[name]
+			if p == nil {
+				return "", false
+			}
+			return p.LocalBoot, true
+		}}
 
 	ls, err := openListeners(site, server)
 	if err != nil {

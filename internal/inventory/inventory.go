@@ -382,8 +382,15 @@ func (inv *Inventory) Report(ctx context.Context, token, mac, status string) (No
 	return next.clone(), nil
 }
 
+// maxHistory bounds a node's event list: refused reports from a hostile
+// client must not grow a record (and every write of it) without limit.
+const maxHistory = 200
+
 // save writes n durably and then publishes it in memory. Callers hold mu.
 func (inv *Inventory) save(n *Node) error {
+	if over := len(n.History) - maxHistory; over > 0 {
+		n.History = append(n.History[:0:0], n.History[over:]...)
+	}
 	if err := inv.db.Put(nodesBucket, n.MAC, n); err != nil {
 		return fmt.Errorf("save node %s: %w", n.MAC, err)
 	}

@@ -447,3 +447,21 @@ func TestTokenNotStoredInClear(t *testing.T) {
 		t.Fatal("the token is in the node record")
 	}
 }
+
+func TestHistoryIsBounded(t *testing.T) {
+	inv := newTestInv(t, testPool)
+	mac := "52:54:00:00:00:01"
+	if _, err := inv.Enroll(ctx, EnrollRequest{MAC: mac}); err != nil {
+		t.Fatal(err)
+	}
+	for range maxHistory + 50 {
+		inv.Report(ctx, "forged", mac, "installed")
+	}
+	n, _ := inv.Node(mac)
+	if len(n.History) != maxHistory {
+		t.Fatalf("history has %d events, want it capped at %d", len(n.History), maxHistory)
+	}
+	if last := n.History[len(n.History)-1]; !strings.Contains(last.Cause, "refused") {
+		t.Errorf("newest event %q, want the latest refusal kept", last.Cause)
+	}
+}
