@@ -37,7 +37,7 @@ type EnrollRequest struct {
 
 // Server serves the admin API.
 type Server struct {
-	Inv      Inventory
+	Inv Inventory
 	// Profile looks a profile up by name and returns its local-boot method,
 	// the default for nodes enrolled without -boot.
 	Profile func(name string) (localBoot string, ok bool)
