@@ -13,25 +13,45 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 )
 
-// clientFlags adds -addr, defaulting to $BOOTSTRAPD_ADDR, then the default socket.
-func clientFlags(fs *flag.FlagSet, e *env) *string {
+// clientCmd is what every command that talks to the daemon shares: -addr
+// (default $BOOTSTRAPD_ADDR, then the default socket) and -json.
+type clientCmd struct {
+	*flag.FlagSet
+	addr   *string
+	asJSON *bool
+}
+
+func newClientCmd(name string, e *env) *clientCmd {
 	def := e.getenv("BOOTSTRAPD_ADDR")
 	if def == "" {
 		def = "unix://" + config.DefaultSocket
 	}
-	return fs.String("addr", def, "daemon address: unix:///path/to.sock or http://host:port (env BOOTSTRAPD_ADDR)")
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return &clientCmd{
+		FlagSet: fs,
+		addr:    fs.String("addr", def, "daemon address: unix:///path/to.sock or http://host:port (env BOOTSTRAPD_ADDR)"),
+		asJSON:  fs.Bool("json", false, "print JSON"),
+	}
+}
+
+// parse parses the flags and connects; it returns the positional arguments.
+func (c *clientCmd) parse(e *env, args []string) ([]string, *api.Client, error) {
+	pos, err := parse(c.FlagSet, e, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := api.NewClient(*c.addr)
+	return pos, client, err
 }
 
 func cmdEnroll(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
-	addr := clientFlags(fs, e)
+	fs := newClientCmd("enroll", e)
 	var req api.EnrollRequest
 	fs.StringVar(&req.Hostname, "hostname", "", "hostname (default: the next free nN)")
 	fs.StringVar(&req.Profile, "profile", "", "install profile (default: the site's default_profile)")
 	fs.StringVar(&req.IP, "ip", "", "address to reserve (default: the next free one in the DHCP range)")
 	fs.StringVar(&req.BootMethod, "boot", "", "how the installed node boots its disk: exit, sanboot or none (default exit)")
-	asJSON := fs.Bool("json", false, "print the node as JSON")
-	pos, err := parse(fs, e, args)
+	pos, c, err := fs.parse(e, args)
 	if err != nil {
 		return err
 	}
@@ -39,15 +59,11 @@ func cmdEnroll(ctx context.Context, e *env, args []string) error {
 		return usageError{"usage: bootstrapd enroll <mac> [-hostname H] [-profile P] [-ip A] [-boot exit|sanboot|none]"}
 	}
 	req.MAC = pos[0]
-	c, err := api.NewClient(*addr)
-	if err != nil {
-		return err
-	}
 	n, err := c.Enroll(ctx, req)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if *fs.asJSON {
 		return printJSON(e, n)
 	}
 	fmt.Fprintf(e.stdout, "enrolled %s as %s, %s; it installs on its next PXE boot\n", n.MAC, n.Hostname, n.IP)
@@ -55,13 +71,8 @@ func cmdEnroll(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdNodes(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
-	addr := clientFlags(fs, e)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, e, args); err != nil {
-		return err
-	}
-	c, err := api.NewClient(*addr)
+	fs := newClientCmd("nodes", e)
+	_, c, err := fs.parse(e, args)
 	if err != nil {
 		return err
 	}
@@ -69,7 +80,7 @@ func cmdNodes(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if *fs.asJSON {
 		return printJSON(e, nodes)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
@@ -81,13 +92,8 @@ func cmdNodes(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdLeases(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("leases", flag.ContinueOnError)
-	addr := clientFlags(fs, e)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, e, args); err != nil {
-		return err
-	}
-	c, err := api.NewClient(*addr)
+	fs := newClientCmd("leases", e)
+	_, c, err := fs.parse(e, args)
 	if err != nil {
 		return err
 	}
@@ -95,7 +101,7 @@ func cmdLeases(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if *fs.asJSON {
 		return printJSON(e, leases)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
@@ -115,25 +121,19 @@ func cmdLeases(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdNode(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("node", flag.ContinueOnError)
-	addr := clientFlags(fs, e)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, e, args)
+	fs := newClientCmd("node", e)
+	pos, c, err := fs.parse(e, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 2 || pos[0] != "show" {
 		return usageError{"usage: bootstrapd node show <mac|hostname>"}
 	}
-	c, err := api.NewClient(*addr)
-	if err != nil {
-		return err
-	}
 	n, err := c.Node(ctx, pos[1])
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if *fs.asJSON {
 		return printJSON(e, n)
 	}
 	fmt.Fprintf(e.stdout, "%s (%s)\n  state:   %s\n  ip:      %s\n  profile: %s\n  boot:    %s\n  history:\n",

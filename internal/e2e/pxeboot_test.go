@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -118,35 +119,27 @@ func pxeInstall(t *testing.T, lab *netlab.Lab, d *daemon, firmware, mac string) 
 	}
 }
 
-// TestPXEBootBIOS: SeaBIOS with QEMU's iPXE NIC ROM. Its first DHCP request
-// is already iPXE's, so it goes straight to /boot.ipxe.
-func TestPXEBootBIOS(t *testing.T) {
-	lab := netlab.NewLab(t, "10.92.0.1/24")
-	dir := t.TempDir()
-	writeSite(t, lab, dir, `  mode = "reservation"
-  subnet = "10.92.0.0/24"`, `default_profile = "netlab"`)
-	withBootFixture(t, dir)
-	d := startDaemon(t, lab, dir)
-	pxeInstall(t, lab, d, "bios", "52:54:00:92:00:01")
-	if strings.Contains(d.log.String(), `"svc":"tftp"`) {
-		t.Error("an iPXE ROM client should not need TFTP")
-	}
-}
-
-// TestPXEBootUEFI: OVMF's own PXE (arch 7, no iPXE) must TFTP the iPXE
-// binary first, then iPXE asks again and is sent to the script: the whole
-// firmware -> TFTP -> iPXE -> HTTP chain, with no loop.
-func TestPXEBootUEFI(t *testing.T) {
-	lab := netlab.NewLab(t, "10.93.0.1/24")
-	dir := t.TempDir()
-	writeSite(t, lab, dir, `  mode = "reservation"
-  subnet = "10.93.0.0/24"`, `default_profile = "netlab"`)
-	withBootFixture(t, dir)
-	d := startDaemon(t, lab, dir)
-	pxeInstall(t, lab, d, "uefi", "52:54:00:93:00:01")
-	log := d.log.String()
-	if !strings.Contains(log, `"file":"snponly.efi"`) || !strings.Contains(log, `"result":"ok"`) {
-		t.Errorf("UEFI boot did not fetch snponly.efi over TFTP")
+// TestPXEBoot installs a node by PXE in reservation mode.
+//   - bios: SeaBIOS with QEMU's iPXE NIC ROM. Its first DHCP request is
+//     already iPXE's, so it goes straight to /boot.ipxe, no TFTP.
+//   - uefi: OVMF's own PXE (arch 7, no iPXE) must TFTP the iPXE binary
+//     first; iPXE then asks again and is sent to the script: the whole
+//     firmware -> TFTP -> iPXE -> HTTP chain, with no loop.
+func TestPXEBoot(t *testing.T) {
+	for i, fw := range []string{"bios", "uefi"} {
+		t.Run(fw, func(t *testing.T) {
+			lab := netlab.NewLab(t, fmt.Sprintf("10.%d.0.1/24", 92+i))
+			dir := t.TempDir()
+			writeSite(t, lab, dir, fmt.Sprintf(`  mode = "reservation"
+  subnet = "10.%d.0.0/24"`, 92+i), `default_profile = "netlab"`)
+			withBootFixture(t, dir)
+			d := startDaemon(t, lab, dir)
+			pxeInstall(t, lab, d, fw, fmt.Sprintf("52:54:00:%d:00:01", 92+i))
+			fetched := regexp.MustCompile(`"file":"snponly.efi","bytes":[1-9][0-9]*,.*"result":"ok"`).MatchString(d.log.String())
+			if want := fw == "uefi"; fetched != want {
+				t.Errorf("snponly.efi fetched over TFTP: %v, want %v", fetched, want)
+			}
+		})
 	}
 }
 
