@@ -261,10 +261,24 @@ func Dest(req, resp *dhcpv4.DHCPv4, peer *net.UDPAddr, port int) *net.UDPAddr {
 	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
 }
 
+// maxInFlight bounds the requests one listener works on at once. Beyond it
+// packets are dropped and counted, and clients retry: better than piling up
+// goroutines that all wait for the disk when it is slow.
+const maxInFlight = 1024
+
 // Handler adapts h to server4 for a listener on port.
 func (h *DHCP) Handler(port int) server4.Handler {
+	inflight := make(chan struct{}, maxInFlight)
 	return func(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
+		select {
+		case inflight <- struct{}{}:
+			defer func() { <-inflight }()
+		default:
+			h.metrics.drop()
+			return
+		}
 		ctx := context.Background()
+		debug := h.Log.Enabled(ctx, slog.LevelDebug)
 		h.metrics.request(req.MessageType())
 		resp, err := h.Reply(ctx, req, port)
 		if err != nil {
@@ -273,7 +287,9 @@ func (h *DHCP) Handler(port int) server4.Handler {
 			return
 		}
 		if resp == nil {
-			h.Log.Debug("dhcp not answered", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "port", port, "mode", h.Mode)
+			if debug {
+				h.Log.Debug("dhcp not answered", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "port", port, "mode", h.Mode)
+			}
 			return
 		}
 		up, _ := peer.(*net.UDPAddr)
@@ -284,7 +300,7 @@ func (h *DHCP) Handler(port int) server4.Handler {
 			return
 		}
 		h.metrics.reply(resp.MessageType())
-		if h.Log.Enabled(ctx, slog.LevelDebug) {
+		if debug {
 			h.Log.Debug("dhcp", "mac", req.ClientHWAddr.String(), "req", req.MessageType().String(), "reply", resp.MessageType().String(),
 				"yiaddr", resp.YourIPAddr.String(), "file", resp.BootFileName, "to", dst.String())
 		}

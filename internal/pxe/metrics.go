@@ -9,7 +9,7 @@ import (
 // tests can use a DHCP without a registry.
 type dhcpMetrics struct {
 	requests, replies *prometheus.CounterVec
-	errors            prometheus.Counter
+	errors, dropped   prometheus.Counter
 }
 
 func newDHCPMetrics(reg prometheus.Registerer) *dhcpMetrics {
@@ -23,8 +23,11 @@ func newDHCPMetrics(reg prometheus.Registerer) *dhcpMetrics {
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bootstrapd_dhcp_errors_total", Help: "DHCP requests that failed (store errors, send errors, bad requests).",
 		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bootstrapd_dhcp_dropped_total", Help: "DHCP requests dropped because too many were already in progress.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.replies, m.errors)
+	reg.MustRegister(m.requests, m.replies, m.errors, m.dropped)
 	return m
 }
 
@@ -43,5 +46,11 @@ func (m *dhcpMetrics) reply(t dhcpv4.MessageType) {
 func (m *dhcpMetrics) error() {
 	if m != nil {
 		m.errors.Inc()
+	}
+}
+
+func (m *dhcpMetrics) drop() {
+	if m != nil {
+		m.dropped.Inc()
 	}
 }

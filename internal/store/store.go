@@ -6,6 +6,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,9 +20,23 @@ import (
 
 // DB is an open store file.
 type DB struct {
-	bolt *bolt.DB
-	path string
+	bolt   *bolt.DB
+	path   string
+	writes chan write
+	stop   context.CancelFunc
+	done   chan struct{}
 }
+
+// write is one change waiting for the committer.
+type write struct {
+	bucket, key string
+	value       []byte // nil: delete
+	done        chan error
+}
+
+// maxGroup bounds one commit, so a burst cannot make a single transaction
+// (and the wait of its first writer) arbitrarily long.
+const maxGroup = 2000
 
 // Open opens (creating if needed) the store file at path with mode 0600 and
 // its directory with 0700: leases and token hashes are nobody else's business.
@@ -36,19 +51,102 @@ func Open(path string) (*DB, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	// Concurrent writers (one per DHCP packet) are folded into one fsync by
-	// Batch. A short delay keeps a lone ACK fast; under load the batch fills
-	// by size instead.
-	b.MaxBatchDelay = time.Millisecond
-	b.MaxBatchSize = 500
-	return &DB{bolt: b, path: path}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	db := &DB{bolt: b, path: path, writes: make(chan write, maxGroup), stop: stop, done: make(chan struct{})}
+	go db.commit(ctx)
+	return db, nil
+}
+
+// commit is the only writer. It takes everything that is waiting, commits it
+// in one transaction (one fsync), answers every waiter, and goes again. So a
+// commit carries whatever arrived while the previous one was on disk: under
+// load, batches grow with the arrival rate instead of falling behind it.
+// (bbolt's own Batch closes a batch on a timer; once an fsync takes longer
+// than the timer, batches are cut faster than they commit and the backlog
+// grows without bound.)
+func (db *DB) commit(ctx context.Context) {
+	defer close(db.done)
+	group := make([]write, 0, maxGroup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case w := <-db.writes:
+			group = append(group[:0], w)
+		}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case w := <-db.writes:
+				group = append(group, w)
+			default:
+				break drain
+			}
+		}
+		err := db.update(group)
+		if err != nil && len(group) > 1 {
+			// One bad write must not fail the others: retry them alone.
+			for _, w := range group {
+				w.done <- db.update([]write{w})
+			}
+			continue
+		}
+		for _, w := range group {
+			w.done <- err
+		}
+	}
+}
+
+func (db *DB) update(group []write) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, w := range group {
+			if err := apply(tx, w); err != nil {
+				return fmt.Errorf("%s/%s: %w", w.bucket, w.key, err)
+			}
+		}
+		return nil
+	})
+}
+
+func apply(tx *bolt.Tx, w write) error {
+	if w.value == nil {
+		b := tx.Bucket([]byte(w.bucket))
+		if b == nil {
+			return nil
+		}
+		return b.Delete([]byte(w.key))
+	}
+	b, err := tx.CreateBucketIfNotExists([]byte(w.bucket))
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(w.key), w.value)
+}
+
+func (db *DB) submit(w write) error {
+	w.done = make(chan error, 1)
+	select {
+	case db.writes <- w:
+	case <-db.done:
+		return errors.New("store is closed")
+	}
+	select {
+	case err := <-w.done:
+		return err
+	case <-db.done:
+		return errors.New("store closed before the write was committed")
+	}
 }
 
 // Path is the file the store lives in.
 func (db *DB) Path() string { return db.path }
 
-// Close flushes and closes the file.
-func (db *DB) Close() error { return db.bolt.Close() }
+// Close stops the committer and closes the file. Writes must have returned.
+func (db *DB) Close() error {
+	db.stop()
+	<-db.done
+	return db.bolt.Close()
+}
 
 // Put stores v as JSON under bucket/key. It returns after the write is durable.
 func (db *DB) Put(bucket, key string, v any) error {
@@ -56,24 +154,12 @@ func (db *DB) Put(bucket, key string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s/%s: %w", bucket, key, err)
 	}
-	return db.bolt.Batch(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists([]byte(bucket))
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(key), data)
-	})
+	return db.submit(write{bucket: bucket, key: key, value: data})
 }
 
 // Delete removes bucket/key; a missing key is not an error.
 func (db *DB) Delete(bucket, key string) error {
-	return db.bolt.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bucket))
-		if b == nil {
-			return nil
-		}
-		return b.Delete([]byte(key))
-	})
+	return db.submit(write{bucket: bucket, key: key})
 }
 
 // Get decodes bucket/key into v and reports whether it was there.

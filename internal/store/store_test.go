@@ -80,3 +80,49 @@ func TestSecondOpenSaysWhoHoldsIt(t *testing.T) {
 		t.Fatalf("second open: %v", err)
 	}
 }
+
+// TestGroupCommit: concurrent writers share commits (far fewer transactions
+// than writes), a bad write fails alone, and writes after Close say so.
+func TestGroupCommit(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "x.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes := func() int64 { st := db.bolt.Stats(); return st.TxStats.GetWrite() }
+	before := writes()
+	var wg sync.WaitGroup
+	errs := make([]error, 500)
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = db.Put("b", strings.Repeat("k", i%50+1)+string(rune('a'+i%26)), rec{i})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	// Each committed page write counts; one transaction per Put would write
+	// at least two pages per Put.
+	if got := writes() - before; got >= 2*int64(len(errs)) {
+		t.Errorf("%d page writes for %d puts: writes are not grouped", got, len(errs))
+	} else {
+		t.Logf("%d page writes for %d puts", got, len(errs))
+	}
+	// A bad write in a group fails alone.
+	bad := make(chan error, 1)
+	go func() { bad <- db.Put("", "k", rec{1}) }() // bbolt refuses an empty bucket name
+	if err := db.Put("b", "good", rec{1}); err != nil {
+		t.Errorf("a good write next to a bad one: %v", err)
+	}
+	if err := <-bad; err == nil {
+		t.Error("the bad write succeeded")
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Put("b", "late", rec{1}); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("put after close: %v", err)
+	}
+}
