@@ -11,7 +11,7 @@ set -euo pipefail
 # tftp-hpa curl                    real TFTP and HTTP clients
 # kea-admin kea-dhcp4-server jq    perfdhcp and Kea for `make bench`
 # iproute2                         network namespaces
-# shellcheck                       lint of the shell scripts
+# the lint of shell scripts:       shellcheck
 packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod udhcpc isc-dhcp-client
 	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 shellcheck)
 
