@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 
 	"golang.org/x/term"
 
@@ -18,8 +19,19 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	cfg := fs.String("config", "site.hcl", "site config file")
 	logFormat := fs.String("log-format", "auto", "log format: text, json, or auto (text on a terminal, else json)")
 	debug := fs.Bool("debug", false, "log every DHCP exchange")
+	cpuprofile := fs.String("cpuprofile", "", "write a Go CPU profile to this file until the daemon stops")
 	if _, err := parse(fs, e, args); err != nil {
 		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	site, err := config.Load(*cfg)
 	if err != nil {
