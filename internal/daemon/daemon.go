@@ -104,6 +104,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 			g.Go(func() error { return pxe.ServeDHCP(ctx, conn, dhcp.Handler(port), log.With("svc", "dhcp")) })
 		}
 	}
+	g.Go(func() error { inv.RunDeadlines(ctx); return nil })
 	g.Go(func() error { return tftp.Serve(ctx, ls.tftp) })
 	g.Go(func() error { return serveHTTP(ctx, ls.http, mux) })
 	g.Go(func() error { return serveHTTP(ctx, ls.api, admin.Handler()) })

@@ -52,12 +52,17 @@ type Inventory struct {
 	mu     sync.Mutex
 	nodes  map[string]*Node
 	leases leaseTable
+	events eventLog
+	kick   chan struct{} // wakes the deadline watcher when a deadline changes
 }
 
 // Open loads the inventory from db.
 func Open(db *store.DB, pool Pool, log *slog.Logger) (*Inventory, error) {
-	inv := &Inventory{db: db, log: log, pool: pool, now: time.Now, nodes: map[string]*Node{}}
+	inv := &Inventory{db: db, log: log, pool: pool, now: time.Now, nodes: map[string]*Node{}, kick: make(chan struct{}, 1)}
 	inv.leases.init(pool)
+	if err := inv.events.init(db); err != nil {
+		return nil, fmt.Errorf("load events: %w", err)
+	}
 	err := store.Load(db, nodesBucket, func(_ string, n Node) error {
 		inv.nodes[n.MAC] = &n
 		return nil
@@ -73,7 +78,8 @@ func Open(db *store.DB, pool Pool, log *slog.Logger) (*Inventory, error) {
 		return nil, fmt.Errorf("load leases: %w", err)
 	}
 	for _, n := range inv.nodes {
-		if n.IP.IsValid() {
+		// A retired node's address went back to the pool when it retired.
+		if n.IP.IsValid() && n.State != Retired && n.State != Discovered {
 			inv.leases.reserve(n.IP, n.MAC)
 		}
 	}
@@ -100,10 +106,20 @@ func (inv *Inventory) Find(ref string) (Node, error) {
 	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
+	// A retired node's hostname may have been given to a new node; the
+	// name means the live one.
+	var retired *Node
 	for _, n := range inv.nodes {
-		if n.Hostname == ref {
+		if !strings.EqualFold(n.Hostname, ref) {
+			continue
+		}
+		if n.State != Retired {
 			return n.clone(), nil
 		}
+		retired = n
+	}
+	if retired != nil {
+		return retired.clone(), nil
 	}
 	return Node{}, fmt.Errorf("%w: %q is neither a known MAC nor a hostname", ErrNotFound, ref)
 }
@@ -156,6 +172,9 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	n := inv.nodes[mac]
+	if n != nil && n.State == Failed {
+		return Node{}, fmt.Errorf("%w: %s (%s) failed: %s; run `bootstrapd reinstall %s`, or retire it to enroll it afresh", ErrConflict, n.Hostname, mac, n.Reason, n.Hostname)
+	}
 	if n != nil && n.State != Discovered && n.State != Retired {
 		return Node{}, fmt.Errorf("%w: %s is already enrolled as %s (%s)", ErrConflict, mac, n.Hostname, n.State)
 	}
@@ -289,6 +308,7 @@ func (n *Node) move(now time.Time, to State, cause, actor string) error {
 	}
 	n.History = append(n.History, Event{At: now, From: n.State, To: to, Cause: cause, Actor: actor})
 	n.State = to
+	n.Deadline = time.Time{}
 	if to == Failed {
 		n.Reason = cause
 	}
@@ -322,6 +342,7 @@ func (inv *Inventory) StartInstall(ctx context.Context, mac string, ttl time.Dur
 		return Node{}, "", err
 	}
 	next.TokenHash, next.TokenExpires = sum[:], now.Add(ttl)
+	next.Deadline = next.TokenExpires
 	if err := inv.save(&next); err != nil {
 		return Node{}, "", err
 	}
@@ -347,19 +368,16 @@ func (inv *Inventory) Report(ctx context.Context, token, mac, status string) (No
 	case n == nil:
 		inv.log.WarnContext(ctx, "install report refused: unknown or used token", "claimed_mac", mac)
 		if o := inv.nodes[mac]; o != nil {
-			o.History = append(o.History, Event{At: now, Cause: "refused install report: unknown or already used token"})
-			_ = inv.save(o)
+			inv.note(o, Event{At: now, Cause: "refused install report: unknown or already used token"})
 		}
 		return Node{}, ErrToken
 	case now.After(n.TokenExpires):
 		inv.log.WarnContext(ctx, "install report refused: token expired", "mac", n.MAC)
-		n.History = append(n.History, Event{At: now, Cause: "refused install report: token expired"})
-		_ = inv.save(n)
+		inv.note(n, Event{At: now, Cause: "refused install report: token expired"})
 		return Node{}, ErrToken
 	case mac != "" && mac != n.MAC:
 		inv.log.WarnContext(ctx, "install report refused: token belongs to another node", "mac", n.MAC, "claimed_mac", mac)
-		n.History = append(n.History, Event{At: now, Cause: "refused install report claiming MAC " + mac})
-		_ = inv.save(n)
+		inv.note(n, Event{At: now, Cause: "refused install report claiming MAC " + mac})
 		return Node{}, ErrToken
 	}
 	next := n.clone()
@@ -382,19 +400,48 @@ func (inv *Inventory) Report(ctx context.Context, token, mac, status string) (No
 	return next.clone(), nil
 }
 
+// note records an event that changes nothing else. Callers hold mu.
+func (inv *Inventory) note(n *Node, ev Event) {
+	next := n.clone()
+	next.History = append(next.History, ev)
+	if err := inv.save(&next); err != nil {
+		inv.log.Error("record event", "mac", n.MAC, "err", err)
+	}
+}
+
 // maxHistory bounds a node's event list: refused reports from a hostile
 // client must not grow a record (and every write of it) without limit.
 const maxHistory = 200
 
-// save writes n durably and then publishes it in memory. Callers hold mu.
+// save writes n, and the events it gained since it was last saved, durably
+// and in one transaction; then it publishes them. n must be a new value, not
+// the stored one changed in place. Callers hold mu.
 func (inv *Inventory) save(n *Node) error {
+	fresh := n.History
+	if old := inv.nodes[n.MAC]; old != nil {
+		fresh = n.History[min(len(old.History), len(n.History)):]
+	}
 	if over := len(n.History) - maxHistory; over > 0 {
 		n.History = append(n.History[:0:0], n.History[over:]...)
 	}
-	if err := inv.db.Put(nodesBucket, n.MAC, n); err != nil {
+	seq := inv.events.seq
+	logged := inv.events.number(n, fresh)
+	entries := []store.Entry{{Bucket: nodesBucket, Key: n.MAC, Value: n}}
+	for _, e := range logged {
+		entries = append(entries, store.Entry{Bucket: eventsBucket, Key: eventKey(e.Seq), Value: e})
+	}
+	if err := inv.db.PutAll(entries...); err != nil {
+		inv.events.seq = seq
 		return fmt.Errorf("save node %s: %w", n.MAC, err)
 	}
+	if prev := inv.nodes[n.MAC]; prev == nil || !prev.Deadline.Equal(n.Deadline) {
+		select {
+		case inv.kick <- struct{}{}:
+		default:
+		}
+	}
 	inv.nodes[n.MAC] = n
+	inv.events.publish(logged)
 	return nil
 }
 

@@ -62,6 +62,9 @@ type Node struct {
 	BootFile   string     `json:"boot_file,omitempty"` // per-node override of the arch default
 	Arch       string     `json:"arch,omitempty"`      // last client arch seen on DHCP
 	LastSeen   time.Time  `json:"last_seen,omitzero"`
+	// Deadline is when a node waiting in its state (installing, say) is
+	// failed for taking too long. Zero: no deadline.
+	Deadline time.Time `json:"deadline,omitzero"`
 	Created    time.Time  `json:"created"`
 	History    []Event    `json:"history,omitempty"`
 

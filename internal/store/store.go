@@ -27,11 +27,22 @@ type DB struct {
 	done   chan struct{}
 }
 
-// write is one change waiting for the committer.
+// write is one caller's changes, waiting for the committer. They are
+// committed in the same transaction: all or none.
 type write struct {
+	changes []change
+	done    chan error
+}
+
+type change struct {
 	bucket, key string
 	value       []byte // nil: delete
-	done        chan error
+}
+
+// Entry is one value for PutAll.
+type Entry struct {
+	Bucket, Key string
+	Value       any
 }
 
 // maxGroup bounds one commit, so a burst cannot make a single transaction
@@ -100,27 +111,29 @@ func (db *DB) commit(ctx context.Context) {
 func (db *DB) update(group []write) error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		for _, w := range group {
-			if err := apply(tx, w); err != nil {
-				return fmt.Errorf("%s/%s: %w", w.bucket, w.key, err)
+			for _, c := range w.changes {
+				if err := apply(tx, c); err != nil {
+					return fmt.Errorf("%s/%s: %w", c.bucket, c.key, err)
+				}
 			}
 		}
 		return nil
 	})
 }
 
-func apply(tx *bolt.Tx, w write) error {
-	if w.value == nil {
-		b := tx.Bucket([]byte(w.bucket))
+func apply(tx *bolt.Tx, c change) error {
+	if c.value == nil {
+		b := tx.Bucket([]byte(c.bucket))
 		if b == nil {
 			return nil
 		}
-		return b.Delete([]byte(w.key))
+		return b.Delete([]byte(c.key))
 	}
-	b, err := tx.CreateBucketIfNotExists([]byte(w.bucket))
+	b, err := tx.CreateBucketIfNotExists([]byte(c.bucket))
 	if err != nil {
 		return err
 	}
-	return b.Put([]byte(w.key), w.value)
+	return b.Put([]byte(c.key), c.value)
 }
 
 func (db *DB) submit(w write) error {
@@ -150,16 +163,26 @@ func (db *DB) Close() error {
 
 // Put stores v as JSON under bucket/key. It returns after the write is durable.
 func (db *DB) Put(bucket, key string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", bucket, key, err)
+	return db.PutAll(Entry{Bucket: bucket, Key: key, Value: v})
+}
+
+// PutAll stores several values in one transaction: after a crash either
+// all of them are there or none.
+func (db *DB) PutAll(entries ...Entry) error {
+	w := write{changes: make([]change, len(entries))}
+	for i, e := range entries {
+		data, err := json.Marshal(e.Value)
+		if err != nil {
+			return fmt.Errorf("encode %s/%s: %w", e.Bucket, e.Key, err)
+		}
+		w.changes[i] = change{bucket: e.Bucket, key: e.Key, value: data}
 	}
-	return db.submit(write{bucket: bucket, key: key, value: data})
+	return db.submit(w)
 }
 
 // Delete removes bucket/key; a missing key is not an error.
 func (db *DB) Delete(bucket, key string) error {
-	return db.submit(write{bucket: bucket, key: key})
+	return db.submit(write{changes: []change{{bucket: bucket, key: key}}})
 }
 
 // Get decodes bucket/key into v and reports whether it was there.
@@ -182,17 +205,26 @@ func (db *DB) Get(bucket, key string, v any) (bool, error) {
 
 // Load decodes every value in bucket, in key order, calling fn for each.
 func Load[T any](db *DB, bucket string, fn func(key string, v T) error) error {
+	return LoadFrom(db, bucket, "", fn)
+}
+
+// LoadFrom is Load starting at the first key >= from.
+func LoadFrom[T any](db *DB, bucket, from string, fn func(key string, v T) error) error {
 	return db.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(k, data []byte) error {
+		c := b.Cursor()
+		for k, data := c.Seek([]byte(from)); k != nil; k, data = c.Next() {
 			var v T
 			if err := json.Unmarshal(data, &v); err != nil {
 				return fmt.Errorf("decode %s/%s: %w", bucket, k, err)
 			}
-			return fn(string(k), v)
-		})
+			if err := fn(string(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }

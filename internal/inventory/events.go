@@ -1,0 +1,100 @@
+package inventory
+
+import (
+	"encoding/binary"
+
+	"github.com/bootstrapd/bootstrapd/internal/store"
+)
+
+const eventsBucket = "events"
+
+// LogEvent is an Event in the site-wide log: every transition and report of
+// every node, numbered, so `bootstrapd events -f` and `enroll -wait` can
+// follow it and resume where they left off.
+type LogEvent struct {
+	Seq      uint64 `json:"seq"`
+	MAC      string `json:"mac"`
+	Hostname string `json:"hostname,omitempty"`
+	Event
+}
+
+// recentEvents is how many events are kept in memory for followers; older
+// ones are read from the store.
+const recentEvents = 1000
+
+// eventLog numbers events and wakes followers. Its owner's mutex guards it.
+type eventLog struct {
+	seq     uint64
+	recent  []LogEvent
+	changed chan struct{} // closed (and replaced) when an event is added
+}
+
+func eventKey(seq uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], seq)
+	return string(b[:])
+}
+
+func (l *eventLog) init(db *store.DB) error {
+	l.changed = make(chan struct{})
+	return store.Load(db, eventsBucket, func(_ string, e LogEvent) error {
+		l.seq = e.Seq
+		l.remember(e)
+		return nil
+	})
+}
+
+func (l *eventLog) remember(e LogEvent) {
+	l.recent = append(l.recent, e)
+	if len(l.recent) > 2*recentEvents {
+		l.recent = append(l.recent[:0:0], l.recent[len(l.recent)-recentEvents:]...)
+	}
+}
+
+// number gives the next sequence numbers to events about to be stored.
+func (l *eventLog) number(n *Node, evs []Event) []LogEvent {
+	out := make([]LogEvent, len(evs))
+	for i, e := range evs {
+		l.seq++
+		out[i] = LogEvent{Seq: l.seq, MAC: n.MAC, Hostname: n.Hostname, Event: e}
+	}
+	return out
+}
+
+// publish makes stored events visible and wakes followers.
+func (l *eventLog) publish(evs []LogEvent) {
+	if len(evs) == 0 {
+		return
+	}
+	for _, e := range evs {
+		l.remember(e)
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// Events returns the events after seq, oldest first, and a channel that is
+// closed when there are more. A follower loops: read, wait, read again.
+func (inv *Inventory) Events(since uint64) ([]LogEvent, <-chan struct{}, error) {
+	inv.mu.Lock()
+	l := &inv.events
+	wait := l.changed
+	if len(l.recent) > 0 && l.recent[0].Seq <= since+1 {
+		var out []LogEvent
+		for _, e := range l.recent {
+			if e.Seq > since {
+				out = append(out, e)
+			}
+		}
+		inv.mu.Unlock()
+		return out, wait, nil
+	}
+	inv.mu.Unlock()
+	// Older than what is in memory: read the store.
+	var out []LogEvent
+	err := store.LoadFrom(inv.db, eventsBucket, eventKey(since+1), func(_ string, e LogEvent) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, wait, err
+}

@@ -1,0 +1,51 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+)
+
+// Reinstall sends a node back to enrolled: its next PXE boot installs it
+// again. It is also how a failed node is retried.
+func (inv *Inventory) Reinstall(ctx context.Context, ref, actor string) (Node, error) {
+	n, err := inv.Find(ref)
+	if err != nil {
+		return Node{}, err
+	}
+	if n.State == Enrolled {
+		return n, nil // already waiting for its install: nothing to do
+	}
+	return inv.Move(ctx, n.MAC, Enrolled, "reinstall requested", actor)
+}
+
+// Retire takes a node out of service. There is nothing outside bootstrapd
+// to undo yet (router records and cluster membership come later), so
+// retiring completes at once; the node keeps its record and history, and
+// its hostname and address are free for another node.
+func (inv *Inventory) Retire(ctx context.Context, ref, actor string) (Node, error) {
+	n, err := inv.Find(ref)
+	if err != nil {
+		return Node{}, err
+	}
+	switch n.State {
+	case Retired:
+		return n, nil
+	case Discovered:
+		return Node{}, fmt.Errorf("%w: %s was never enrolled; there is nothing to retire", ErrConflict, n.MAC)
+	}
+	if n.State != Retiring {
+		if _, err := inv.Move(ctx, n.MAC, Retiring, "retire requested", actor); err != nil {
+			return Node{}, err
+		}
+	}
+	done, err := inv.Move(ctx, n.MAC, Retired, "retired", actor)
+	if err != nil {
+		return Node{}, err
+	}
+	inv.mu.Lock()
+	if done.IP.IsValid() && inv.leases.reserved[done.IP] == done.MAC {
+		delete(inv.leases.reserved, done.IP)
+	}
+	inv.mu.Unlock()
+	return done, nil
+}
