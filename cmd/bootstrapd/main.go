@@ -32,12 +32,16 @@ type env struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":  {"run the daemon: DHCP, TFTP, node HTTP and the admin API", cmdServe},
-		"check":  {"validate a site config without serving", cmdCheck},
-		"enroll": {"enroll a node by MAC so it installs on its next PXE boot", cmdEnroll},
-		"nodes":  {"list nodes", cmdNodes},
-		"leases": {"list DHCP leases", cmdLeases},
-		"node":   {"show one node: node show <mac|hostname>", cmdNode},
+		"serve":     {"run the daemon: DHCP, TFTP, node HTTP and the admin API", cmdServe},
+		"check":     {"validate a site config without serving", cmdCheck},
+		"enroll":    {"enroll a node by MAC so it installs on its next PXE boot", cmdEnroll},
+		"nodes":     {"list nodes", cmdNodes},
+		"leases":    {"list DHCP leases", cmdLeases},
+		"events":    {"show the event log; -f follows it", cmdEvents},
+		"retire":    {"take a node out of service", cmdRetire},
+		"reinstall": {"send a node back to enrolled: it installs again on its next PXE boot", cmdReinstall},
+		"profiles":  {"list install profiles", cmdProfiles},
+		"node":      {"show one node: node show <mac|hostname>", cmdNode},
 		"version": {"print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "bootstrapd", version)
 			return nil
@@ -87,7 +91,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun `bootstrapd <command> -h` for a command's flags.")
 }

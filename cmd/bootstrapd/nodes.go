@@ -14,11 +14,14 @@ import (
 )
 
 // clientCmd is what every command that talks to the daemon shares: -addr
-// (default $BOOTSTRAPD_ADDR, then the default socket) and -json.
+// (default $BOOTSTRAPD_ADDR, then the default socket), -json, and the API
+// token from $BOOTSTRAPD_TOKEN. The token is deliberately not a flag: argv
+// is visible to every user on the machine through ps and /proc.
 type clientCmd struct {
 	*flag.FlagSet
 	addr   *string
 	asJSON *bool
+	token  string
 }
 
 func newClientCmd(name string, e *env) *clientCmd {
@@ -29,8 +32,9 @@ func newClientCmd(name string, e *env) *clientCmd {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	return &clientCmd{
 		FlagSet: fs,
-		addr:    fs.String("addr", def, "daemon address: unix:///path/to.sock or http://host:port (env BOOTSTRAPD_ADDR)"),
+		addr:    fs.String("addr", def, "daemon address: unix:///path/to.sock or http://host:port (env BOOTSTRAPD_ADDR; http:// needs env BOOTSTRAPD_TOKEN)"),
 		asJSON:  fs.Bool("json", false, "print JSON"),
+		token:   e.getenv("BOOTSTRAPD_TOKEN"),
 	}
 }
 
@@ -40,7 +44,7 @@ func (c *clientCmd) parse(e *env, args []string) ([]string, *api.Client, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	client, err := api.NewClient(*c.addr)
+	client, err := api.NewClient(*c.addr, c.token)
 	return pos, client, err
 }
 
@@ -50,13 +54,18 @@ func cmdEnroll(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&req.Hostname, "hostname", "", "hostname (default: the next free nN)")
 	fs.StringVar(&req.Profile, "profile", "", "install profile (default: the site's default_profile)")
 	fs.StringVar(&req.IP, "ip", "", "address to reserve (default: the next free one in the DHCP range)")
-	fs.StringVar(&req.BootMethod, "boot", "", "how the installed node boots its disk: exit, sanboot or none (default exit)")
+	fs.StringVar(&req.BootMethod, "boot", "", "how the installed node boots its disk: exit, sanboot or none (default: the profile's)")
+	wait := &waitFlag{state: inventory.Installed}
+	fs.Var(wait, "wait", "after enrolling, show progress until the node is installed (or -wait=STATE)")
 	pos, c, err := fs.parse(e, args)
 	if err != nil {
 		return err
 	}
+	if pos, err = stateArg(wait, pos); err != nil {
+		return err
+	}
 	if len(pos) != 1 {
-		return usageError{"usage: bootstrapd enroll <mac> [-hostname H] [-profile P] [-ip A] [-boot exit|sanboot|none]"}
+		return usageError{"usage: bootstrapd enroll <mac> [-hostname H] [-profile P] [-ip A] [-boot exit|sanboot|none] [-wait[=STATE]]"}
 	}
 	req.MAC = pos[0]
 	n, err := c.Enroll(ctx, req)
@@ -67,6 +76,9 @@ func cmdEnroll(ctx context.Context, e *env, args []string) error {
 		return printJSON(e, n)
 	}
 	fmt.Fprintf(e.stdout, "enrolled %s as %s, %s; it installs on its next PXE boot\n", n.MAC, n.Hostname, n.IP)
+	if wait.on {
+		return waitFor(ctx, e, c, n, wait.state)
+	}
 	return nil
 }
 
@@ -136,14 +148,21 @@ func cmdNode(ctx context.Context, e *env, args []string) error {
 	if *fs.asJSON {
 		return printJSON(e, n)
 	}
-	fmt.Fprintf(e.stdout, "%s (%s)\n  state:   %s\n  ip:      %s\n  profile: %s\n  boot:    %s\n  history:\n",
-		dash(n.Hostname), n.MAC, stateText(n), dashIP(n), dash(n.Profile), dash(n.BootMethod))
-	for _, ev := range n.History {
-		move := ""
-		if ev.To != "" {
-			move = fmt.Sprintf("%s -> %s: ", dash(string(ev.From)), ev.To)
+	fmt.Fprintf(e.stdout, "%s (%s)\n  state:    %s\n", dash(n.Hostname), n.MAC, stateText(n))
+	if !n.Deadline.IsZero() {
+		fmt.Fprintf(e.stdout, "  deadline: %s (in %s)\n", n.Deadline.Local().Format(time.DateTime), time.Until(n.Deadline).Round(time.Second))
+	}
+	fmt.Fprintf(e.stdout, "  ip:       %s\n", dashIP(n))
+	if leases, err := c.Leases(ctx); err == nil {
+		for _, l := range leases {
+			if l.MAC == n.MAC {
+				fmt.Fprintf(e.stdout, "  lease:    %s until %s\n", l.IP, l.Expires.Local().Format(time.DateTime))
+			}
 		}
-		fmt.Fprintf(e.stdout, "    %s  %s%s\n", ev.At.Local().Format(time.DateTime), move, ev.Cause)
+	}
+	fmt.Fprintf(e.stdout, "  profile:  %s\n  boot:     %s\n  arch:     %s\n  history:\n", dash(n.Profile), dash(n.BootMethod), dash(n.Arch))
+	for _, ev := range n.History {
+		fmt.Fprintf(e.stdout, "    %s  %s\n", ev.At.Local().Format(time.DateTime), what(ev))
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/profile"
 	"github.com/bootstrapd/bootstrapd/internal/store"
 )
 
@@ -20,13 +21,31 @@ import (
 // does, and returns a client for it.
 func serve(t *testing.T) (*Client, *inventory.Inventory, string) {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := store.Open(filepath.Join(dir, "db"))
+	s, inv := newServer(t, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	l, err := ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: s.Handler()}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c, err := NewClient("unix://"+sock, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, inv, sock
+}
+
+// newServer is the API over a real inventory with two profiles, not yet
+// listening anywhere.
+func newServer(t *testing.T, log *slog.Logger) (*Server, *inventory.Inventory) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	inv, err := inventory.Open(db, inventory.Pool{
 		Subnet: netip.MustParsePrefix("10.77.0.0/24"),
 		Range:  [2]netip.Addr{netip.MustParseAddr("10.77.0.100"), netip.MustParseAddr("10.77.0.110")},
@@ -35,28 +54,11 @@ func serve(t *testing.T) (*Client, *inventory.Inventory, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Inv: inv, Log: log, DefaultProfile: "void-nomad", Profile: func(name string) (string, bool) {
-		switch name {
-		case "void-nomad":
-			return "sanboot", true
-		case "plain":
-			return "", true
-		}
-		return "", false
+	s := &Server{Inv: inv, Log: log, DefaultProfile: "void-nomad", Profiles: map[string]*profile.Profile{
+		"void-nomad": {Name: "void-nomad", Kernel: "void/vmlinuz", LocalBoot: "sanboot", Timeout: time.Hour},
+		"plain":      {Name: "plain", Kernel: "vmlinuz", Timeout: time.Hour},
 	}}
-	sock := filepath.Join(dir, "api.sock")
-	l, err := ListenUnix(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: s.Handler()}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	c, err := NewClient("unix://" + sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, inv, sock
+	return s, inv
 }
 
 func TestEnrollThroughAPI(t *testing.T) {
@@ -117,7 +119,7 @@ func TestAPIRefusals(t *testing.T) {
 
 func TestAPIBodies(t *testing.T) {
 	_, _, sock := serve(t)
-	c, _ := NewClient("unix://" + sock)
+	c, _ := NewClient("unix://"+sock, "")
 	post := func(body string) (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, c.base+"/v1/nodes", strings.NewReader(body))
 		resp, err := c.http.Do(req)

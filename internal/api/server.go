@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/profile"
 )
 
 // Inventory is what the API needs from the core.
@@ -24,6 +25,9 @@ type Inventory interface {
 	Find(ref string) (inventory.Node, error)
 	Enroll(ctx context.Context, req inventory.EnrollRequest) (inventory.Node, error)
 	Leases() []inventory.Lease
+	Events(since uint64) ([]inventory.LogEvent, <-chan struct{}, error)
+	Retire(ctx context.Context, ref, actor string) (inventory.Node, error)
+	Reinstall(ctx context.Context, ref, actor string) (inventory.Node, error)
 }
 
 // EnrollRequest is the body of POST /v1/nodes.
@@ -38,9 +42,9 @@ type EnrollRequest struct {
 // Server serves the admin API.
 type Server struct {
 	Inv Inventory
-	// Profile looks a profile up by name and returns its local-boot method,
-	// the default for nodes enrolled without -boot.
-	Profile func(name string) (localBoot string, ok bool)
+	// Profiles are the loaded install profiles: enroll checks the name and
+	// takes the profile's local-boot method as the node's default.
+	Profiles map[string]*profile.Profile
 	// DefaultProfile is recorded on nodes enrolled without one, so that
 	// `nodes` shows what each node will install.
 	DefaultProfile string
@@ -50,7 +54,8 @@ type Server struct {
 // maxBody bounds request bodies: the API takes small JSON documents only.
 const maxBody = 64 << 10
 
-// Handler returns the routes.
+// Handler returns the routes, every one with its body bounded by maxBody,
+// whichever listener (socket or TCP) serves them.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
@@ -69,15 +74,18 @@ func (s *Server) Handler() http.Handler {
 		reply(w, http.StatusOK, public(n))
 	})
 	mux.HandleFunc("POST /v1/nodes", s.enroll)
+	s.lifecycleRoutes(mux)
 	mux.HandleFunc("GET /v1/leases", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, s.Inv.Leases())
 	})
-	return mux
+	// Bounded here rather than in each handler, so that a route added later
+	// cannot forget it.
+	return http.MaxBytesHandler(mux, maxBody)
 }
 
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	var req EnrollRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec := json.NewDecoder(r.Body) // bounded by Handler
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		reply(w, http.StatusBadRequest, Error{Error: "bad request body: " + err.Error()})
@@ -94,14 +102,14 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	if req.Profile == "" {
 		req.Profile = s.DefaultProfile
 	}
-	if req.Profile != "" && s.Profile != nil {
-		localBoot, ok := s.Profile(req.Profile)
-		if !ok {
-			reply(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("no profile named %q in the profiles directory", req.Profile)})
+	if req.Profile != "" {
+		p := s.Profiles[req.Profile]
+		if p == nil {
+			reply(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("no profile named %q (see `bootstrapd profiles`)", req.Profile)})
 			return
 		}
 		if req.BootMethod == "" {
-			req.BootMethod = localBoot
+			req.BootMethod = p.LocalBoot
 		}
 	}
 	n, err := s.Inv.Enroll(r.Context(), inventory.EnrollRequest{

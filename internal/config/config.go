@@ -82,9 +82,26 @@ type HTTP struct {
 	Listen string `hcl:"listen,optional"`
 }
 
-// API is the admin API the CLI talks to.
+// API is the admin API the CLI talks to: always on the unix socket, and on
+// TCP too when Listen is set, where a bearer token read from TokenFile is
+// required.
 type API struct {
-	Socket string `hcl:"socket,optional"`
+	Socket    string `hcl:"socket,optional"`
+	Listen    string `hcl:"listen,optional"`
+	TokenFile string `hcl:"token_file,optional"`
+
+	// token is unexported, and API has a String method, so that printing the
+	// site or its api block (%v, %+v, slog) cannot leak it.
+	token string
+}
+
+// Token is the bearer token read from TokenFile at load; it is "" when
+// Listen is unset, since only the TCP listener uses it.
+func (a *API) Token() string { return a.token }
+
+// String describes the block without the token.
+func (a API) String() string {
+	return fmt.Sprintf("socket=%s listen=%s token_file=%s", a.Socket, a.Listen, a.TokenFile)
 }
 
 // Error is a problem at a place in a file.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -134,6 +135,87 @@ func TestConfigErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %q does not mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestAPIToken covers the TCP admin listener: it needs a token file that
+// exists, is not empty, and only its owner can read; the token is read at
+// load and never printed.
+func TestAPIToken(t *testing.T) {
+	const secret = "s3cr3t-t0ken-value"
+	site := func(api string) string {
+		return "interface = \"br0\"\ndhcp {\n  mode = \"off\"\n}\napi {\n" + api + "}\n"
+	}
+	cases := []struct {
+		name  string
+		api   string
+		token string      // written to api-token beside the site file unless empty
+		mode  os.FileMode // of api-token
+		line  int
+		want  string // "" for success
+	}{
+		{"listen without token_file", "  listen = \"127.0.0.1:8081\"\n", "", 0, 6, "without a token is refused"},
+		{"bad listen", "  listen = \"8081\"\n  token_file = \"api-token\"\n", secret, 0o600, 6, "not host:port"},
+		{"missing token file", "  listen = \"127.0.0.1:8081\"\n  token_file = \"api-token\"\n", "", 0, 7, "no such file"},
+		{"empty token file", "  listen = \"127.0.0.1:8081\"\n  token_file = \"api-token\"\n", " \n\t\n", 0o600, 7, "is empty"},
+		{"world-readable token file", "  listen = \"127.0.0.1:8081\"\n  token_file = \"api-token\"\n", secret, 0o644, 7, "chmod 600 "},
+		{"group-readable token file", "  listen = \"127.0.0.1:8081\"\n  token_file = \"api-token\"\n", secret, 0o640, 7, "mode 0640"},
+		{"good", "  listen = \"127.0.0.1:8081\"\n  token_file = \"api-token\"\n", "\n" + secret + "\n", 0o600, 0, ""},
+		{"no listen, no token needed", "  token_file = \"api-token\"\n", "", 0, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := writeSite(t, site(c.api))
+			tokenFile := filepath.Join(filepath.Dir(p), "api-token")
+			if c.token != "" {
+				if err := os.WriteFile(tokenFile, []byte(c.token), c.mode); err != nil {
+					t.Fatal(err)
+				}
+				// WriteFile's mode is filtered by the umask.
+				if err := os.Chmod(tokenFile, c.mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := Load(p)
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.API.TokenFile != tokenFile {
+					t.Errorf("token_file %q, want %q resolved against the site file", s.API.TokenFile, tokenFile)
+				}
+				want := ""
+				if s.API.Listen != "" {
+					want = secret
+				}
+				if s.API.Token() != want {
+					t.Errorf("token %q, want %q trimmed", s.API.Token(), want)
+				}
+				for _, out := range []string{s.String(), fmt.Sprint(s.API), fmt.Sprintf("%+v", *s.API), fmt.Sprintf("%+v", s)} {
+					if strings.Contains(out, secret) {
+						t.Errorf("the token is printed: %s", out)
+					}
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			prefix := p + ":" + strconv.Itoa(c.line) + ":"
+			if !strings.HasPrefix(err.Error(), prefix) {
+				t.Errorf("error %q does not start with %q", err, prefix)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not mention %q", err, c.want)
+			}
+			// Errors at the token_file line (7) name the file, resolved.
+			if c.line == 7 && !strings.Contains(err.Error(), tokenFile) {
+				t.Errorf("error %q does not name the token file %s", err, tokenFile)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q contains the token", err)
 			}
 		})
 	}

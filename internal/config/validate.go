@@ -3,9 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -66,6 +69,9 @@ func (s *Site) defaults(dir string) error {
 	} else if !filepath.IsAbs(s.API.Socket) {
 		s.API.Socket = filepath.Join(dir, s.API.Socket)
 	}
+	if s.API.TokenFile != "" && !filepath.IsAbs(s.API.TokenFile) {
+		s.API.TokenFile = filepath.Join(dir, s.API.TokenFile)
+	}
 	return nil
 }
 
@@ -87,8 +93,57 @@ func (s *Site) validate() error {
 	if b := s.TFTP.BlockSize; b < 512 || b > 65464 {
 		add(s.Errorf("tftp.blksize", "tftp blksize %d is outside 512..65464 (RFC 2348); 1468 fits a 1500-byte MTU", b))
 	}
+	add(s.validateAPI())
 	add(s.CheckBootFiles())
 	return errors.Join(errs...)
+}
+
+// validateAPI checks the TCP admin listener and reads its token. The socket
+// needs nothing: its file mode is its access control. TCP has no such thing,
+// so a TCP listener without a token would let anyone who can reach the port
+// enroll nodes, and is refused rather than defaulted.
+func (s *Site) validateAPI() error {
+	a := s.API
+	if a.Listen == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+		return s.Errorf("api.listen", "api listen %q is not host:port, like \"10.77.0.1:8081\" or \":8081\"", a.Listen)
+	}
+	// The umask makes the file 0600 from its creation, not after a chmod.
+	const mint = "(umask 077 && head -c 32 /dev/urandom | base64 > %[1]s)"
+	if a.TokenFile == "" {
+		return s.Errorf("api.listen", "api listen is set but token_file is not: a TCP admin API without a token is refused; "+
+			"set token_file = \"/etc/bootstrapd/api-token\" and create it with `"+mint+"`", "/etc/bootstrapd/api-token")
+	}
+	f, err := os.Open(a.TokenFile)
+	if err != nil {
+		return s.Errorf("api.token_file", "api token_file %s: %v; create it with `"+mint+"`", a.TokenFile, errors.Unwrap(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return s.Errorf("api.token_file", "api token_file %s: %v", a.TokenFile, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return s.Errorf("api.token_file", "api token_file %s is not a regular file", a.TokenFile)
+	}
+	// Checked before reading, and on the open file, so a token other users
+	// can read is never used, not even once.
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return s.Errorf("api.token_file", "api token_file %s is readable or writable by group or others (mode %04o); run `chmod 600 %s`",
+			a.TokenFile, perm, a.TokenFile)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return s.Errorf("api.token_file", "api token_file %s: %v", a.TokenFile, err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return s.Errorf("api.token_file", "api token_file %s is empty; put a long random secret in it: `"+mint+"`", a.TokenFile)
+	}
+	a.token = tok
+	return nil
 }
 
 func (s *Site) validateDHCP() error {

@@ -76,13 +76,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	tftp.SetBlockSize(site.TFTP.BlockSize)
 
 	admin := &api.Server{Inv: inv, Log: log.With("svc", "api"), DefaultProfile: site.DefaultProfile,
-		Profile: func(name string) (string, bool) {
-			p := profiles[name]
-			if p == nil {
-				return "", false
-			}
-			return p.LocalBoot, true
-		}}
+		Profiles: profiles}
 
 	ls, err := openListeners(site, server)
 	if err != nil {
@@ -108,6 +102,11 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	g.Go(func() error { return tftp.Serve(ctx, ls.tftp) })
 	g.Go(func() error { return serveHTTP(ctx, ls.http, mux) })
 	g.Go(func() error { return serveHTTP(ctx, ls.api, admin.Handler()) })
+	if ls.apiTCP != nil {
+		auth := api.RequireToken(site.API.Token(), log.With("svc", "api"))
+		g.Go(func() error { return serveHTTP(ctx, ls.apiTCP, auth(admin.Handler())) })
+		log.Info("admin API on TCP, token required", "addr", ls.apiTCP.Addr().String())
+	}
 
 	log.Info("bootstrapd serving", "interface", site.Interface, "mode", site.DHCP.Mode, "server", server,
 		"http", baseURL, "tftp", ls.tftp.LocalAddr().String(), "api", site.API.Socket, "store", db.Path(), "nodes", len(inv.Nodes()))

@@ -14,6 +14,7 @@ import (
 // reported at start, not after DHCP is already answering.
 type listeners struct {
 	http, api net.Listener
+	apiTCP    net.Listener // nil unless api.listen is set; needs the token
 	tftp      net.PacketConn
 	dhcp      map[int]net.PacketConn // by port: 67, and 4011 in proxy mode
 }
@@ -41,6 +42,14 @@ func (l *listeners) open(site *config.Site, server netip.Addr) error {
 	if l.api, err = api.ListenUnix(site.API.Socket); err != nil {
 		return err
 	}
+	if site.API.Listen != "" {
+		// "tcp", not "tcp4" like the node listeners: operators may reach the
+		// admin API over IPv6 even though PXE is IPv4 only.
+		addr = withHost(site.API.Listen, server)
+		if l.apiTCP, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("admin API on %s: %w", addr, err)
+		}
+	}
 	var ports []int
 	switch site.DHCP.Mode {
 	case config.ModeReservation, config.ModePool:
@@ -59,7 +68,7 @@ func (l *listeners) open(site *config.Site, server netip.Addr) error {
 }
 
 func (l *listeners) close() {
-	for _, c := range []interface{ Close() error }{l.http, l.api, l.tftp} {
+	for _, c := range []interface{ Close() error }{l.http, l.api, l.apiTCP, l.tftp} {
 		if c != nil {
 			c.Close()
 		}
