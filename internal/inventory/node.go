@@ -65,8 +65,8 @@ type Node struct {
 	// Deadline is when a node waiting in its state (installing, say) is
 	// failed for taking too long. Zero: no deadline.
 	Deadline time.Time `json:"deadline,omitzero"`
-	Created    time.Time  `json:"created"`
-	History    []Event    `json:"history,omitempty"`
+	Created  time.Time `json:"created"`
+	History  []Event   `json:"history,omitempty"`
 
 	// The install token is stored only as a hash: a copy of the store does
 	// not let anyone claim a node's install.
