@@ -58,6 +58,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerInventoryMetrics(reg, inv)
 
 	httpAddr := withHost(site.HTTP.Listen, server)
 	baseURL := "http://" + httpAddr
@@ -65,6 +66,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 		Booter: inv, Profiles: profiles, DefaultProfile: site.DefaultProfile,
 		Assets: assets, BaseURL: baseURL, Log: log.With("svc", "http"),
 	}
+	nodes.Register(reg)
 	mux := http.NewServeMux()
 	mux.Handle("/", nodes.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

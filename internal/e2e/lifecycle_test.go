@@ -168,6 +168,26 @@ web2      52:54:00:97:00:02  10.97.0.12   enrolled  normal   Ns ago
 	if out, err := d.cli(t, "retire", "nosuch"); err == nil || !strings.Contains(out, "neither a known MAC nor a hostname") {
 		t.Errorf("retire unknown: %v %s", err, out)
 	}
+
+	// What happened above, as Prometheus sees it.
+	resp, err := client.Get("http://10.97.0.1:8080/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`bootstrapd_nodes{state="enrolled"} 4`, // n1, web1, web4 (reinstalled), the new web2
+		`bootstrapd_nodes{state="retired"} 1`,
+		`bootstrapd_http_requests_total{code="200",route="ipxe"} 1`,
+		`bootstrapd_http_requests_total{code="200",route="install"} 2`,
+		`bootstrapd_state_duration_seconds_count{state="installing",to="installed"} 1`,
+		`bootstrapd_tftp_transfers_total{result="ok"} 0`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // TestEnrollWaitReportsFailure: -wait ends with an error when the node

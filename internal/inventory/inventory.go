@@ -54,6 +54,11 @@ type Inventory struct {
 	leases leaseTable
 	events eventLog
 	kick   chan struct{} // wakes the deadline watcher when a deadline changes
+
+	// OnMove, when set, is told how long each node spent in a state it
+	// has just left (for the state-duration metric). It runs under the
+	// inventory's lock and must be quick.
+	OnMove func(from, to State, spent time.Duration)
 }
 
 // Open loads the inventory from db.
@@ -433,6 +438,9 @@ func (inv *Inventory) save(n *Node) error {
 	if err := inv.db.PutAll(entries...); err != nil {
 		inv.events.seq = seq
 		return fmt.Errorf("save node %s: %w", n.MAC, err)
+	}
+	if prev := inv.nodes[n.MAC]; prev != nil && prev.State != n.State && inv.OnMove != nil {
+		inv.OnMove(prev.State, n.State, n.entered().Sub(prev.entered()))
 	}
 	if prev := inv.nodes[n.MAC]; prev == nil || !prev.Deadline.Equal(n.Deadline) {
 		select {

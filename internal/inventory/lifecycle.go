@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Reinstall sends a node back to enrolled: its next PXE boot installs it
@@ -48,4 +49,30 @@ func (inv *Inventory) Retire(ctx context.Context, ref, actor string) (Node, erro
 	}
 	inv.mu.Unlock()
 	return done, nil
+}
+
+// CountByState counts nodes in each state, for metrics.
+func (inv *Inventory) CountByState() map[State]int {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	out := map[State]int{}
+	for _, n := range inv.nodes {
+		out[n.State]++
+	}
+	return out
+}
+
+// States lists every state in lifecycle order.
+func States() []State {
+	return []State{Discovered, Enrolled, Installing, Installed, Joined, Ready, Failed, Retiring, Retired}
+}
+
+// entered is when n came into its current state.
+func (n *Node) entered() time.Time {
+	for i := len(n.History) - 1; i >= 0; i-- {
+		if n.History[i].To == n.State {
+			return n.History[i].At
+		}
+	}
+	return n.Created
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
 )
@@ -33,6 +35,24 @@ type NodeHTTP struct {
 	Assets         *os.Root // the netboot directory
 	BaseURL        string   // how nodes reach us, e.g. http://10.77.0.1:8080
 	Log            *slog.Logger
+
+	metrics *httpMetrics
+}
+
+// Register adds the HTTP counters to reg.
+func (h *NodeHTTP) Register(reg prometheus.Registerer) {
+	h.metrics = newHTTPMetrics(reg)
+}
+
+// route names a request for metrics: a few fixed values, never a path
+// (paths carry MACs and tokens, and would make unbounded label sets).
+func route(p string) string {
+	for _, r := range []string{"/boot.ipxe", "/ipxe", "/assets/", "/install/"} {
+		if strings.HasPrefix(p, r) {
+			return strings.Trim(r, "/")
+		}
+	}
+	return "other"
 }
 
 // Handler returns the routes.
@@ -52,6 +72,7 @@ func (h *NodeHTTP) logged(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
+		h.metrics.observe(route(r.URL.Path), rec.code, rec.bytes)
 		level := slog.LevelInfo
 		if rec.code >= 400 {
 			level = slog.LevelWarn

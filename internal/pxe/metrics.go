@@ -1,6 +1,8 @@
 package pxe
 
 import (
+	"strconv"
+
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,5 +54,31 @@ func (m *dhcpMetrics) error() {
 func (m *dhcpMetrics) drop() {
 	if m != nil {
 		m.dropped.Inc()
+	}
+}
+
+// httpMetrics counts node-facing HTTP requests by route and status code.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	bytes    prometheus.Counter
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bootstrapd_http_requests_total", Help: "Node HTTP requests, by route and status code.",
+		}, []string{"route", "code"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bootstrapd_http_response_bytes_total", Help: "Bytes sent to nodes over HTTP (scripts and assets).",
+		}),
+	}
+	reg.MustRegister(m.requests, m.bytes)
+	return m
+}
+
+func (m *httpMetrics) observe(route string, code int, bytes int64) {
+	if m != nil {
+		m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		m.bytes.Add(float64(bytes))
 	}
 }
