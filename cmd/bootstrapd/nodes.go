@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -55,6 +56,17 @@ func cmdEnroll(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&req.Profile, "profile", "", "install profile (default: the site's default_profile)")
 	fs.StringVar(&req.IP, "ip", "", "address to reserve (default: the next free one in the DHCP range)")
 	fs.StringVar(&req.BootMethod, "boot", "", "how the installed node boots its disk: exit, sanboot or none (default: the profile's)")
+	fs.Func("label", "a label k=v for the node's templates (repeatable)", func(kv string) error {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("%q is not k=v", kv)
+		}
+		if req.Labels == nil {
+			req.Labels = map[string]string{}
+		}
+		req.Labels[k] = v
+		return nil
+	})
 	wait := &waitFlag{state: inventory.Installed}
 	fs.Var(wait, "wait", "after enrolling, show progress until the node is installed (or -wait=STATE)")
 	pos, c, err := fs.parse(e, args)
@@ -65,7 +77,7 @@ func cmdEnroll(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return usageError{"usage: bootstrapd enroll <mac> [-hostname H] [-profile P] [-ip A] [-boot exit|sanboot|none] [-wait[=STATE]]"}
+		return usageError{"usage: bootstrapd enroll <mac> [-hostname H] [-profile P] [-ip A] [-boot exit|sanboot|none] [-label k=v]... [-wait[=STATE]]"}
 	}
 	req.MAC = pos[0]
 	n, err := c.Enroll(ctx, req)

@@ -32,11 +32,12 @@ type Inventory interface {
 
 // EnrollRequest is the body of POST /v1/nodes.
 type EnrollRequest struct {
-	MAC        string `json:"mac"`
-	Hostname   string `json:"hostname,omitempty"`
-	IP         string `json:"ip,omitempty"`
-	Profile    string `json:"profile,omitempty"`
-	BootMethod string `json:"boot_method,omitempty"`
+	MAC        string            `json:"mac"`
+	Hostname   string            `json:"hostname,omitempty"`
+	IP         string            `json:"ip,omitempty"`
+	Profile    string            `json:"profile,omitempty"`
+	BootMethod string            `json:"boot_method,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
 }
 
 // Server serves the admin API.
@@ -113,7 +114,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	n, err := s.Inv.Enroll(r.Context(), inventory.EnrollRequest{
-		MAC: req.MAC, Hostname: req.Hostname, IP: ip, Profile: req.Profile, BootMethod: req.BootMethod, Actor: "api",
+		MAC: req.MAC, Hostname: req.Hostname, IP: ip, Profile: req.Profile, BootMethod: req.BootMethod, Labels: req.Labels, Actor: "api",
 	})
 	if err != nil {
 		fail(w, err)

@@ -24,8 +24,12 @@ import (
 const fakeProfiles = `profile "normal" {
   description     = "an hour to install"
   kernel          = "vmlinuz"
-  cmdline         = "bootstrapd.report={{.StatusURL}}"
+  cmdline         = "bootstrapd.report={{.StatusURL}} autourl={{.ConfigURL}}/node.cfg"
   install_timeout = "1h"
+  templates       = { "node.cfg" = "node.cfg.tmpl" }
+  nomad {
+    datacenter = "lab"
+  }
 }
 profile "quick" {
   description     = "fails unless it reports within 4s"
@@ -43,6 +47,7 @@ func lifecycleSite(t *testing.T, lab *netlab.Lab) string {
   subnet = "10.97.0.0/24"`, `default_profile = "normal"`)
 	os.WriteFile(filepath.Join(dir, "netboot", "vmlinuz"), []byte("not a kernel"), 0o644)
 	os.WriteFile(filepath.Join(dir, "profiles", "fake.hcl"), []byte(fakeProfiles), 0o644)
+	os.WriteFile(filepath.Join(dir, "profiles", "node.cfg.tmpl"), []byte("hostname={{.Hostname}} rack={{index .Labels \"rack\"}} dc={{.Nomad.Datacenter}}\n"), 0o644)
 	return dir
 }
 
@@ -112,7 +117,7 @@ web2      52:54:00:97:00:02  10.97.0.12   enrolled  normal   Ns ago
 	}
 
 	// enroll -wait follows the node until it is installed.
-	cmd := exec.Command(d.bin, "enroll", "52:54:00:97:00:04", "-hostname", "web4", "-wait")
+	cmd := exec.Command(d.bin, "enroll", "52:54:00:97:00:04", "-hostname", "web4", "-label", "rack=r2", "-wait")
 	cmd.Env = append(os.Environ(), "BOOTSTRAPD_ADDR=unix://"+d.sock)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
@@ -132,6 +137,21 @@ web2      52:54:00:97:00:02  10.97.0.12   enrolled  normal   Ns ago
 	expectLine("waiting for web4 to be installed")
 	status := bootInstaller(t, client, "52:54:00:97:00:04")
 	expectLine("enrolled -> installing: booted the installer")
+	// The installer fetches its rendered config with the same token.
+	for url, want := range map[string]string{
+		strings.TrimSuffix(status, "/status") + "/config/node.cfg": "hostname=web4 rack=r2 dc=lab\n",
+		"http://10.97.0.1:8080/install/forged/config/node.cfg":     "unknown or expired install token\n",
+	} {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != want {
+			t.Errorf("GET %s: %d %q, want %q", url, resp.StatusCode, body, want)
+		}
+	}
 	if code := report(t, client, status, "52:54:00:97:00:04", "installing: packages"); code != 200 {
 		t.Fatalf("progress report: %d", code)
 	}
@@ -180,7 +200,8 @@ web2      52:54:00:97:00:02  10.97.0.12   enrolled  normal   Ns ago
 		`bootstrapd_nodes{state="enrolled"} 4`, // n1, web1, web4 (reinstalled), the new web2
 		`bootstrapd_nodes{state="retired"} 1`,
 		`bootstrapd_http_requests_total{code="200",route="ipxe"} 1`,
-		`bootstrapd_http_requests_total{code="200",route="install"} 2`,
+		`bootstrapd_http_requests_total{code="200",route="install"} 3`, // config, progress, installed
+		`bootstrapd_http_requests_total{code="403",route="install"} 1`, // the forged token
 		`bootstrapd_state_duration_seconds_count{state="installing",to="installed"} 1`,
 		`bootstrapd_tftp_transfers_total{result="ok"} 0`,
 	} {

@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/bootstrapd/bootstrapd/internal/store"
 )
@@ -153,6 +155,7 @@ type EnrollRequest struct {
 	IP         netip.Addr
 	Profile    string
 	BootMethod string
+	Labels     map[string]string
 	Actor      string
 }
 
@@ -163,6 +166,11 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 	mac, err := ParseMAC(req.MAC)
 	if err != nil {
 		return Node{}, err
+	}
+	for k, v := range req.Labels {
+		if err := validLabel(k, v); err != nil {
+			return Node{}, err
+		}
 	}
 	switch req.BootMethod {
 	case "":
@@ -217,6 +225,7 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 		*next = n.clone()
 	}
 	next.MAC, next.Hostname, next.IP, next.Profile, next.BootMethod = mac, req.Hostname, req.IP, req.Profile, req.BootMethod
+	next.Labels = maps.Clone(req.Labels)
 	next.Reason = ""
 	from := next.State
 	next.State = Enrolled
@@ -239,6 +248,18 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 // validHostname reports whether h is one DNS label (RFC 1123). The name
 // becomes <name>.<domain> on the router and is written into iPXE scripts and
 // kernel command lines, where a space or a newline would change their meaning.
+// validLabel keeps label keys to names that are safe anywhere (Nomad meta,
+// HCL, shell variables) and values to one printable line.
+func validLabel(k, v string) error {
+	if k == "" || len(k) > 63 || strings.TrimLeft(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != "" {
+		return fmt.Errorf("label %q: keys are letters, digits, '_', '.' and '-', up to 63", k)
+	}
+	if len(v) > 255 || strings.IndexFunc(v, unicode.IsControl) >= 0 {
+		return fmt.Errorf("label %s: values are one line of at most 255 characters", k)
+	}
+	return nil
+}
+
 func validHostname(h string) bool {
 	if len(h) == 0 || len(h) > 63 || h[0] == '-' || h[len(h)-1] == '-' {
 		return false
@@ -457,5 +478,6 @@ func (n *Node) clone() Node {
 	c := *n
 	c.History = slices.Clone(n.History)
 	c.TokenHash = slices.Clone(n.TokenHash)
+	c.Labels = maps.Clone(n.Labels)
 	return c
 }

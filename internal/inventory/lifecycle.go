@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"time"
 )
@@ -75,4 +77,22 @@ func (n *Node) entered() time.Time {
 		}
 	}
 	return n.Created
+}
+
+// NodeByToken returns the installing node whose current install token this
+// is, without using the token up: the installer fetches its files with it
+// before it reports. An unknown, used or expired token is ErrToken.
+func (inv *Inventory) NodeByToken(token string) (Node, error) {
+	sum := sha256.Sum256([]byte(token))
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	for _, n := range inv.nodes {
+		if len(n.TokenHash) > 0 && subtle.ConstantTimeCompare(n.TokenHash, sum[:]) == 1 {
+			if inv.now().After(n.TokenExpires) {
+				return Node{}, ErrToken
+			}
+			return n.clone(), nil
+		}
+	}
+	return Node{}, ErrToken
 }

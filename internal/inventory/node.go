@@ -52,16 +52,17 @@ const (
 
 // Node is one machine bootstrapd knows about, keyed by its MAC.
 type Node struct {
-	MAC        string     `json:"mac"`
-	Hostname   string     `json:"hostname,omitempty"`
-	IP         netip.Addr `json:"ip,omitzero"`
-	Profile    string     `json:"profile,omitempty"`
-	State      State      `json:"state"`
-	Reason     string     `json:"reason,omitempty"` // why it failed
-	BootMethod string     `json:"boot_method,omitempty"`
-	BootFile   string     `json:"boot_file,omitempty"` // per-node override of the arch default
-	Arch       string     `json:"arch,omitempty"`      // last client arch seen on DHCP
-	LastSeen   time.Time  `json:"last_seen,omitzero"`
+	MAC        string            `json:"mac"`
+	Hostname   string            `json:"hostname,omitempty"`
+	IP         netip.Addr        `json:"ip,omitzero"`
+	Profile    string            `json:"profile,omitempty"`
+	State      State             `json:"state"`
+	Reason     string            `json:"reason,omitempty"` // why it failed
+	BootMethod string            `json:"boot_method,omitempty"`
+	BootFile   string            `json:"boot_file,omitempty"` // per-node override of the arch default
+	Labels     map[string]string `json:"labels,omitempty"`    // free-form, for templates (and, later, Nomad meta)
+	Arch       string            `json:"arch,omitempty"`      // last client arch seen on DHCP
+	LastSeen   time.Time         `json:"last_seen,omitzero"`
 	// Deadline is when a node waiting in its state (installing, say) is
 	// failed for taking too long. Zero: no deadline.
 	Deadline time.Time `json:"deadline,omitzero"`

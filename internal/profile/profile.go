@@ -3,6 +3,7 @@
 package profile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -27,18 +28,47 @@ type Profile struct {
 	Cmdline        string   `hcl:"cmdline,optional"`
 	InstallTimeout string   `hcl:"install_timeout,optional"`
 	LocalBoot      string   `hcl:"local_boot,optional"`
+	// Templates are files rendered per node and served to its installer at
+	// <ConfigURL>/<name>: name -> template file, relative to the profile.
+	Templates map[string]string `hcl:"templates,optional"`
+	Nomad     *Nomad            `hcl:"nomad,block"`
 
-	Timeout time.Duration
-	cmdline *template.Template
-	File    string
+	Timeout   time.Duration
+	cmdline   *template.Template
+	templates map[string]*template.Template
+	File      string
 }
 
-// Data is what a profile's templates see.
+// Nomad is how a node installed with this profile joins the cluster.
+type Nomad struct {
+	Datacenter string            `hcl:"datacenter,optional" json:"datacenter,omitempty"`
+	NodePool   string            `hcl:"node_pool,optional" json:"node_pool,omitempty"`
+	NodeClass  string            `hcl:"node_class,optional" json:"node_class,omitempty"`
+	Meta       map[string]string `hcl:"meta,optional" json:"meta,omitempty"`
+}
+
+// Data is what a profile's templates see: the node record and where it
+// talks to bootstrapd.
 type Data struct {
 	MAC, Hostname, IP string
+	Profile           string
+	Labels            map[string]string
+	Nomad             Nomad
 	Server            string // base URL of bootstrapd's node HTTP, no trailing slash
 	StatusURL         string // where the installer reports, carrying its one-time token
-	ConfigURL         string // the node's install config, same token
+	ConfigURL         string // base URL of the node's rendered templates, same token
+}
+
+// sample is the data templates are rendered with at load, so that a
+// template naming a field that does not exist fails then, not at install.
+func (p *Profile) sample() Data {
+	d := Data{MAC: "52:54:00:00:00:01", Hostname: "n1", IP: "10.0.0.1", Profile: p.Name, Labels: map[string]string{},
+		Server: "http://10.0.0.254:8080", StatusURL: "http://10.0.0.254:8080/install/TOKEN/status",
+		ConfigURL: "http://10.0.0.254:8080/install/TOKEN/config"}
+	if p.Nomad != nil {
+		d.Nomad = *p.Nomad
+	}
+	return d
 }
 
 // DefaultInstallTimeout bounds an install that never reports back.
@@ -112,13 +142,57 @@ func loadFile(path string) ([]*Profile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: cmdline template: %w", at("cmdline"), err)
 		}
-		// Render once with sample data so a template that names a field
-		// that does not exist fails at load, not when a node is booting.
-		if _, err := p.RenderCmdline(Data{}); err != nil {
+		if _, err := p.RenderCmdline(p.sample()); err != nil {
 			return nil, fmt.Errorf("%s: %w", at("cmdline"), err)
+		}
+		if err := p.loadTemplates(filepath.Dir(path)); err != nil {
+			return nil, fmt.Errorf("%s: profile %s: %w", at("templates"), p.Name, err)
 		}
 	}
 	return parsed.Profiles, nil
+}
+
+// loadTemplates parses and test-renders every template file. A template's
+// own errors carry its file and line (text/template names it by path).
+func (p *Profile) loadTemplates(dir string) error {
+	p.templates = map[string]*template.Template{}
+	for name, file := range p.Templates {
+		if name == "" || strings.ContainsAny(name, "/\\") {
+			return fmt.Errorf("template name %q must be a plain file name", name)
+		}
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(dir, file)
+		}
+		src, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("template %s: %w", name, err)
+		}
+		t, err := template.New(file).Option("missingkey=error").Parse(string(src))
+		if err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "template: "))
+		}
+		p.templates[name] = t
+		if _, err := p.Render(name, p.sample()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ErrNoTemplate is Render's error for a name the profile does not have.
+var ErrNoTemplate = errors.New("no such template")
+
+// Render renders the named template for one node.
+func (p *Profile) Render(name string, d Data) ([]byte, error) {
+	t := p.templates[name]
+	if t == nil {
+		return nil, fmt.Errorf("%w: profile %s has no template %q", ErrNoTemplate, p.Name, name)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, d); err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "template: "))
+	}
+	return b.Bytes(), nil
 }
 
 // RenderCmdline renders the kernel command line for one node.

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -238,6 +239,56 @@ func TestRenderCmdline(t *testing.T) {
 			got, err := ps["p"].RenderCmdline(d)
 			if err != nil || got != tc.want {
 				t.Fatalf("RenderCmdline = %q, %v\nwant %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTemplates(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"p.hcl": `profile "p" {
+  kernel    = "vmlinuz"
+  templates = { "autoinstall.cfg" = "auto.tmpl" }
+  nomad {
+    datacenter = "lab"
+    node_class = "ci"
+    meta       = { concourse_worker = "true" }
+  }
+}
+`,
+		"auto.tmpl": "hostname={{.Hostname}}\ndc={{.Nomad.Datacenter}} class={{.Nomad.NodeClass}} worker={{index .Nomad.Meta \"concourse_worker\"}}\nrack={{index .Labels \"rack\"}}\nstatus={{.StatusURL}}\n",
+	})
+	ps, err := LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ps["p"]
+	d := p.sample()
+	d.Hostname, d.Labels = "n7", map[string]string{"rack": "r2"}
+	out, err := p.Render("autoinstall.cfg", d)
+	want := "hostname=n7\ndc=lab class=ci worker=true\nrack=r2\nstatus=http://10.0.0.254:8080/install/TOKEN/status\n"
+	if err != nil || string(out) != want {
+		t.Errorf("rendered %q, %v; want %q", out, err, want)
+	}
+	if _, err := p.Render("nope", d); !errors.Is(err, ErrNoTemplate) {
+		t.Errorf("unknown template: %v", err)
+	}
+}
+
+func TestTemplateErrors(t *testing.T) {
+	for _, c := range []struct{ name, tmpl, want string }{
+		{"syntax", "a\nb {{.Hostname\n", "unclosed action started at"},
+		{"missing field", "a\nb\n{{.Nope}}\n", "auto.tmpl:3:"},
+		{"missing file", "", "no such file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			files := map[string]string{"p.hcl": "profile \"p\" {\n  kernel = \"k\"\n  templates = { \"a.cfg\" = \"auto.tmpl\" }\n}\n"}
+			if c.tmpl != "" {
+				files["auto.tmpl"] = c.tmpl
+			}
+			_, err := LoadDir(writeFiles(t, files))
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "p.hcl:3:") {
+				t.Errorf("error %v, want it to name p.hcl:3 and %q", err, c.want)
 			}
 		})
 	}

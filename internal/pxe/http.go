@@ -25,6 +25,7 @@ type Booter interface {
 	Seen(ctx context.Context, mac, arch string)
 	StartInstall(ctx context.Context, mac string, ttl time.Duration) (inventory.Node, string, error)
 	Report(ctx context.Context, token, mac, status string) (inventory.Node, error)
+	NodeByToken(token string) (inventory.Node, error)
 }
 
 // NodeHTTP serves iPXE scripts, netboot assets and installer callbacks.
@@ -62,6 +63,7 @@ func (h *NodeHTTP) Handler() http.Handler {
 	mux.HandleFunc("GET /ipxe", h.nodeScript)
 	mux.HandleFunc("GET /assets/{path...}", h.asset)
 	mux.HandleFunc("POST /install/{token}/status", h.status)
+	mux.HandleFunc("GET /install/{token}/config/{name}", h.config)
 	return h.logged(mux)
 }
 
@@ -197,12 +199,7 @@ func (h *NodeHTTP) installScript(w http.ResponseWriter, r *http.Request, n inven
 		return
 	}
 	n = started
-	d := profile.Data{
-		MAC: n.MAC, Hostname: n.Hostname, IP: n.IP.String(), Server: h.BaseURL,
-		StatusURL: h.BaseURL + "/install/" + token + "/status",
-		ConfigURL: h.BaseURL + "/install/" + token + "/config",
-	}
-	cmdline, err := p.RenderCmdline(d)
+	cmdline, err := p.RenderCmdline(h.data(n, p, token))
 	if err != nil {
 		h.Log.ErrorContext(ctx, "cannot render command line", "profile", p.Name, "err", err)
 		http.Error(w, "profile error", http.StatusInternalServerError)
@@ -219,6 +216,51 @@ func (h *NodeHTTP) installScript(w http.ResponseWriter, r *http.Request, n inven
 	fmt.Fprintf(&b, "kernel %s/assets/%s%s %s\nboot\n", h.BaseURL, p.Kernel, initrds, cmdline)
 	h.Log.InfoContext(ctx, "install script served", "mac", n.MAC, "hostname", n.Hostname, "profile", p.Name)
 	ipxe(w, "%s", b.String())
+}
+
+// data is what a profile's templates see for node n.
+func (h *NodeHTTP) data(n inventory.Node, p *profile.Profile, token string) profile.Data {
+	d := profile.Data{
+		MAC: n.MAC, Hostname: n.Hostname, IP: n.IP.String(), Profile: p.Name, Labels: n.Labels, Server: h.BaseURL,
+		StatusURL: h.BaseURL + "/install/" + token + "/status",
+		ConfigURL: h.BaseURL + "/install/" + token + "/config",
+	}
+	if d.Labels == nil {
+		d.Labels = map[string]string{}
+	}
+	if p.Nomad != nil {
+		d.Nomad = *p.Nomad
+	}
+	return d
+}
+
+// config serves one of the node's rendered profile templates (its install
+// config, say). Only the node's current install token opens it.
+func (h *NodeHTTP) config(w http.ResponseWriter, r *http.Request) {
+	token := r.PathValue("token")
+	n, err := h.Booter.NodeByToken(token)
+	if err != nil {
+		http.Error(w, "unknown or expired install token", http.StatusForbidden)
+		return
+	}
+	p, err := h.profileFor(n)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	out, err := p.Render(r.PathValue("name"), h.data(n, p, token))
+	switch {
+	case errors.Is(err, profile.ErrNoTemplate):
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	case err != nil:
+		h.Log.ErrorContext(r.Context(), "render template", "mac", n.MAC, "profile", p.Name, "err", err)
+		http.Error(w, "template error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(out)
 }
 
 // localBoot hands an installed node back to its disk. Firmware varies in
