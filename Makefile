@@ -4,8 +4,14 @@ BIN       := bin/bootstrapd
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 IPXE_DIR  ?= /usr/lib/ipxe
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# make install: where to, and which service files (default: the ones this
+# machine's init system uses; SYSTEMD=1 or RUNIT=1 forces one).
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+SYSTEMD   ?= $(shell test -d /run/systemd/system && echo 1)
+RUNIT     ?= $(shell test -d /etc/runit && echo 1)
 
-.PHONY: help demo build test lint netboot bench clean
+.PHONY: help demo build test lint netboot bench clean install
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,6 +37,23 @@ netboot: ## put the iPXE binaries from Debian's ipxe package into netboot/
 
 bench: build ## DHCP load: bootstrapd vs Kea under perfdhcp (needs root)
 	scripts/bench-dhcp.sh
+
+install: build ## install the binary, the service file (not enabled) and /etc/bootstrapd/site.hcl.example
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/bootstrapd
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bootstrapd
+	install -m 0644 examples/demo/site.hcl $(DESTDIR)/etc/bootstrapd/site.hcl.example
+ifeq ($(SYSTEMD),1)
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/local/bin/bootstrapd|$(PREFIX)/bin/bootstrapd|' contrib/systemd/bootstrapd.service >$(DESTDIR)/etc/systemd/system/bootstrapd.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/bootstrapd.service
+	@echo "systemd: write /etc/bootstrapd/site.hcl, then: systemctl daemon-reload && systemctl enable --now bootstrapd"
+endif
+ifeq ($(RUNIT),1)
+	install -d $(DESTDIR)/etc/sv/bootstrapd/log
+	install -m 0755 contrib/runit/bootstrapd/run $(DESTDIR)/etc/sv/bootstrapd/run
+	install -m 0755 contrib/runit/bootstrapd/log/run $(DESTDIR)/etc/sv/bootstrapd/log/run
+	@echo "runit: write /etc/bootstrapd/site.hcl, then: ln -s /etc/sv/bootstrapd /var/service/"
+endif
 
 clean:
 	rm -rf bin

@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"reinstall": {"send a node back to enrolled: it installs again on its next PXE boot", cmdReinstall},
 		"profiles":  {"list install profiles", cmdProfiles},
 		"node":      {"show one node: node show <mac|hostname>", cmdNode},
+		"doctor":    {"preflight: interface, ports, netboot files, profiles", cmdDoctor},
 		"version": {"print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "bootstrapd", version)
 			return nil

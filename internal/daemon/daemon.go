@@ -112,22 +112,60 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 
 	log.Info("bootstrapd serving", "interface", site.Interface, "mode", site.DHCP.Mode, "server", server,
 		"http", baseURL, "tftp", ls.tftp.LocalAddr().String(), "api", site.API.Socket, "store", db.Path(), "nodes", len(inv.Nodes()))
-	err = g.Wait()
+	err = wait(ctx, g, log)
 	log.Info("bootstrapd stopped")
 	return err
 }
 
+// stopGrace bounds how long a stop waits for work in flight. Without it, a
+// TFTP transfer to a client that went quiet (powered off mid-boot) held the
+// stop for pin/tftp's full retry timeout, about 30 s: longer than runit's
+// `sv down` (7 s) or a sensible systemd TimeoutStopSec waits before giving
+// up or sending SIGKILL, so a routine stop looked like a hang or a crash.
+const stopGrace = 3 * time.Second
+
+// wait returns when every server has returned or, once ctx (the group's)
+// is done, after at most stopGrace more. Run then closes the store anyway:
+// whatever is still running gets errors from the closed store (so no ACK
+// or reply claims a write that did not happen) and the process exits.
+func wait(ctx context.Context, g *errgroup.Group, log *slog.Logger) error {
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(stopGrace):
+		log.Warn("stopping without waiting longer for transfers and requests in flight", "waited", stopGrace)
+		// The group's cause is the first server's error, or the parent's
+		// plain cancellation when this is a requested stop.
+		if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	}
+}
+
 func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		shut, cancel := context.WithTimeout(context.Background(), stopGrace)
 		defer cancel()
 		srv.Shutdown(shut)
 	}()
 	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// Serve returns as soon as Shutdown starts; wait for the requests in
+	// flight (an installer's report being written) before the store closes.
+	<-stopped
 	return nil
 }
 
