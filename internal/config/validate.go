@@ -263,5 +263,8 @@ func (s *Site) CheckBootFiles() error {
 
 // String is a one-line summary for logs.
 func (s *Site) String() string {
+	if !s.Subnet.IsValid() {
+		return fmt.Sprintf("interface=%s mode=%s", s.Interface, s.DHCP.Mode)
+	}
 	return fmt.Sprintf("interface=%s mode=%s subnet=%s", s.Interface, s.DHCP.Mode, s.Subnet)
 }

@@ -58,6 +58,9 @@ func (l *listeners) open(site *config.Site, server netip.Addr) error {
 		ports = []int{67, pxe.PXEPort}
 	}
 	for _, port := range ports {
+		if err := pxe.ProbeDHCPPort(site.Interface, port); err != nil {
+			return fmt.Errorf("DHCP port %d on %s: %w: another DHCP server (or bootstrapd) is using it; stop it, or use dhcp mode \"proxy\" or \"off\" beside it (`bootstrapd doctor` names the process)", port, site.Interface, err)
+		}
 		conn, err := pxe.ListenDHCP(site.Interface, port)
 		if err != nil {
 			return fmt.Errorf("DHCP on %s port %d: %w", site.Interface, port, err)

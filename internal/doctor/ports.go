@@ -131,29 +131,13 @@ func CheckDHCPPorts(e *Env) []Result {
 			// on the port at all.
 			iface, shown = "", fmt.Sprintf("%d/udp (on any interface: %s is missing)", port, s.Interface)
 		}
-		r, err := portResult(e, fmt.Sprintf("dhcp port %d", port), shown, "udp", port, func() error { return bindDHCP(iface, port) })
+		r, err := portResult(e, fmt.Sprintf("dhcp port %d", port), shown, "udp", port, func() error { return pxe.ProbeDHCPPort(iface, port) })
 		if errors.Is(err, syscall.EADDRINUSE) {
 			r.Fix += fmt.Sprintf(", or confine that DHCP server to other interfaces (dnsmasq: except-interface=%s; ISC dhcpd, Kea: list only their own interfaces)", s.Interface)
 		}
 		out = append(out, r)
 	}
 	return out
-}
-
-// bindDHCP binds 0.0.0.0:port on iface with neither reuse option; see
-// CheckDHCPPorts.
-func bindDHCP(iface string, port int) error {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, syscall.IPPROTO_UDP)
-	if err != nil {
-		return err
-	}
-	defer syscall.Close(fd)
-	if iface != "" {
-		if err := syscall.BindToDevice(fd, iface); err != nil {
-			return fmt.Errorf("bind to %s: %w", iface, err)
-		}
-	}
-	return syscall.Bind(fd, &syscall.SockaddrInet4{Port: port})
 }
 
 // CheckTFTPPort: the TFTP address can be bound, as the daemon binds it.

@@ -31,6 +31,11 @@ func TestStartErrors(t *testing.T) {
 			l := lab.Listen(t, "tcp4", "10.96.0.1:8080")
 			t.Cleanup(func() { l.Close() })
 		}, want: "node HTTP on 10.96.0.1:8080"},
+		{name: "another DHCP server on the interface", dhcp: `  mode = "pool"
+  subnet = "10.96.0.0/24"`, setup: func(t *testing.T, dir string) {
+			c := lab.ListenPacket(t, "udp4", "0.0.0.0:67")
+			t.Cleanup(func() { c.Close() })
+		}, want: "another DHCP server (or bootstrapd) is using it"},
 		{name: "no address in subnet", dhcp: `  mode = "pool"
   subnet = "10.97.0.0/24"`, want: "has no IPv4 address in 10.97.0.0/24"},
 		{name: "missing boot file", dhcp: `  mode = "off"`, setup: func(t *testing.T, dir string) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -322,6 +323,24 @@ func ServeDHCP(ctx context.Context, conn net.PacketConn, handler server4.Handler
 		return nil
 	}
 	return err
+}
+
+// ProbeDHCPPort binds 0.0.0.0:port on iface with neither SO_REUSEADDR nor
+// SO_REUSEPORT, and lets go. The listening socket (server4's) sets both, so
+// without this probe bootstrapd would start beside another DHCP server on
+// the same interface and both would answer.
+func ProbeDHCPPort(iface string, port int) error {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, syscall.IPPROTO_UDP)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	if iface != "" {
+		if err := syscall.BindToDevice(fd, iface); err != nil {
+			return fmt.Errorf("bind to %s: %w", iface, err)
+		}
+	}
+	return syscall.Bind(fd, &syscall.SockaddrInet4{Port: port})
 }
 
 // ListenDHCP opens a UDP socket on port bound to the named interface only,
