@@ -67,7 +67,7 @@ func (h *DHCP) Reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) (*dhcpv4
 	}
 	mac := req.ClientHWAddr.String()
 	c := Classify(req)
-	if c.PXE && !c.IPXE && req.MessageType() != dhcpv4.MessageTypeRelease {
+	if (c.PXE || c.IPXE) && req.MessageType() != dhcpv4.MessageTypeRelease {
 		h.Leases.Seen(ctx, mac, ArchName(c))
 	}
 	switch h.Mode {
