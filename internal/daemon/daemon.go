@@ -22,6 +22,7 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/api"
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/netboot"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
 	"github.com/bootstrapd/bootstrapd/internal/pxe"
 	"github.com/bootstrapd/bootstrapd/internal/store"
@@ -64,7 +65,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	baseURL := "http://" + httpAddr
 	nodes := &pxe.NodeHTTP{
 		Booter: inv, Profiles: profiles, DefaultProfile: site.DefaultProfile,
-		Assets: assets, BaseURL: baseURL, Log: log.With("svc", "http"),
+		Assets: assets, Verify: netboot.NewChecker(assets), BaseURL: baseURL, Log: log.With("svc", "http"),
 	}
 	nodes.Register(reg)
 	mux := http.NewServeMux()

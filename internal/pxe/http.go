@@ -34,8 +34,13 @@ type NodeHTTP struct {
 	Profiles       map[string]*profile.Profile
 	DefaultProfile string
 	Assets         *os.Root // the netboot directory
-	BaseURL        string   // how nodes reach us, e.g. http://10.77.0.1:8080
-	Log            *slog.Logger
+	// Verify, when set, checks an asset before it is served (the sha256
+	// recorded when it was imported).
+	Verify interface {
+		Check(name string, f *os.File, fi fs.FileInfo) error
+	}
+	BaseURL string // how nodes reach us, e.g. http://10.77.0.1:8080
+	Log     *slog.Logger
 
 	metrics *httpMetrics
 }
@@ -296,6 +301,15 @@ func (h *NodeHTTP) asset(w http.ResponseWriter, r *http.Request) {
 	if err != nil || fi.IsDir() {
 		http.Error(w, "not a file", http.StatusNotFound)
 		return
+	}
+	if h.Verify != nil {
+		if err := h.Verify.Check(name, f, fi); err != nil {
+			// A node would boot something other than what was imported:
+			// refuse, loudly, rather than install from a corrupt file.
+			h.Log.ErrorContext(r.Context(), "asset not served", "path", name, "err", err)
+			http.Error(w, "netboot file failed its integrity check", http.StatusInternalServerError)
+			return
+		}
 	}
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
 }
