@@ -39,6 +39,9 @@ type Site struct {
 	TFTP *TFTP `hcl:"tftp,block"`
 	HTTP *HTTP `hcl:"http,block"`
 	API  *API  `hcl:"api,block"`
+	// Nodes and Nomad say what goes into every node's join bundle.
+	Nodes *Nodes `hcl:"node,block"`
+	Nomad *Nomad `hcl:"nomad,block"`
 
 	// Parsed forms, filled by Load.
 	Server netip.Addr
@@ -80,6 +83,18 @@ type TFTP struct {
 // HTTP is the node-facing HTTP listener.
 type HTTP struct {
 	Listen string `hcl:"listen,optional"`
+}
+
+// Nodes is what every installed node gets.
+type Nodes struct {
+	// AuthorizedKeys is a file of SSH public keys installed as root's
+	// authorized_keys: nodes have no password login.
+	AuthorizedKeys string `hcl:"authorized_keys,optional"`
+}
+
+// Nomad is the cluster nodes join.
+type Nomad struct {
+	Servers []string `hcl:"servers,optional"` // host:port of the servers' RPC (4647)
 }
 
 // API is the admin API the CLI talks to: always on the unix socket, and on

@@ -64,6 +64,9 @@ func (s *Site) defaults(dir string) error {
 	if s.API == nil {
 		s.API = &API{}
 	}
+	if s.Nodes != nil && s.Nodes.AuthorizedKeys != "" && !filepath.IsAbs(s.Nodes.AuthorizedKeys) {
+		s.Nodes.AuthorizedKeys = filepath.Join(dir, s.Nodes.AuthorizedKeys)
+	}
 	if s.API.Socket == "" {
 		s.API.Socket = DefaultSocket
 	} else if !filepath.IsAbs(s.API.Socket) {
@@ -95,6 +98,7 @@ func (s *Site) validate() error {
 	}
 	add(s.validateAPI())
 	add(s.CheckBootFiles())
+	add(s.validateJoin())
 	return errors.Join(errs...)
 }
 
@@ -267,4 +271,24 @@ func (s *Site) String() string {
 		return fmt.Sprintf("interface=%s mode=%s", s.Interface, s.DHCP.Mode)
 	}
 	return fmt.Sprintf("interface=%s mode=%s subnet=%s", s.Interface, s.DHCP.Mode, s.Subnet)
+}
+
+func (s *Site) validateJoin() error {
+	if s.Nodes != nil && s.Nodes.AuthorizedKeys != "" {
+		b, err := os.ReadFile(s.Nodes.AuthorizedKeys)
+		if err != nil {
+			return s.Errorf("node.authorized_keys", "authorized_keys: %v", err)
+		}
+		if !strings.HasPrefix(strings.TrimSpace(string(b)), "ssh-") && !strings.HasPrefix(strings.TrimSpace(string(b)), "ecdsa-") {
+			return s.Errorf("node.authorized_keys", "%s does not look like SSH public keys (one \"ssh-ed25519 AAAA... comment\" per line)", s.Nodes.AuthorizedKeys)
+		}
+	}
+	if s.Nomad != nil {
+		for _, srv := range s.Nomad.Servers {
+			if _, _, err := net.SplitHostPort(srv); err != nil {
+				return s.Errorf("nomad.servers", "nomad server %q is not host:port (the servers' RPC port, 4647)", srv)
+			}
+		}
+	}
+	return nil
 }

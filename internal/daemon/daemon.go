@@ -67,6 +67,14 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 		Booter: inv, Profiles: profiles, DefaultProfile: site.DefaultProfile,
 		Assets: assets, Verify: netboot.NewChecker(assets), BaseURL: baseURL, Log: log.With("svc", "http"),
 	}
+	if site.Nomad != nil {
+		nodes.Join.NomadServers = site.Nomad.Servers
+	}
+	if site.Nodes != nil && site.Nodes.AuthorizedKeys != "" {
+		if nodes.Join.AuthorizedKeys, err = os.ReadFile(site.Nodes.AuthorizedKeys); err != nil {
+			return err
+		}
+	}
 	nodes.Register(reg)
 	mux := http.NewServeMux()
 	mux.Handle("/", nodes.Handler())

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -44,7 +46,14 @@ func lifecycleSite(t *testing.T, lab *netlab.Lab) string {
 	t.Helper()
 	dir := t.TempDir()
 	writeSite(t, lab, dir, `  mode   = "reservation"
-  subnet = "10.97.0.0/24"`, `default_profile = "normal"`)
+  subnet = "10.97.0.0/24"`, `default_profile = "normal"
+nomad {
+  servers = ["10.97.0.10:4647"]
+}
+node {
+  authorized_keys = "keys"
+}`)
+	os.WriteFile(filepath.Join(dir, "keys"), []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAtest operator@laptop\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "netboot", "vmlinuz"), []byte("not a kernel"), 0o644)
 	os.WriteFile(filepath.Join(dir, "profiles", "fake.hcl"), []byte(fakeProfiles), 0o644)
 	os.WriteFile(filepath.Join(dir, "profiles", "node.cfg.tmpl"), []byte("hostname={{.Hostname}} rack={{index .Labels \"rack\"}} dc={{.Nomad.Datacenter}}\n"), 0o644)
@@ -156,6 +165,34 @@ web2      52:54:00:97:00:02  10.97.0.12   enrolled  normal   Ns ago
 		t.Fatalf("progress report: %d", code)
 	}
 	expectLine("web4: installing: packages [node]")
+
+	// The join bundle: a tar to unpack over the new root, handed out once.
+	joinURL := strings.TrimSuffix(status, "/status") + "/join"
+	resp, err := client.Post(joinURL, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	tr := tar.NewReader(resp.Body)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		body, _ := io.ReadAll(tr)
+		files[fmt.Sprintf("%s %o", h.Name, h.Mode)] = string(body)
+	}
+	resp.Body.Close()
+	if !strings.Contains(files["etc/nomad.d/20-join.hcl 640"], `servers = ["10.97.0.10:4647"]`) ||
+		!strings.HasPrefix(files["root/.ssh/authorized_keys 600"], "ssh-ed25519 ") || len(files) != 6 {
+		t.Errorf("join bundle: %v", files)
+	}
+	if _, ok := files["root/.ssh/ 700"]; !ok {
+		t.Errorf("join bundle without root/.ssh 0700: %v", files)
+	}
+	if again, _ := client.Post(joinURL, "", nil); again.StatusCode != http.StatusGone {
+		t.Errorf("second claim of the join bundle: %d, want 410", again.StatusCode)
+	}
 	report(t, client, status, "52:54:00:97:00:04", "installed")
 	expectLine("web4 is installed after")
 	if err := cmd.Wait(); err != nil {
@@ -190,7 +227,7 @@ web2      52:54:00:97:00:02  10.97.0.12   enrolled  normal   Ns ago
 	}
 
 	// What happened above, as Prometheus sees it.
-	resp, err := client.Get("http://10.97.0.1:8080/metrics")
+	resp, err = client.Get("http://10.97.0.1:8080/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +237,8 @@ web2      52:54:00:97:00:02  10.97.0.12   enrolled  normal   Ns ago
 		`bootstrapd_nodes{state="enrolled"} 4`, // n1, web1, web4 (reinstalled), the new web2
 		`bootstrapd_nodes{state="retired"} 1`,
 		`bootstrapd_http_requests_total{code="200",route="ipxe"} 1`,
-		`bootstrapd_http_requests_total{code="200",route="install"} 3`, // config, progress, installed
+		`bootstrapd_http_requests_total{code="200",route="install"} 4`, // config, progress, join, installed
+		`bootstrapd_http_requests_total{code="410",route="install"} 1`, // the second join claim
 		`bootstrapd_http_requests_total{code="403",route="install"} 1`, // the forged token
 		`bootstrapd_state_duration_seconds_count{state="installing",to="installed"} 1`,
 		`bootstrapd_tftp_transfers_total{result="ok"} 0`,

@@ -367,7 +367,7 @@ func (inv *Inventory) StartInstall(ctx context.Context, mac string, ttl time.Dur
 	} else if err := next.move(now, Installing, "booted the installer", "node"); err != nil {
 		return Node{}, "", err
 	}
-	next.TokenHash, next.TokenExpires = sum[:], now.Add(ttl)
+	next.TokenHash, next.TokenExpires, next.JoinClaimed = sum[:], now.Add(ttl), time.Time{}
 	next.Deadline = next.TokenExpires
 	if err := inv.save(&next); err != nil {
 		return Node{}, "", err

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -95,4 +96,32 @@ func (inv *Inventory) NodeByToken(token string) (Node, error) {
 		}
 	}
 	return Node{}, ErrToken
+}
+
+// ClaimJoin hands out a node's join bundle, once per install: the token
+// must be the node's current one, and the bundle must not have been
+// claimed with it already (it carries credentials).
+func (inv *Inventory) ClaimJoin(ctx context.Context, token string) (Node, error) {
+	n, err := inv.NodeByToken(token)
+	if err != nil {
+		return Node{}, err
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	cur := inv.nodes[n.MAC]
+	if cur == nil || !bytes.Equal(cur.TokenHash, n.TokenHash) {
+		return Node{}, ErrToken
+	}
+	if !cur.JoinClaimed.IsZero() {
+		inv.note(cur, Event{At: inv.now(), Cause: "refused a second claim of the join bundle"})
+		return Node{}, fmt.Errorf("%w: the join bundle of %s was already claimed at %s", ErrConflict, cur.Hostname, cur.JoinClaimed.Format(time.RFC3339))
+	}
+	next := cur.clone()
+	next.JoinClaimed = inv.now()
+	next.History = append(next.History, Event{At: next.JoinClaimed, Cause: "join bundle claimed", Actor: "node"})
+	if err := inv.save(&next); err != nil {
+		return Node{}, err
+	}
+	inv.log.InfoContext(ctx, "join bundle claimed", "mac", next.MAC, "hostname", next.Hostname)
+	return next.clone(), nil
 }

@@ -73,6 +73,9 @@ type Node struct {
 	// not let anyone claim a node's install.
 	TokenHash    []byte    `json:"token_hash,omitempty"`
 	TokenExpires time.Time `json:"token_expires,omitzero"`
+	// JoinClaimed is when the join bundle was handed out with the current
+	// token; it is handed out once per install.
+	JoinClaimed time.Time `json:"join_claimed,omitzero"`
 }
 
 // Event is one recorded transition or report.

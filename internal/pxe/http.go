@@ -26,6 +26,7 @@ type Booter interface {
 	StartInstall(ctx context.Context, mac string, ttl time.Duration) (inventory.Node, string, error)
 	Report(ctx context.Context, token, mac, status string) (inventory.Node, error)
 	NodeByToken(token string) (inventory.Node, error)
+	ClaimJoin(ctx context.Context, token string) (inventory.Node, error)
 }
 
 // NodeHTTP serves iPXE scripts, netboot assets and installer callbacks.
@@ -40,6 +41,7 @@ type NodeHTTP struct {
 		Check(name string, f *os.File, fi fs.FileInfo) error
 	}
 	BaseURL string // how nodes reach us, e.g. http://10.77.0.1:8080
+	Join    Join   // what every node's join bundle holds
 	Log     *slog.Logger
 
 	metrics *httpMetrics
@@ -69,6 +71,7 @@ func (h *NodeHTTP) Handler() http.Handler {
 	mux.HandleFunc("GET /assets/{path...}", h.asset)
 	mux.HandleFunc("POST /install/{token}/status", h.status)
 	mux.HandleFunc("GET /install/{token}/config/{name}", h.config)
+	mux.HandleFunc("POST /install/{token}/join", h.join)
 	return h.logged(mux)
 }
 
