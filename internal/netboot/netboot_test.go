@@ -48,7 +48,7 @@ func sum(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToSt
 func TestImport(t *testing.T) {
 	src, nb := t.TempDir(), t.TempDir()
 	good := tarball(t, src, "void-x86_64-NETBOOT-20250202.tar.gz",
-		entry{name: "../../escape", body: "x"},                              // never written: names come from the wanted list
+		entry{name: "../../escape", body: "x"},                            // never written: names come from the wanted list
 		entry{name: "vmlinuz", typ: tar.TypeSymlink, link: "/etc/passwd"}, // not a plain file: skipped
 		entry{name: "void/vmlinuz", body: "KERNEL"},
 		entry{name: "void/initrd", body: "INITRD"},
