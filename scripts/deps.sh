@@ -6,13 +6,14 @@ set -euo pipefail
 # qemu-system-x86 ipxe-qemu ovmf   PXE clients (BIOS iPXE ROM, UEFI firmware)
 # ipxe                             the iPXE binaries bootstrapd serves (make netboot)
 # busybox-static cpio kmod         the stand-in installer initramfs (scripts/testkernel.sh)
+# e2fsprogs                        debugfs reads the installed node's disk image
 # udhcpc isc-dhcp-client           real DHCP clients
 # dnsmasq-base                     the other DHCP server in the proxy-mode test
 # tftp-hpa curl                    real TFTP and HTTP clients
 # kea-admin kea-dhcp4-server jq    perfdhcp and Kea for `make bench`
 # iproute2                         network namespaces
 # the lint of shell scripts:       shellcheck
-packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod udhcpc isc-dhcp-client
+packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod e2fsprogs udhcpc isc-dhcp-client
 	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 shellcheck)
 
 missing=()

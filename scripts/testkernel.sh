@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SRC=$ROOT/testdata/initramfs
 BUSYBOX=/bin/busybox
 # NIC drivers in insmod order: e1000 (BIOS VM) and the virtio-net chain (UEFI VM).
-MODULES="e1000 virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net"
+MODULES="e1000 virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net virtio_blk"
 
 log() { echo "testkernel: $*" >&2; }
 die() {
@@ -50,7 +50,9 @@ fi
 KDIR=
 if [ -n "$PKG" ] && [ -n "$VER" ]; then
 	KDIR=$DIR/${PKG#linux-image-}_$VER
-	if [ ! -f "$KDIR/vmlinuz" ]; then
+	missing=
+	for m in $MODULES; do [ -f "$KDIR/modules/$m.ko" ] || missing=$m; done
+	if [ ! -f "$KDIR/vmlinuz" ] || [ -n "$missing" ]; then
 		log "fetching $PKG $VER"
 		TMP=$(mktemp -d "$DIR/.tmp.XXXXXX")
 		trap 'rm -rf "$TMP"' EXIT
