@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SRC=$ROOT/testdata/initramfs
 BUSYBOX=/bin/busybox
 # NIC drivers in insmod order: e1000 (BIOS VM) and the virtio-net chain (UEFI VM).
-MODULES="e1000 virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net virtio_blk"
+MODULES="e1000 virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net virtio_blk crc16 mbcache jbd2 crc32c_generic ext4"
 
 log() { echo "testkernel: $*" >&2; }
 die() {

@@ -57,6 +57,7 @@ type Data struct {
 	Server            string // base URL of bootstrapd's node HTTP, no trailing slash
 	StatusURL         string // where the installer reports, carrying its one-time token
 	ConfigURL         string // base URL of the node's rendered templates, same token
+	JoinURL           string // POST here, with the token, to claim the join bundle (Nomad client config, wrapped Vault token) once
 }
 
 // sample is the data templates are rendered with at load, so that a
@@ -64,7 +65,7 @@ type Data struct {
 func (p *Profile) sample() Data {
 	d := Data{MAC: "52:54:00:00:00:01", Hostname: "n1", IP: "10.0.0.1", Profile: p.Name, Labels: map[string]string{},
 		Server: "http://10.0.0.254:8080", StatusURL: "http://10.0.0.254:8080/install/TOKEN/status",
-		ConfigURL: "http://10.0.0.254:8080/install/TOKEN/config"}
+		ConfigURL: "http://10.0.0.254:8080/install/TOKEN/config", JoinURL: "http://10.0.0.254:8080/install/TOKEN/join"}
 	if p.Nomad != nil {
 		d.Nomad = *p.Nomad
 	}
@@ -138,7 +139,7 @@ func loadFile(path string) ([]*Profile, error) {
 		default:
 			return nil, fmt.Errorf("%s: local_boot %q is not one of exit, sanboot, none", at("local_boot"), p.LocalBoot)
 		}
-		p.cmdline, err = template.New(p.Name).Option("missingkey=error").Parse(p.Cmdline)
+		p.cmdline, err = template.New(p.Name).Funcs(funcs()).Option("missingkey=error").Parse(p.Cmdline)
 		if err != nil {
 			return nil, fmt.Errorf("%s: cmdline template: %w", at("cmdline"), err)
 		}
@@ -167,7 +168,7 @@ func (p *Profile) loadTemplates(dir string) error {
 		if err != nil {
 			return fmt.Errorf("template %s: %w", name, err)
 		}
-		t, err := template.New(file).Option("missingkey=error").Parse(string(src))
+		t, err := template.New(file).Funcs(funcs()).Option("missingkey=error").Parse(string(src))
 		if err != nil {
 			return errors.New(strings.TrimPrefix(err.Error(), "template: "))
 		}

@@ -232,6 +232,7 @@ func (h *NodeHTTP) data(n inventory.Node, p *profile.Profile, token string) prof
 		MAC: n.MAC, Hostname: n.Hostname, IP: n.IP.String(), Profile: p.Name, Labels: n.Labels, Server: h.BaseURL,
 		StatusURL: h.BaseURL + "/install/" + token + "/status",
 		ConfigURL: h.BaseURL + "/install/" + token + "/config",
+		JoinURL:   h.BaseURL + "/install/" + token + "/join",
 	}
 	if d.Labels == nil {
 		d.Labels = map[string]string{}
