@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +12,8 @@ import (
 	"time"
 
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/inventory/inventorytest"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
-	"github.com/bootstrapd/bootstrapd/internal/store"
 )
 
 // serve runs the API on a unix socket over a real inventory, as the daemon
@@ -41,19 +40,7 @@ func serve(t *testing.T) (*Client, *inventory.Inventory, string) {
 // listening anywhere.
 func newServer(t *testing.T, log *slog.Logger) (*Server, *inventory.Inventory) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	inv, err := inventory.Open(db, inventory.Pool{
-		Subnet: netip.MustParsePrefix("10.77.0.0/24"),
-		Range:  [2]netip.Addr{netip.MustParseAddr("10.77.0.100"), netip.MustParseAddr("10.77.0.110")},
-		Lease:  time.Hour,
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv := inventorytest.New(t, log)
 	s := &Server{Inv: inv, Log: log, DefaultProfile: "void-nomad", Profiles: map[string]*profile.Profile{
 		"void-nomad": {Name: "void-nomad", Kernel: "void/vmlinuz", LocalBoot: "sanboot", Timeout: time.Hour},
 		"plain":      {Name: "plain", Kernel: "vmlinuz", Timeout: time.Hour},

@@ -24,7 +24,7 @@ import (
 func standInNetboot(t *testing.T, dir string) string {
 	t.Helper()
 	vmlinuz, initramfs := netlab.Kernel(t)
-	root, err := repoRoot()
+	root, err := netlab.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,23 +61,6 @@ cd "$2" && find . | sort | cpio -o -H newc -R 0:0 --quiet | gzip -9 > ../overlay
 	return p
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		if parent := filepath.Dir(dir); parent != dir {
-			dir = parent
-			continue
-		}
-		return "", os.ErrNotExist
-	}
-}
-
 // debugfsCat reads a file from the node's disk image after the VM is gone.
 func debugfsCat(t *testing.T, image, path string) string {
 	t.Helper()
@@ -98,7 +81,7 @@ func TestVoidInstall(t *testing.T) {
 	lab := netlab.NewLab(t, "10.99.0.1/24")
 	lab.StartRA(t)
 	dir := t.TempDir()
-	root, _ := repoRoot()
+	root, _ := netlab.RepoRoot()
 	writeSite(t, lab, dir, `  mode   = "reservation"
   subnet = "10.99.0.0/24"`, `default_profile = "void-nomad"
 profiles_dir    = "`+filepath.Join(root, "profiles")+`"

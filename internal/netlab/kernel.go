@@ -28,7 +28,7 @@ var kernel struct {
 func Kernel(t testing.TB) (vmlinuz, initramfs string) {
 	t.Helper()
 	kernel.once.Do(func() {
-		root, err := repoRoot()
+		root, err := RepoRoot()
 		if err != nil {
 			kernel.err = err
 			return
@@ -55,9 +55,9 @@ func Kernel(t testing.TB) (vmlinuz, initramfs string) {
 	return kernel.vmlinuz, kernel.initramfs
 }
 
-// repoRoot walks up from the working directory (a package folder under go test)
+// RepoRoot walks up from the working directory (a package folder under go test)
 // to the folder holding go.mod.
-func repoRoot() (string, error) {
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

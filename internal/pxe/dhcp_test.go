@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
-	"github.com/bootstrapd/bootstrapd/internal/store"
+	"github.com/bootstrapd/bootstrapd/internal/inventory/inventorytest"
 )
 
 var (
@@ -30,19 +29,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 // newInventory is a real inventory on a temp store, with one enrolled node.
 func newInventory(t *testing.T) *inventory.Inventory {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	inv, err := inventory.Open(db, inventory.Pool{
-		Subnet: netip.MustParsePrefix("10.77.0.0/24"),
-		Range:  [2]netip.Addr{netip.MustParseAddr("10.77.0.100"), netip.MustParseAddr("10.77.0.110")},
-		Lease:  time.Hour,
-	}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv := inventorytest.New(t, quietLog())
 	if _, err := inv.Enroll(context.Background(), inventory.EnrollRequest{MAC: enrolled, Hostname: "n1", IP: netip.MustParseAddr("10.77.0.50")}); err != nil {
 		t.Fatal(err)
 	}
