@@ -66,9 +66,6 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
-say "bootstrapd enroll $MAC -hostname $HOST"
-"$BIN" enroll "$MAC" -hostname "$HOST"
-
 boot() {
 	ip netns exec "$NS" qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -boot n \
 		-netdev tap,id=n0,ifname=tap0,script=no,downscript=no -device "e1000,netdev=n0,mac=$MAC" \
@@ -76,20 +73,15 @@ boot() {
 	QEMU=$!
 }
 
-state() { "$BIN" node show "$HOST" | awk '$1 == "state:" { $1 = ""; sub(/^ /, ""); print }'; }
-
+say "bootstrapd enroll $MAC -hostname $HOST -wait   (the live view, until installed)"
+"$BIN" enroll "$MAC" -hostname "$HOST" -wait &
+WAITER=$!
+sleep 0.5
 say "powering on the node (QEMU, PXE; console: $WORK/console-1.log)"
 boot 1
-last=
-for _ in $(seq 600); do
-	s=$(state)
-	[ "$s" != "$last" ] && say "$HOST: $s" && last=$s
-	case "$s" in installed | failed*) break ;; esac
-	sleep 0.5
-done
+wait "$WAITER" || { say "the node did not install; see $WORK"; exit 1; }
 wait "$QEMU" || true
 QEMU=
-[ "$last" = installed ] || { say "the node did not install; see $WORK"; exit 1; }
 
 say "powering on again: an installed node is sent to its local disk"
 boot 2
