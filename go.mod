@@ -3,6 +3,7 @@ module github.com/bootstrapd/bootstrapd
 go 1.26.8
 
 require (
+	github.com/go-routeros/routeros/v3 v3.0.1
 	github.com/hashicorp/hcl/v2 v2.24.0
 	github.com/insomniacslk/dhcp v0.0.0-20260901064844-234b97448fae
 	github.com/pin/tftp/v3 v3.2.0

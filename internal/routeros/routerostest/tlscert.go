@@ -1,0 +1,80 @@
+package routerostest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"net"
+	"time"
+)
+
+// selfSigned makes the api-ssl certificate when the test brings none: a
+// router installs one for api-ssl to work with Go's TLS, which lacks the
+// anonymous-DH ciphers RouterOS uses without one (reference section 1).
+// It is its own CA so a client may trust it through a CA file as well as
+// by pinning its fingerprint.
+func selfSigned() (*tls.Config, *x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("routerostest: key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, nil, fmt.Errorf("routerostest: serial: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "routerostest"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("routerostest: certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("routerostest: certificate: %w", err)
+	}
+	conf := &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}},
+		MinVersion:   tls.VersionTLS12,
+	}
+	return conf, cert, nil
+}
+
+// leaf returns the first certificate of a test-supplied config, if any.
+func leaf(conf *tls.Config) *x509.Certificate {
+	if len(conf.Certificates) == 0 || len(conf.Certificates[0].Certificate) == 0 {
+		return nil
+	}
+	if c := conf.Certificates[0].Leaf; c != nil {
+		return c
+	}
+	c, err := x509.ParseCertificate(conf.Certificates[0].Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+// Fingerprint is the SHA-256 of a certificate's DER bytes in lowercase hex,
+// the form a client pins.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
