@@ -1,0 +1,254 @@
+package routeros
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Object is one thing bootstrapd wants on the router.
+type Object struct {
+	Path string // menu, e.g. "/ip/address"
+	// Key names the properties that identify the object among the path's
+	// rows (a vlan's name, an address's address and interface).
+	Key   []string
+	Props map[string]string // desired values, keys included
+}
+
+// id is the object's identity within its path, for messages and matching.
+func (o Object) id() string {
+	parts := make([]string, len(o.Key))
+	for i, k := range o.Key {
+		parts[i] = k + "=" + o.Props[k]
+	}
+	return strings.Join(parts, " ")
+}
+
+// Op is what a change does.
+type Op string
+
+// Ops, in the order Apply runs them: removing first frees names and
+// addresses that sets and adds may reuse.
+const (
+	Remove Op = "remove"
+	Set    Op = "set"
+	Add    Op = "add"
+)
+
+// Change is one write to the router.
+type Change struct {
+	Op     Op                `json:"op"`
+	Path   string            `json:"path"`
+	Object string            `json:"object"`         // the key, e.g. "name=prov"
+	ID     string            `json:"id,omitempty"`   // the row's .id, for set and remove
+	Props  map[string]string `json:"props,omitempty"` // for set, only what changes
+	Old    map[string]string `json:"old,omitempty"`   // for set, what those were
+}
+
+// Conflict is a row bootstrapd would need but does not own.
+type Conflict struct {
+	Path   string `json:"path"`
+	Object string `json:"object"`
+	ID     string `json:"id"`
+	Hint   string `json:"hint"`
+}
+
+// Plan is what Apply would do.
+type Plan struct {
+	Changes   []Change   `json:"changes"`
+	Conflicts []Conflict `json:"conflicts,omitempty"`
+}
+
+// Planner compares desired objects with the router.
+type Planner struct {
+	Conn *Conn
+	// Marker is written in every owned object's comment; only marked rows
+	// are ever changed or removed.
+	Marker string
+	// Prune removes marked rows that are no longer desired.
+	Prune bool
+}
+
+// Plan reads each path once and diffs it against desired.
+func (p *Planner) Plan(ctx context.Context, desired []Object) (Plan, error) {
+	byPath := map[string][]Object{}
+	for _, o := range desired {
+		byPath[o.Path] = append(byPath[o.Path], o)
+	}
+	var plan Plan
+	for _, path := range sortedKeys(byPath) {
+		objs := byPath[path]
+		rows, err := p.read(ctx, path, objs)
+		if err != nil {
+			return Plan{}, err
+		}
+		p.diff(&plan, path, objs, rows)
+	}
+	sort.SliceStable(plan.Changes, func(i, j int) bool { return order(plan.Changes[i].Op) < order(plan.Changes[j].Op) })
+	return plan, nil
+}
+
+func order(op Op) int { return slices.Index([]Op{Remove, Set, Add}, op) }
+
+// read prints a path once, with only the properties the objects use.
+// Dynamic rows (leases handed out, say) are not configuration and are
+// left out.
+func (p *Planner) read(ctx context.Context, path string, objs []Object) ([]map[string]string, error) {
+	props := map[string]bool{".id": true, "comment": true}
+	for _, o := range objs {
+		for k := range o.Props {
+			props[k] = true
+		}
+	}
+	words := []string{path + "/print", "=.proplist=" + strings.Join(sortedKeys(props), ",")}
+	if pathHasDynamic(path) {
+		words = append(words, "?dynamic=false")
+	}
+	reply, err := p.Conn.Run(ctx, words...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	rows := make([]map[string]string, len(reply.Re))
+	for i, s := range reply.Re {
+		rows[i] = s.Map
+	}
+	return rows, nil
+}
+
+// pathHasDynamic lists the menus whose rows RouterOS may create itself.
+func pathHasDynamic(path string) bool {
+	switch path {
+	case "/ip/dhcp-server/lease", "/ip/address", "/ip/dns/static":
+		return true
+	}
+	return false
+}
+
+func (p *Planner) diff(plan *Plan, path string, objs []Object, rows []map[string]string) {
+	used := map[string]bool{}
+	for _, o := range objs {
+		want := maps.Clone(o.Props)
+		want["comment"] = p.Marker
+		row := match(rows, o)
+		switch {
+		case row == nil:
+			plan.Changes = append(plan.Changes, Change{Op: Add, Path: path, Object: o.id(), Props: want})
+		case !p.owns(row):
+			used[row[".id"]] = true
+			plan.Conflicts = append(plan.Conflicts, Conflict{Path: path, Object: o.id(), ID: row[".id"],
+				Hint: fmt.Sprintf("%s %s exists but is not bootstrapd's (its comment is %q); remove it, or add %q to its comment to hand it over", path, o.id(), row["comment"], p.Marker)})
+		default:
+			used[row[".id"]] = true
+			set, old := map[string]string{}, map[string]string{}
+			for k, v := range want {
+				if !equal(row[k], v) {
+					set[k], old[k] = v, row[k]
+				}
+			}
+			if len(set) > 0 {
+				plan.Changes = append(plan.Changes, Change{Op: Set, Path: path, Object: o.id(), ID: row[".id"], Props: set, Old: old})
+			}
+		}
+	}
+	if !p.Prune {
+		return
+	}
+	for _, row := range rows {
+		if !used[row[".id"]] && p.owns(row) {
+			plan.Changes = append(plan.Changes, Change{Op: Remove, Path: path, Object: describe(row), ID: row[".id"]})
+		}
+	}
+}
+
+// owns reports whether a row carries bootstrapd's marker.
+func (p *Planner) owns(row map[string]string) bool {
+	return p.Marker != "" && strings.HasPrefix(row["comment"], p.Marker)
+}
+
+func match(rows []map[string]string, o Object) map[string]string {
+	for _, row := range rows {
+		ok := true
+		for _, k := range o.Key {
+			if !equal(row[k], o.Props[k]) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return row
+		}
+	}
+	return nil
+}
+
+// equal compares RouterOS values: it answers true/false and takes
+// yes/no, and an absent value is the empty one.
+func equal(have, want string) bool {
+	norm := func(v string) string {
+		switch v {
+		case "yes":
+			return "true"
+		case "no":
+			return "false"
+		}
+		return v
+	}
+	return norm(have) == norm(want)
+}
+
+func describe(row map[string]string) string {
+	for _, k := range []string{"name", "address", "mac-address", "src-address", "interface"} {
+		if v := row[k]; v != "" {
+			return k + "=" + v
+		}
+	}
+	return row[".id"]
+}
+
+// ApplyError is a change the router refused; changes before it are done.
+type ApplyError struct {
+	Change Change
+	Err    error
+}
+
+func (e *ApplyError) Error() string {
+	return fmt.Sprintf("%s %s %s: %v (run plan again to see what is left)", e.Change.Op, e.Change.Path, e.Change.Object, e.Err)
+}
+
+func (e *ApplyError) Unwrap() error { return e.Err }
+
+// Apply makes the changes in order, one command each, and stops at the
+// first the router refuses. Running it again after fixing the cause
+// converges: a new plan starts from what the router has now.
+func (p *Planner) Apply(ctx context.Context, plan Plan) (done int, err error) {
+	if len(plan.Conflicts) > 0 {
+		return 0, errors.New("the plan has conflicts with objects bootstrapd does not own; resolve them first")
+	}
+	for _, c := range plan.Changes {
+		words := []string{c.Path + "/" + string(c.Op)}
+		if c.ID != "" {
+			words = append(words, "=.id="+c.ID)
+		}
+		for _, k := range sortedKeys(c.Props) {
+			words = append(words, "="+k+"="+c.Props[k])
+		}
+		if _, err := p.Conn.Run(ctx, words...); err != nil {
+			return done, &ApplyError{Change: c, Err: err}
+		}
+		done++
+	}
+	return done, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
