@@ -43,8 +43,8 @@ const (
 type Change struct {
 	Op     Op                `json:"op"`
 	Path   string            `json:"path"`
-	Object string            `json:"object"`         // the key, e.g. "name=prov"
-	ID     string            `json:"id,omitempty"`   // the row's .id, for set and remove
+	Object string            `json:"object"`          // the key, e.g. "name=prov"
+	ID     string            `json:"id,omitempty"`    // the row's .id, for set and remove
 	Props  map[string]string `json:"props,omitempty"` // for set, only what changes
 	Old    map[string]string `json:"old,omitempty"`   // for set, what those were
 }
