@@ -17,6 +17,9 @@ type Object struct {
 	// rows (a vlan's name, an address's address and interface).
 	Key   []string
 	Props map[string]string // desired values, keys included
+	// Fixed objects are RouterOS's own rows (the api service): never added
+	// or removed and carrying no marker, only set.
+	Fixed bool
 }
 
 // id is the object's identity within its path, for messages and matching.
@@ -71,16 +74,25 @@ type Planner struct {
 	Marker string
 	// Prune removes marked rows that are no longer desired.
 	Prune bool
+	// Version is the router's RouterOS version ("7.19.1"), which decides
+	// some property names and filters.
+	Version string
 }
 
 // Plan reads each path once and diffs it against desired.
 func (p *Planner) Plan(ctx context.Context, desired []Object) (Plan, error) {
+	// Paths are visited in the order desired names them, which is
+	// dependency order (a pool before the DHCP server that uses it).
 	byPath := map[string][]Object{}
+	var paths []string
 	for _, o := range desired {
+		if byPath[o.Path] == nil {
+			paths = append(paths, o.Path)
+		}
 		byPath[o.Path] = append(byPath[o.Path], o)
 	}
 	var plan Plan
-	for _, path := range sortedKeys(byPath) {
+	for _, path := range paths {
 		objs := byPath[path]
 		rows, err := p.read(ctx, path, objs)
 		if err != nil {
@@ -88,7 +100,17 @@ func (p *Planner) Plan(ctx context.Context, desired []Object) (Plan, error) {
 		}
 		p.diff(&plan, path, objs, rows)
 	}
-	sort.SliceStable(plan.Changes, func(i, j int) bool { return order(plan.Changes[i].Op) < order(plan.Changes[j].Op) })
+	// Removes go first and in reverse, dependents before what they use;
+	// then sets and adds in dependency order.
+	var removes []Change
+	for _, c := range plan.Changes {
+		if c.Op == Remove {
+			removes = append([]Change{c}, removes...)
+		}
+	}
+	rest := slices.DeleteFunc(plan.Changes, func(c Change) bool { return c.Op == Remove })
+	sort.SliceStable(rest, func(i, j int) bool { return order(rest[i].Op) < order(rest[j].Op) })
+	plan.Changes = append(removes, rest...)
 	return plan, nil
 }
 
@@ -105,7 +127,7 @@ func (p *Planner) read(ctx context.Context, path string, objs []Object) ([]map[s
 		}
 	}
 	words := []string{path + "/print", "=.proplist=" + strings.Join(sortedKeys(props), ",")}
-	if pathHasDynamic(path) {
+	if p.hasDynamic(path) {
 		words = append(words, "?dynamic=false")
 	}
 	reply, err := p.Conn.Run(ctx, words...)
@@ -119,11 +141,15 @@ func (p *Planner) read(ctx context.Context, path string, objs []Object) ([]map[s
 	return rows, nil
 }
 
-// pathHasDynamic lists the menus whose rows RouterOS may create itself.
-func pathHasDynamic(path string) bool {
+// hasDynamic lists the menus whose rows RouterOS may create itself.
+// /ip/service shows each connection as a dynamic row since 7.19; before,
+// its rows have no dynamic property at all, and the filter would hide them.
+func (p *Planner) hasDynamic(path string) bool {
 	switch path {
 	case "/ip/dhcp-server/lease", "/ip/address", "/ip/dns/static":
 		return true
+	case "/ip/service":
+		return AtLeast(p.Version, 7, 19)
 	}
 	return false
 }
@@ -134,10 +160,16 @@ func (p *Planner) diff(plan *Plan, path string, objs []Object, rows []map[string
 		want := maps.Clone(o.Props)
 		want["comment"] = p.Marker
 		row := match(rows, o)
+		if o.Fixed {
+			delete(want, "comment")
+		}
 		switch {
+		case row == nil && o.Fixed:
+			plan.Conflicts = append(plan.Conflicts, Conflict{Path: path, Object: o.id(),
+				Hint: fmt.Sprintf("%s has no %s row; is this RouterOS too old for it?", path, o.id())})
 		case row == nil:
 			plan.Changes = append(plan.Changes, Change{Op: Add, Path: path, Object: o.id(), Props: want})
-		case !p.owns(row):
+		case !o.Fixed && !p.owns(row):
 			used[row[".id"]] = true
 			plan.Conflicts = append(plan.Conflicts, Conflict{Path: path, Object: o.id(), ID: row[".id"],
 				Hint: fmt.Sprintf("%s %s exists but is not bootstrapd's (its comment is %q); remove it, or add %q to its comment to hand it over", path, o.id(), row["comment"], p.Marker)})
