@@ -70,19 +70,25 @@ func (h *DHCP) Reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) (*dhcpv4
 	if (c.PXE || c.IPXE) && req.MessageType() != dhcpv4.MessageTypeRelease {
 		h.Leases.Seen(ctx, mac, ArchName(c))
 	}
+	// One lookup per request: the node's reservation, hostname and boot
+	// file override all come from it.
+	var n *inventory.Node
+	if node, ok := h.Leases.Node(mac); ok {
+		n = &node
+	}
 	switch h.Mode {
 	case config.ModeProxy:
-		return h.proxyReply(req, c, port)
+		return h.proxyReply(req, c, n, port)
 	case config.ModePool, config.ModeReservation:
 		if port != dhcpv4.ServerPort {
 			return nil, nil
 		}
-		return h.serverReply(ctx, req, c)
+		return h.serverReply(ctx, req, c, n)
 	}
 	return nil, nil
 }
 
-func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, c Client) (*dhcpv4.DHCPv4, error) {
+func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, c Client, n *inventory.Node) (*dhcpv4.DHCPv4, error) {
 	mac := req.ClientHWAddr.String()
 	pool := h.Mode == config.ModePool
 	switch req.MessageType() {
@@ -91,7 +97,7 @@ func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, c Client) (*
 		if err != nil {
 			return nil, quiet(err)
 		}
-		return h.lease(req, c, dhcpv4.MessageTypeOffer, ip)
+		return h.lease(req, c, n, dhcpv4.MessageTypeOffer, ip)
 	case dhcpv4.MessageTypeRequest:
 		if sid := req.ServerIdentifier(); sid != nil && addr(sid) != h.Server {
 			return nil, nil // the client chose another server's offer
@@ -107,16 +113,16 @@ func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, c Client) (*
 		case err != nil:
 			return nil, quiet(err)
 		}
-		return h.lease(req, c, dhcpv4.MessageTypeAck, l.IP)
+		return h.lease(req, c, n, dhcpv4.MessageTypeAck, l.IP)
 	case dhcpv4.MessageTypeRelease:
 		return nil, quiet(h.Leases.Release(ctx, mac, addr(req.ClientIPAddr)))
 	case dhcpv4.MessageTypeDecline:
 		return nil, quiet(h.Leases.Decline(ctx, mac, addr(req.RequestedIPAddress())))
 	case dhcpv4.MessageTypeInform:
-		if _, known := h.Leases.Node(mac); !pool && !known {
+		if !pool && n == nil {
 			return nil, nil
 		}
-		resp, err := h.base(req, c, dhcpv4.MessageTypeAck)
+		resp, err := h.base(req, c, n, dhcpv4.MessageTypeAck)
 		if err != nil {
 			return nil, err
 		}
@@ -138,13 +144,13 @@ func quiet(err error) error {
 	return err
 }
 
-func (h *DHCP) lease(req *dhcpv4.DHCPv4, c Client, t dhcpv4.MessageType, ip netip.Addr) (*dhcpv4.DHCPv4, error) {
-	resp, err := h.base(req, c, t)
+func (h *DHCP) lease(req *dhcpv4.DHCPv4, c Client, n *inventory.Node, t dhcpv4.MessageType, ip netip.Addr) (*dhcpv4.DHCPv4, error) {
+	resp, err := h.base(req, c, n, t)
 	if err != nil {
 		return nil, err
 	}
 	resp.YourIPAddr = ip.AsSlice()
-	if n, ok := h.Leases.Node(req.ClientHWAddr.String()); ok && n.Hostname != "" && n.IP == ip {
+	if n != nil && n.Hostname != "" && n.IP == ip {
 		resp.UpdateOption(dhcpv4.OptHostName(n.Hostname))
 	}
 	return resp, nil
@@ -152,7 +158,7 @@ func (h *DHCP) lease(req *dhcpv4.DHCPv4, c Client, t dhcpv4.MessageType, ip neti
 
 // base is a reply carrying everything but the address: network options,
 // lease timers and, for PXE clients, the boot file.
-func (h *DHCP) base(req *dhcpv4.DHCPv4, c Client, t dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+func (h *DHCP) base(req *dhcpv4.DHCPv4, c Client, n *inventory.Node, t dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
 	resp, err := dhcpv4.NewReplyFromRequest(req,
 		dhcpv4.WithMessageType(t),
 		dhcpv4.WithServerIP(h.Server.AsSlice()),
@@ -174,7 +180,7 @@ func (h *DHCP) base(req *dhcpv4.DHCPv4, c Client, t dhcpv4.MessageType) (*dhcpv4
 	if h.Domain != "" {
 		resp.UpdateOption(dhcpv4.OptDomainName(h.Domain))
 	}
-	h.setBootFile(req, resp, c)
+	h.setBootFile(resp, c, n)
 	if c.IPXE {
 		// Encapsulated option 175.176 (no-pxedhcp): this offer is complete,
 		// so iPXE need not wait for a proxyDHCP offer (about 2 s per boot).
@@ -183,9 +189,9 @@ func (h *DHCP) base(req *dhcpv4.DHCPv4, c Client, t dhcpv4.MessageType) (*dhcpv4
 	return resp, nil
 }
 
-func (h *DHCP) setBootFile(req, resp *dhcpv4.DHCPv4, c Client) {
+func (h *DHCP) setBootFile(resp *dhcpv4.DHCPv4, c Client, n *inventory.Node) {
 	var override string
-	if n, ok := h.Leases.Node(req.ClientHWAddr.String()); ok {
+	if n != nil {
 		override = n.BootFile
 	}
 	file, ok := h.Boot.BootFile(c, override)
@@ -210,7 +216,7 @@ func (h *DHCP) nak(req *dhcpv4.DHCPv4, msg string) (*dhcpv4.DHCPv4, error) {
 
 // proxyReply answers PXE clients with boot information only (yiaddr stays
 // 0.0.0.0), so bootstrapd can sit beside the router's DHCP server.
-func (h *DHCP) proxyReply(req *dhcpv4.DHCPv4, c Client, port int) (*dhcpv4.DHCPv4, error) {
+func (h *DHCP) proxyReply(req *dhcpv4.DHCPv4, c Client, n *inventory.Node, port int) (*dhcpv4.DHCPv4, error) {
 	if !c.PXE && !c.IPXE {
 		return nil, nil
 	}
@@ -233,7 +239,7 @@ func (h *DHCP) proxyReply(req *dhcpv4.DHCPv4, c Client, port int) (*dhcpv4.DHCPv
 	if err != nil {
 		return nil, err
 	}
-	h.setBootFile(req, resp, c)
+	h.setBootFile(resp, c, n)
 	if c.HTTPClient && !c.IPXE {
 		resp.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))
 	}
