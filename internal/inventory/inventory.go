@@ -379,16 +379,9 @@ func (inv *Inventory) StartInstall(ctx context.Context, mac string, ttl time.Dur
 // the current one for a node that is installing, and the MAC the caller
 // gives must be that node's: anything else is refused and recorded.
 func (inv *Inventory) Report(ctx context.Context, token, mac, status string) (Node, error) {
-	sum := sha256.Sum256([]byte(token))
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	var n *Node
-	for _, c := range inv.nodes {
-		if len(c.TokenHash) > 0 && subtle.ConstantTimeCompare(c.TokenHash, sum[:]) == 1 {
-			n = c
-			break
-		}
-	}
+	n := inv.tokenHolder(token)
 	now := inv.now()
 	switch {
 	case n == nil:
@@ -424,6 +417,18 @@ func (inv *Inventory) Report(ctx context.Context, token, mac, status string) (No
 	}
 	inv.log.InfoContext(ctx, "install report", "mac", n.MAC, "hostname", n.Hostname, "status", status, "state", next.State)
 	return next.clone(), nil
+}
+
+// tokenHolder is the node whose current install token this is, or nil.
+// Only hashes are compared, in constant time. Callers hold mu.
+func (inv *Inventory) tokenHolder(token string) *Node {
+	sum := sha256.Sum256([]byte(token))
+	for _, n := range inv.nodes {
+		if len(n.TokenHash) > 0 && subtle.ConstantTimeCompare(n.TokenHash, sum[:]) == 1 {
+			return n
+		}
+	}
+	return nil
 }
 
 // note records an event that changes nothing else. Callers hold mu.

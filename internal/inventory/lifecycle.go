@@ -1,10 +1,7 @@
 package inventory
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"time"
 )
@@ -84,32 +81,23 @@ func (n *Node) entered() time.Time {
 // is, without using the token up: the installer fetches its files with it
 // before it reports. An unknown, used or expired token is ErrToken.
 func (inv *Inventory) NodeByToken(token string) (Node, error) {
-	sum := sha256.Sum256([]byte(token))
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	for _, n := range inv.nodes {
-		if len(n.TokenHash) > 0 && subtle.ConstantTimeCompare(n.TokenHash, sum[:]) == 1 {
-			if inv.now().After(n.TokenExpires) {
-				return Node{}, ErrToken
-			}
-			return n.clone(), nil
-		}
+	n := inv.tokenHolder(token)
+	if n == nil || inv.now().After(n.TokenExpires) {
+		return Node{}, ErrToken
 	}
-	return Node{}, ErrToken
+	return n.clone(), nil
 }
 
 // ClaimJoin hands out a node's join bundle, once per install: the token
 // must be the node's current one, and the bundle must not have been
 // claimed with it already (it carries credentials).
 func (inv *Inventory) ClaimJoin(ctx context.Context, token string) (Node, error) {
-	n, err := inv.NodeByToken(token)
-	if err != nil {
-		return Node{}, err
-	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	cur := inv.nodes[n.MAC]
-	if cur == nil || !bytes.Equal(cur.TokenHash, n.TokenHash) {
+	cur := inv.tokenHolder(token)
+	if cur == nil || inv.now().After(cur.TokenExpires) {
 		return Node{}, ErrToken
 	}
 	if !cur.JoinClaimed.IsZero() {
