@@ -112,3 +112,14 @@ func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 func poolOf(lo, hi string) Pool {
 	return Pool{Subnet: testPool.Subnet, Range: [2]netip.Addr{addr(lo), addr(hi)}, Lease: time.Hour}
 }
+
+// LeaseFor is mac's current lease, read straight from the lease table.
+func (ti *testInv) LeaseFor(mac string) (Lease, bool) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	l := ti.leases.byMAC[mac]
+	if l == nil {
+		return Lease{}, false
+	}
+	return *l, true
+}

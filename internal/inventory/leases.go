@@ -250,17 +250,6 @@ func (inv *Inventory) Leases() []Lease {
 	return out
 }
 
-// LeaseFor returns mac's current lease, if it has one.
-func (inv *Inventory) LeaseFor(mac string) (Lease, bool) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	l := inv.leases.byMAC[mac]
-	if l == nil {
-		return Lease{}, false
-	}
-	return *l, true
-}
-
 func u32(a netip.Addr) uint32 {
 	if !a.Is4() {
 		return 0

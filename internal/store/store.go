@@ -1,7 +1,7 @@
 // Package store is bootstrapd's one embedded database file.
 //
 // It is a thin layer over bbolt: named buckets of JSON values. Every write
-// has been fsynced when Put or Delete returns, which is what lets the DHCP
+// has been fsynced when Put returns, which is what lets the DHCP
 // server promise that a lease is on disk before its ACK leaves.
 package store
 
@@ -36,7 +36,7 @@ type write struct {
 
 type change struct {
 	bucket, key string
-	value       []byte // nil: delete
+	value       []byte
 }
 
 // Entry is one value for PutAll.
@@ -122,13 +122,6 @@ func (db *DB) update(group []write) error {
 }
 
 func apply(tx *bolt.Tx, c change) error {
-	if c.value == nil {
-		b := tx.Bucket([]byte(c.bucket))
-		if b == nil {
-			return nil
-		}
-		return b.Delete([]byte(c.key))
-	}
 	b, err := tx.CreateBucketIfNotExists([]byte(c.bucket))
 	if err != nil {
 		return err
@@ -178,29 +171,6 @@ func (db *DB) PutAll(entries ...Entry) error {
 		w.changes[i] = change{bucket: e.Bucket, key: e.Key, value: data}
 	}
 	return db.submit(w)
-}
-
-// Delete removes bucket/key; a missing key is not an error.
-func (db *DB) Delete(bucket, key string) error {
-	return db.submit(write{changes: []change{{bucket: bucket, key: key}}})
-}
-
-// Get decodes bucket/key into v and reports whether it was there.
-func (db *DB) Get(bucket, key string, v any) (bool, error) {
-	var found bool
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bucket))
-		if b == nil {
-			return nil
-		}
-		data := b.Get([]byte(key))
-		if data == nil {
-			return nil
-		}
-		found = true
-		return json.Unmarshal(data, v)
-	})
-	return found, err
 }
 
 // Load decodes every value in bucket, in key order, calling fn for each.
