@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/md5" //nolint:gosec // RouterOS's pre-6.43 login is MD5 by definition
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"net"
@@ -41,11 +42,17 @@ func (r *Router) serve(c net.Conn, service string) {
 	if id, ok := r.addConnectionRow(c, service); ok {
 		defer r.dropConnectionRow(id)
 	}
-	br := bufio.NewReader(c)
-	for {
-		if !r.waitIfHung() {
+	// A hung router gives no TLS handshake: a client's dial deadline is
+	// what must end the wait, as with a router that stopped mid-handshake.
+	if tc, ok := c.(*tls.Conn); ok {
+		if !r.waitIfHung() || tc.Handshake() != nil {
 			return
 		}
+	}
+	br := bufio.NewReader(c)
+	for {
+		// A hung router still reads (so tests can see what was sent) but
+		// answers nothing: the wait is between reading and replying only.
 		words, err := readSentence(br, maxWord)
 		var werr wireError
 		switch {
