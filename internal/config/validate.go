@@ -120,31 +120,9 @@ func (s *Site) validateAPI() error {
 		return s.Errorf("api.listen", "api listen is set but token_file is not: a TCP admin API without a token is refused; "+
 			"set token_file = \"/etc/bootstrapd/api-token\" and create it with `"+mint+"`", "/etc/bootstrapd/api-token")
 	}
-	f, err := os.Open(a.TokenFile)
+	tok, err := s.secret("api.token_file", a.TokenFile, mint)
 	if err != nil {
-		return s.Errorf("api.token_file", "api token_file %s: %v; create it with `"+mint+"`", a.TokenFile, errors.Unwrap(err))
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return s.Errorf("api.token_file", "api token_file %s: %v", a.TokenFile, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return s.Errorf("api.token_file", "api token_file %s is not a regular file", a.TokenFile)
-	}
-	// Checked before reading, and on the open file, so a token other users
-	// can read is never used, not even once.
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return s.Errorf("api.token_file", "api token_file %s is readable or writable by group or others (mode %04o); run `chmod 600 %s`",
-			a.TokenFile, perm, a.TokenFile)
-	}
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return s.Errorf("api.token_file", "api token_file %s: %v", a.TokenFile, err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return s.Errorf("api.token_file", "api token_file %s is empty; put a long random secret in it: `"+mint+"`", a.TokenFile)
+		return err
 	}
 	a.token = tok
 	return nil
@@ -291,4 +269,42 @@ func (s *Site) validateJoin() error {
 		}
 	}
 	return nil
+}
+
+// secret reads a secret from a file named at key: a token or a password.
+// The file must be the operator's alone (mode 0600 or stricter), checked on
+// the open file before reading, so a secret other users can read is never
+// used, not even once. mint, if set, is a command that makes a good one
+// (with %[1]s for the path).
+func (s *Site) secret(key, path, mint string) (string, error) {
+	name := strings.ReplaceAll(key, ".", " ")
+	hint := ""
+	if mint != "" {
+		hint = fmt.Sprintf("; create it with `"+mint+"`", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", s.Errorf(key, "%s %s: %v%s", name, path, errors.Unwrap(err), hint)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", s.Errorf(key, "%s %s: %v", name, path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", s.Errorf(key, "%s %s is not a regular file", name, path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", s.Errorf(key, "%s %s is readable or writable by group or others (mode %04o); run `chmod 600 %s`",
+			name, path, perm, path)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return "", s.Errorf(key, "%s %s: %v", name, path, err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", s.Errorf(key, "%s %s is empty%s", name, path, hint)
+	}
+	return v, nil
 }

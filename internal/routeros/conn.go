@@ -170,3 +170,16 @@ type TrapError struct {
 func (e *TrapError) Error() string {
 	return fmt.Sprintf("%s: router says: %s", e.Command, e.Message)
 }
+
+// Version asks the router which RouterOS it runs ("7.19.1 (stable)"): some
+// property names and filters depend on it.
+func (c *Conn) Version(ctx context.Context) (string, error) {
+	reply, err := c.Run(ctx, "/system/resource/print", "=.proplist=version")
+	if err != nil {
+		return "", err
+	}
+	if len(reply.Re) != 1 || reply.Re[0].Map["version"] == "" {
+		return "", fmt.Errorf("router %s: /system/resource/print gave no version", c.d.Address)
+	}
+	return reply.Re[0].Map["version"], nil
+}

@@ -9,6 +9,7 @@ import (
 
 // Site is the router configuration bootstrapd manages.
 type Site struct {
+	Identity string // the router's system identity; "" leaves it alone
 	// Interface is where the provisioning network lives (a bridge or a
 	// port); with VLANID set, a VLAN named VLANName is made on it.
 	Interface string
@@ -26,7 +27,52 @@ type Site struct {
 	// APIFrom restricts the api-ssl service to these addresses.
 	APIFrom []string
 	Nodes   []Node
+	// Bootstrap is what the bootstrap script made so bootstrapd could
+	// reach a fresh router. Once bootstrapd talks to the router some other
+	// way (Via outside the bootstrap address), apply removes it.
+	Bootstrap *Bootstrap
+	Via       netip.Addr // the router address bootstrapd dials
 }
+
+// Bootstrap is the minimum a fresh router needs for bootstrapd to reach it:
+// an address (on a VLAN of a port, or on the port itself) and an API user,
+// usable only from the operator's address.
+type Bootstrap struct {
+	Interface string       // the port the operator's machine is cabled to, e.g. ether1
+	VLANID    int          // 0: the address goes on Interface untagged
+	Address   netip.Prefix // the router's bootstrap address, e.g. 192.0.2.2/30
+	Operator  netip.Addr   // the operator's address: the only one the API answers
+}
+
+// BootstrapVLAN is the name the bootstrap script gives its VLAN.
+const BootstrapVLAN = "bootstrapd-boot"
+
+// objects are what the bootstrap script creates and apply later removes.
+func (b *Bootstrap) objects() []Object {
+	iface := b.Interface
+	var out []Object
+	if b.VLANID != 0 {
+		iface = BootstrapVLAN
+		out = append(out, Object{Path: "/interface/vlan", Key: []string{"name"},
+			Props: map[string]string{"name": BootstrapVLAN, "vlan-id": strconv.Itoa(b.VLANID), "interface": b.Interface}})
+	}
+	return append(out, Object{Path: "/ip/address", Key: []string{"address", "interface"},
+		Props: map[string]string{"address": b.Address.String(), "interface": iface}})
+}
+
+// BootstrapInUse reports whether bootstrapd reaches the router through the
+// bootstrap address, which apply must then keep.
+func (s Site) BootstrapInUse() bool {
+	return s.Bootstrap != nil && s.Via.IsValid() && s.Bootstrap.Address.Contains(s.Via)
+}
+
+// nodePath says whether a menu's rows stand for enrolled nodes. Those
+// mirror the inventory, so a plan always prunes them.
+func nodePath(path string) bool {
+	return path == dnsPath || path == "/ip/dhcp-server/lease"
+}
+
+const dnsPath = "/ip/dns/static"
 
 // Node is an enrolled node: a DNS name, and a static lease when the
 // router serves DHCP.
@@ -39,6 +85,9 @@ type Node struct {
 func Desired(s Site, version string) []Object {
 	iface := s.Interface
 	var out []Object
+	if s.Identity != "" {
+		out = append(out, Object{Path: "/system/identity", Singleton: true, Props: map[string]string{"name": s.Identity}})
+	}
 	if s.VLANID != 0 {
 		iface = s.VLANName
 		out = append(out, Object{Path: "/interface/vlan", Key: []string{"name"},
@@ -83,6 +132,15 @@ func Desired(s Site, version string) []Object {
 		out = append(out, Object{Path: "/ip/service", Key: []string{"name"}, Fixed: true,
 			Props: map[string]string{"name": "api-ssl", prop: strings.Join(s.APIFrom, ","), "disabled": "false"}})
 	}
+	// The bootstrap objects go only when bootstrapd no longer reaches the
+	// router through them; an address before its VLAN (removes run in
+	// reverse order).
+	if s.Bootstrap != nil && !s.BootstrapInUse() {
+		for _, o := range s.Bootstrap.objects() {
+			o.Absent = true
+			out = append(out, o)
+		}
+	}
 	return out
 }
 
@@ -103,7 +161,10 @@ func AtLeast(version string, major, minor int) bool {
 func (c Change) String() string {
 	sign := map[Op]string{Add: "+", Set: "~", Remove: "-"}[c.Op]
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %s", sign, c.Path, c.Object)
+	fmt.Fprintf(&b, "%s %s", sign, c.Path)
+	if c.Object != "" {
+		fmt.Fprintf(&b, " %s", c.Object)
+	}
 	if c.ID != "" {
 		fmt.Fprintf(&b, " (%s)", c.ID)
 	}

@@ -2,7 +2,6 @@ package routeros
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -20,6 +19,12 @@ type Object struct {
 	// Fixed objects are RouterOS's own rows (the api service): never added
 	// or removed and carrying no marker, only set.
 	Fixed bool
+	// Singleton menus (/system/identity) have one row and no .id: set only.
+	Singleton bool
+	// Absent objects must not exist: a marked row matching the key is
+	// removed (the bootstrap VLAN once it is no longer needed), an
+	// unmarked one is left alone.
+	Absent bool
 }
 
 // id is the object's identity within its path, for messages and matching.
@@ -64,6 +69,8 @@ type Conflict struct {
 type Plan struct {
 	Changes   []Change   `json:"changes"`
 	Conflicts []Conflict `json:"conflicts,omitempty"`
+	// Notes explain what the plan leaves alone on purpose.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Planner compares desired objects with the router.
@@ -72,7 +79,9 @@ type Planner struct {
 	// Marker is written in every owned object's comment; only marked rows
 	// are ever changed or removed.
 	Marker string
-	// Prune removes marked rows that are no longer desired.
+	// Prune removes marked rows that are no longer desired, in every path.
+	// Rows for nodes (DNS records, static leases) mirror the inventory and
+	// are pruned always, so a retired node's name goes away.
 	Prune bool
 	// Version is the router's RouterOS version ("7.19.1"), which decides
 	// some property names and filters.
@@ -90,6 +99,11 @@ func (p *Planner) Plan(ctx context.Context, desired []Object) (Plan, error) {
 			paths = append(paths, o.Path)
 		}
 		byPath[o.Path] = append(byPath[o.Path], o)
+	}
+	// The last node's DNS record must go when it retires, though nothing
+	// in that path is desired any more.
+	if !slices.Contains(paths, dnsPath) {
+		paths = append(paths, dnsPath)
 	}
 	var plan Plan
 	for _, path := range paths {
@@ -121,6 +135,9 @@ func order(op Op) int { return slices.Index([]Op{Remove, Set, Add}, op) }
 // left out.
 func (p *Planner) read(ctx context.Context, path string, objs []Object) ([]map[string]string, error) {
 	props := map[string]bool{".id": true, "comment": true}
+	if len(objs) > 0 && objs[0].Singleton {
+		props = map[string]bool{}
+	}
 	for _, o := range objs {
 		for k := range o.Props {
 			props[k] = true
@@ -160,16 +177,27 @@ func (p *Planner) diff(plan *Plan, path string, objs []Object, rows []map[string
 		want := maps.Clone(o.Props)
 		want["comment"] = p.Marker
 		row := match(rows, o)
-		if o.Fixed {
+		if o.Fixed || o.Singleton {
 			delete(want, "comment")
 		}
+		if o.Singleton && len(rows) == 1 {
+			row = rows[0]
+		}
 		switch {
+		case o.Absent:
+			if row != nil && p.owns(row) {
+				used[row[".id"]] = true
+				plan.Changes = append(plan.Changes, Change{Op: Remove, Path: path, Object: o.id(), ID: row[".id"]})
+			}
+		case row == nil && o.Singleton:
+			plan.Conflicts = append(plan.Conflicts, Conflict{Path: path, Object: o.id(),
+				Hint: fmt.Sprintf("%s printed %d rows, want exactly one", path, len(rows))})
 		case row == nil && o.Fixed:
 			plan.Conflicts = append(plan.Conflicts, Conflict{Path: path, Object: o.id(),
 				Hint: fmt.Sprintf("%s has no %s row; is this RouterOS too old for it?", path, o.id())})
 		case row == nil:
 			plan.Changes = append(plan.Changes, Change{Op: Add, Path: path, Object: o.id(), Props: want})
-		case !o.Fixed && !p.owns(row):
+		case !o.Fixed && !o.Singleton && !p.owns(row):
 			used[row[".id"]] = true
 			plan.Conflicts = append(plan.Conflicts, Conflict{Path: path, Object: o.id(), ID: row[".id"],
 				Hint: fmt.Sprintf("%s %s exists but is not bootstrapd's (its comment is %q); remove it, or add %q to its comment to hand it over", path, o.id(), row["comment"], p.Marker)})
@@ -186,11 +214,13 @@ func (p *Planner) diff(plan *Plan, path string, objs []Object, rows []map[string
 			}
 		}
 	}
-	if !p.Prune {
+	if !p.Prune && !nodePath(path) {
 		return
 	}
+	// Only rows marked exactly: the bootstrap objects carry a longer
+	// comment and go only as Absent objects, when it is safe.
 	for _, row := range rows {
-		if !used[row[".id"]] && p.owns(row) {
+		if !used[row[".id"]] && p.Marker != "" && row["comment"] == p.Marker {
 			plan.Changes = append(plan.Changes, Change{Op: Remove, Path: path, Object: describe(row), ID: row[".id"]})
 		}
 	}
@@ -258,7 +288,8 @@ func (e *ApplyError) Unwrap() error { return e.Err }
 // converges: a new plan starts from what the router has now.
 func (p *Planner) Apply(ctx context.Context, plan Plan) (done int, err error) {
 	if len(plan.Conflicts) > 0 {
-		return 0, errors.New("the plan has conflicts with objects bootstrapd does not own; resolve them first")
+		c := plan.Conflicts[0]
+		return 0, fmt.Errorf("the plan has %d conflict(s) with objects bootstrapd does not own; resolve them first: %s", len(plan.Conflicts), c.Hint)
 	}
 	for _, c := range plan.Changes {
 		words := []string{c.Path + "/" + string(c.Op)}

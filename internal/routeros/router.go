@@ -1,0 +1,145 @@
+package routeros
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Router is bootstrapd's handle on one router: it plans and applies the
+// site, one run at a time, whether the operator asked (`router apply`) or
+// the inventory changed (a node enrolled or retired).
+type Router struct {
+	Conn   *Conn
+	Marker string
+	Log    *slog.Logger
+
+	mu      sync.Mutex // one plan or apply at a time
+	version string     // asked once per connection's life; RouterOS upgrades reboot
+	status  Status
+}
+
+// Status is how the last sync went, for `doctor` and the logs.
+type Status struct {
+	LastOK    time.Time `json:"last_ok,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	Failures  int       `json:"failures"` // in a row
+	Changes   int       `json:"changes"`  // written by the last successful sync
+}
+
+// Status returns how the last sync went.
+func (r *Router) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+// Plan is what Apply would do for the site.
+func (r *Router) Plan(ctx context.Context, s Site, prune bool) (Plan, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.plan(ctx, s, prune)
+}
+
+func (r *Router) plan(ctx context.Context, s Site, prune bool) (Plan, error) {
+	if r.version == "" {
+		v, err := r.Conn.Version(ctx)
+		if err != nil {
+			return Plan{}, err
+		}
+		r.version = v
+	}
+	p := &Planner{Conn: r.Conn, Marker: r.Marker, Prune: prune, Version: r.version}
+	plan, err := p.Plan(ctx, Desired(s, r.version))
+	if err != nil {
+		return Plan{}, err
+	}
+	if s.BootstrapInUse() {
+		plan.Notes = append(plan.Notes, fmt.Sprintf(
+			"the bootstrap address %s stays: bootstrapd reaches the router through it; set the router's api address to its provisioning address %s and apply again to remove it",
+			s.Bootstrap.Address, s.Address.Addr()))
+	}
+	return plan, nil
+}
+
+// Apply plans and applies the site; the plan is returned with how many of
+// its changes were made.
+func (r *Router) Apply(ctx context.Context, s Site, prune bool) (Plan, int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	plan, err := r.plan(ctx, s, prune)
+	if err != nil {
+		return Plan{}, 0, r.failed(err)
+	}
+	p := &Planner{Conn: r.Conn, Marker: r.Marker, Version: r.version}
+	n, err := p.Apply(ctx, plan)
+	if err != nil {
+		return plan, n, r.failed(err)
+	}
+	r.status = Status{LastOK: time.Now(), Changes: n}
+	return plan, n, nil
+}
+
+func (r *Router) failed(err error) error {
+	r.status.LastError = err.Error()
+	r.status.Failures++
+	// The router may have been upgraded or replaced: ask again.
+	r.version = ""
+	return err
+}
+
+// Backoff bounds for Run. A router that is away for a while is asked about
+// every few minutes, not hammered.
+const (
+	minBackoff = time.Second
+	maxBackoff = 5 * time.Minute
+	resync     = 10 * time.Minute // repairs drift nobody told us about
+)
+
+// Run keeps the router in line with site() until ctx ends: at start, after
+// every signal on changed, and every resync. A failure is logged and
+// retried with backoff; it never blocks the caller, so DHCP and TFTP go on
+// serving while the router is away.
+func (r *Router) Run(ctx context.Context, site func() Site, changed <-chan struct{}) {
+	var applied []Node // the nodes of the last successful sync
+	synced := false
+	backoff := minBackoff
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			// While failing, the retry already scheduled picks the change
+			// up; a burst of events must not turn backoff into a hammer.
+			if backoff > minBackoff || synced && slices.Equal(site().Nodes, applied) {
+				continue
+			}
+			timer.Reset(0)
+			continue
+		case <-timer.C:
+		}
+		s := site()
+		plan, n, err := r.Apply(ctx, s, false)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait := backoff/2 + rand.N(backoff/2+1) // jittered, so routers of several sites don't sync in step
+			r.Log.Warn("router sync failed; retrying", "err", err, "retry_in", wait.Round(time.Second), "conflicts", len(plan.Conflicts))
+			timer.Reset(wait)
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		if n > 0 {
+			r.Log.Info("router synced", "changes", n, "nodes", len(s.Nodes))
+		}
+		applied, synced, backoff = s.Nodes, true, minBackoff
+		timer.Reset(resync)
+	}
+}
