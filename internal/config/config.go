@@ -42,6 +42,8 @@ type Site struct {
 	// Nodes and Nomad say what goes into every node's join bundle.
 	Nodes *Nodes `hcl:"node,block"`
 	Nomad *Nomad `hcl:"nomad,block"`
+	// Router is the MikroTik bootstrapd configures; nil leaves it alone.
+	Router *Router `hcl:"router,block"`
 
 	// Parsed forms, filled by Load.
 	Server netip.Addr

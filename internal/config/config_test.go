@@ -104,7 +104,7 @@ func TestConfigErrors(t *testing.T) {
 		want      string
 	}{
 		{"unknown key", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  subnett = \"x\"\n}\n", 4, "subnett"},
-		{"unknown block", "interface = \"br0\"\nrouter {\n}\n", 2, "router"},
+		{"unknown block", "interface = \"br0\"\nrouterr {\n}\n", 2, "routerr"},
 		{"missing interface", "dhcp {\n  subnet = \"10.0.0.0/24\"\n}\n", 1, "interface"},
 		{"bad cidr", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.300/24\"\n}\n", 3, "not an IPv4 CIDR"},
 		{"host bits", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.5/24\"\n}\n", 3, `did you mean "10.0.0.0/24"`},

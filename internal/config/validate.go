@@ -72,6 +72,7 @@ func (s *Site) defaults(dir string) error {
 	} else if !filepath.IsAbs(s.API.Socket) {
 		s.API.Socket = filepath.Join(dir, s.API.Socket)
 	}
+	s.routerDefaults(dir)
 	if s.API.TokenFile != "" && !filepath.IsAbs(s.API.TokenFile) {
 		s.API.TokenFile = filepath.Join(dir, s.API.TokenFile)
 	}
@@ -99,6 +100,7 @@ func (s *Site) validate() error {
 	add(s.validateAPI())
 	add(s.CheckBootFiles())
 	add(s.validateJoin())
+	add(s.validateRouter())
 	return errors.Join(errs...)
 }
 

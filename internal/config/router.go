@@ -1,0 +1,209 @@
+package config
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// RouterPasswordEnv is where the router password comes from when the site
+// names no password_file. Never a flag: argv is world-readable.
+const RouterPasswordEnv = "BOOTSTRAPD_ROUTER_PASSWORD"
+
+// Router is the MikroTik router bootstrapd configures over the RouterOS API.
+type Router struct {
+	// API is how bootstrapd reaches the router: host:port, 8729 for
+	// api-ssl (default) or 8728 for plain api (only with insecure).
+	API          string `hcl:"api"`
+	User         string `hcl:"user,optional"`
+	PasswordFile string `hcl:"password_file,optional"`
+	// The router's certificate is checked against a CA, or pinned by its
+	// SHA-256 fingerprint (RouterOS certificates are usually self-signed).
+	Fingerprint string `hcl:"fingerprint,optional"`
+	CAFile      string `hcl:"ca_file,optional"`
+	Insecure    bool   `hcl:"insecure,optional"`
+	Timeout     string `hcl:"timeout,optional"`
+	Marker      string `hcl:"marker,optional"`
+
+	Identity  string `hcl:"identity,optional"`
+	Interface string `hcl:"interface"` // bridge or port of the provisioning network
+	VLANID    int    `hcl:"vlan_id,optional"`
+	VLANName  string `hcl:"vlan_name,optional"`
+	// DHCP says who serves addresses: bootstrapd (default), relay (the
+	// router relays to bootstrapd) or router (RouterOS serves, pointing
+	// PXE clients at bootstrapd; pairs with dhcp mode proxy or off).
+	DHCP    string   `hcl:"dhcp,optional"`
+	APIFrom []string `hcl:"api_from,optional"`
+
+	Bootstrap *RouterBootstrap `hcl:"bootstrap,block"`
+
+	// Parsed forms.
+	Address     netip.Prefix // the router's address: dhcp.router with the subnet's length
+	TimeoutD    time.Duration
+	RootCAs     *x509.CertPool
+	APIAddr     netip.Addr // the host part of API
+	APIFromCIDR []netip.Prefix
+	password    string
+}
+
+// RouterBootstrap is what `router bootstrap-script` sets up on a fresh
+// router so bootstrapd can reach it the first time.
+type RouterBootstrap struct {
+	Interface string `hcl:"interface"` // the port the operator's machine is cabled to
+	VLANID    int    `hcl:"vlan_id,optional"`
+	Address   string `hcl:"address"`  // the router's bootstrap address, CIDR
+	Operator  string `hcl:"operator"` // the operator's address there
+
+	AddressP  netip.Prefix
+	OperatorA netip.Addr
+}
+
+// Password is the router password from password_file or the environment.
+func (r *Router) Password() string { return r.password }
+
+// String describes the block without the password.
+func (r Router) String() string {
+	return fmt.Sprintf("api=%s user=%s password_file=%s", r.API, r.User, r.PasswordFile)
+}
+
+var (
+	fingerprintRE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	rosNameRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+func (s *Site) routerDefaults(dir string) {
+	r := s.Router
+	if r == nil {
+		return
+	}
+	if r.User == "" {
+		r.User = "bootstrapd"
+	}
+	if r.Marker == "" {
+		r.Marker = "bootstrapd"
+	}
+	if r.DHCP == "" {
+		r.DHCP = "bootstrapd"
+		if s.DHCP.Mode == ModeProxy {
+			r.DHCP = "router"
+		}
+	}
+	if r.VLANID != 0 && r.VLANName == "" {
+		r.VLANName = "prov"
+	}
+	for _, p := range []*string{&r.PasswordFile, &r.CAFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// validateRouter checks the router block and reads its password.
+func (s *Site) validateRouter() error {
+	r := s.Router
+	if r == nil {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(r.API)
+	if err == nil {
+		r.APIAddr, err = netip.ParseAddr(host)
+	}
+	if err != nil {
+		return s.Errorf("router.api", "router api %q is not address:port, like \"10.77.0.1:8729\" (api-ssl)", r.API)
+	}
+	switch {
+	case r.Fingerprint != "" && r.CAFile != "":
+		return s.Errorf("router.fingerprint", "set fingerprint or ca_file, not both")
+	case r.Fingerprint != "":
+		if !fingerprintRE.MatchString(strings.ReplaceAll(r.Fingerprint, ":", "")) {
+			return s.Errorf("router.fingerprint", "fingerprint %q is not a SHA-256 in hex; `bootstrapd router fingerprint` prints the router's", r.Fingerprint)
+		}
+	case r.CAFile != "":
+		pem, err := os.ReadFile(r.CAFile)
+		if err != nil {
+			return s.Errorf("router.ca_file", "router ca_file: %v", err)
+		}
+		r.RootCAs = x509.NewCertPool()
+		if !r.RootCAs.AppendCertsFromPEM(pem) {
+			return s.Errorf("router.ca_file", "router ca_file %s holds no PEM certificate", r.CAFile)
+		}
+	case !r.Insecure:
+		return s.Errorf("router", "the router block needs fingerprint (pin the router's api-ssl certificate) or ca_file; "+
+			"plain api (8728), which sends the password in the clear, only with insecure = true")
+	}
+	r.TimeoutD = 10 * time.Second
+	if r.Timeout != "" {
+		if r.TimeoutD, err = time.ParseDuration(r.Timeout); err != nil || r.TimeoutD < 100*time.Millisecond {
+			return s.Errorf("router.timeout", "router timeout %q must be a duration of at least 100ms, like \"10s\"", r.Timeout)
+		}
+	}
+	for key, v := range map[string]string{"router.user": r.User, "router.interface": r.Interface, "router.identity": r.Identity, "router.vlan_name": r.VLANName} {
+		if v != "" && !rosNameRE.MatchString(v) {
+			return s.Errorf(key, "%q is not a RouterOS name (letters, digits, . _ -; at most 64)", v)
+		}
+	}
+	if r.VLANID < 0 || r.VLANID > 4094 {
+		return s.Errorf("router.vlan_id", "vlan_id %d is outside 1..4094", r.VLANID)
+	}
+	switch r.DHCP {
+	case "bootstrapd", "relay", "router":
+	default:
+		return s.Errorf("router.dhcp", "router dhcp %q is not one of bootstrapd, relay, router", r.DHCP)
+	}
+	if r.DHCP == "router" && s.DHCP.Mode != ModeProxy && s.DHCP.Mode != ModeOff {
+		return s.Errorf("router.dhcp", "router dhcp = \"router\" makes RouterOS hand out addresses, so bootstrapd's dhcp mode must be proxy or off, not %s", s.DHCP.Mode)
+	}
+	if !s.Subnet.IsValid() || s.DHCP.Router == "" {
+		return s.Errorf("router", "the router block needs dhcp subnet and dhcp router: the router's address on the provisioning network")
+	}
+	r.Address = netip.PrefixFrom(netip.MustParseAddr(s.DHCP.Router), s.Subnet.Bits())
+	for _, v := range r.APIFrom {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return s.Errorf("router.api_from", "api_from %q is not an address or CIDR", v)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		r.APIFromCIDR = append(r.APIFromCIDR, p)
+	}
+	if err := s.validateBootstrap(); err != nil {
+		return err
+	}
+	if r.PasswordFile != "" {
+		r.password, err = s.secret("router.password_file", r.PasswordFile, "")
+		return err
+	}
+	if r.password = os.Getenv(RouterPasswordEnv); r.password == "" {
+		return s.Errorf("router", "no router password: set password_file (mode 0600) or the environment variable %s", RouterPasswordEnv)
+	}
+	return nil
+}
+
+func (s *Site) validateBootstrap() error {
+	b := s.Router.Bootstrap
+	if b == nil {
+		return nil
+	}
+	if !rosNameRE.MatchString(b.Interface) {
+		return s.Errorf("router.bootstrap.interface", "%q is not a RouterOS interface name, like \"ether1\"", b.Interface)
+	}
+	if b.VLANID < 0 || b.VLANID > 4094 {
+		return s.Errorf("router.bootstrap.vlan_id", "vlan_id %d is outside 1..4094", b.VLANID)
+	}
+	var err error
+	if b.AddressP, err = netip.ParsePrefix(b.Address); err != nil || !b.AddressP.Addr().Is4() {
+		return s.Errorf("router.bootstrap.address", "bootstrap address %q is not the router's IPv4 address with its prefix, like \"192.0.2.2/30\"", b.Address)
+	}
+	if b.OperatorA, err = netip.ParseAddr(b.Operator); err != nil || !b.AddressP.Contains(b.OperatorA) || b.OperatorA == b.AddressP.Addr() {
+		return s.Errorf("router.bootstrap.operator", "operator %q must be your machine's address inside %s", b.Operator, b.AddressP.Masked())
+	}
+	return nil
+}
