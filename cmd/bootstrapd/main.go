@@ -44,6 +44,7 @@ func commands() map[string]command {
 		"node":      {"show one node: node show <mac|hostname>", cmdNode},
 		"doctor":    {"preflight: interface, ports, netboot files, profiles", cmdDoctor},
 		"netboot":   {"netboot import <tarball>: add a Void NETBOOT kernel and initrd", cmdNetboot},
+		"router":    {"router plan | apply [-prune] | bootstrap-script | fingerprint: configure the MikroTik", cmdRouter},
 		"version": {"print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "bootstrapd", version)
 			return nil

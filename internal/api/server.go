@@ -49,6 +49,7 @@ type Server struct {
 	// DefaultProfile is recorded on nodes enrolled without one, so that
 	// `nodes` shows what each node will install.
 	DefaultProfile string
+	Router         Router // nil without a router block
 	Log            *slog.Logger
 }
 
@@ -76,6 +77,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/nodes", s.enroll)
 	s.lifecycleRoutes(mux)
+	s.routerRoutes(mux)
 	mux.HandleFunc("GET /v1/leases", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, s.Inv.Leases())
 	})

@@ -88,6 +88,11 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 
 	admin := &api.Server{Inv: inv, Log: log.With("svc", "api"), DefaultProfile: site.DefaultProfile,
 		Profiles: profiles}
+	var router *siteRouter
+	if site.Router != nil {
+		router = newSiteRouter(site, server, inv, log.With("svc", "router"))
+		admin.Router = router
+	}
 
 	ls, err := openListeners(site, server)
 	if err != nil {
@@ -110,6 +115,9 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 		}
 	}
 	g.Go(func() error { inv.RunDeadlines(ctx); return nil })
+	if router != nil {
+		g.Go(func() error { return router.run(ctx) })
+	}
 	g.Go(func() error { return tftp.Serve(ctx, ls.tftp) })
 	g.Go(func() error { return serveHTTP(ctx, ls.http, mux) })
 	g.Go(func() error { return serveHTTP(ctx, ls.api, admin.Handler()) })

@@ -98,3 +98,11 @@ func (inv *Inventory) Events(since uint64) ([]LogEvent, <-chan struct{}, error) 
 	})
 	return out, wait, err
 }
+
+// LastEvent is the number of the newest event: a follower that only cares
+// about what happens from now on starts there.
+func (inv *Inventory) LastEvent() uint64 {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.events.seq
+}

@@ -138,6 +138,18 @@ func (r *Router) listen(t testing.TB, service string) string {
 	if err != nil {
 		t.Fatalf("routerostest: listen: %v", err)
 	}
+	return r.Serve(t, ln, service == "api-ssl")
+}
+
+// Serve answers on a listener the test opened itself (inside a network
+// namespace, say): api-ssl when withTLS, else plain api. It returns the
+// listener's address; the router is closed when the test ends.
+func (r *Router) Serve(t testing.TB, ln net.Listener, withTLS bool) string {
+	t.Helper()
+	service := "api"
+	if withTLS {
+		service = "api-ssl"
+	}
 	t.Cleanup(r.Close)
 	r.mu.Lock()
 	select {
