@@ -1,6 +1,7 @@
 // Package doctor is the preflight behind `bootstrapd doctor`: it checks,
 // without serving anything, that a site would start and could boot a node:
-// the interface, the ports, the netboot files and the profiles.
+// the interface, the ports, the netboot files, the profiles, and the
+// router when the site configures one.
 //
 // It is read by an operator at 2 a.m., so every failure says what is wrong
 // in terms of the machine in front of them and what to type or edit next.
@@ -60,6 +61,7 @@ func Checks() []Check {
 		CheckBootFiles,
 		CheckProfiles,
 		CheckProfileFiles,
+		CheckRouter,
 	}
 }
 

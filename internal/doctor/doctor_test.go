@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
+	"github.com/bootstrapd/bootstrapd/internal/routeros/routerostest"
 )
 
 const poolDHCP = `  mode   = "pool"
@@ -175,6 +176,12 @@ func TestDoctor(t *testing.T) {
 		{name: "broken profile template", setup: func(t *testing.T, lab *netlab.Lab, dir string) {
 			edit(t, dir, "profiles/demo.hcl", func(s string) string { return strings.Replace(s, "{{.StatusURL}}", "{{.StatusUrl}}", 1) })
 		}, fail: "profiles", detail: "%DIR%/profiles/demo.hcl:4: cmdline template", fix: "edit the profile at the file:line named"},
+		{name: "router answers", dhcp: poolDHCP + "\n  router = \"10.98.0.254\"", setup: func(t *testing.T, lab *netlab.Lab, dir string) {
+			withRouter(t, lab, dir, "pw")
+		}, detail: ": RouterOS 7.19 (stable), logged in as bootstrapd"},
+		{name: "router refuses the password", dhcp: poolDHCP + "\n  router = \"10.98.0.254\"", setup: func(t *testing.T, lab *netlab.Lab, dir string) {
+			withRouter(t, lab, dir, "wrong")
+		}, fail: "router", detail: "login as bootstrapd", fix: "fingerprint (`bootstrapd router fingerprint`)"},
 		{name: "site does not parse", setup: func(t *testing.T, lab *netlab.Lab, dir string) {
 			edit(t, dir, "site.hcl", func(s string) string { return strings.Replace(s, "dhcp {", "dhcp {{", 1) })
 		}, fail: "site", detail: "%DIR%/site.hcl:5", fix: "do what the message says"},
@@ -274,4 +281,24 @@ func TestWrite(t *testing.T) {
 	if Failed(rs) != 1 {
 		t.Errorf("Failed = %d, want 1", Failed(rs))
 	}
+}
+
+// withRouter adds a router block for a test router inside the lab whose
+// password is "pw"; the site's password file says password.
+func withRouter(t *testing.T, lab *netlab.Lab, dir, password string) {
+	rt := routerostest.New(routerostest.Options{Version: "7.19", User: "bootstrapd", Password: "pw"})
+	addr := rt.Serve(t, lab.Listen(t, "tcp", "10.98.0.1:0"), true)
+	if err := os.WriteFile(filepath.Join(dir, "router-pw"), []byte(password), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	edit(t, dir, "site.hcl", func(s string) string {
+		return strings.Replace(s, "dhcp {", `router {
+  api           = "`+addr+`"
+  fingerprint   = "`+rt.Fingerprint()+`"
+  password_file = "router-pw"
+  interface     = "ether2"
+  timeout       = "2s"
+}
+dhcp {`, 1)
+	})
 }
