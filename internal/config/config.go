@@ -44,6 +44,7 @@ type Site struct {
 	Nomad *Nomad `hcl:"nomad,block"`
 	// Router is the MikroTik bootstrapd configures; nil leaves it alone.
 	Router *Router `hcl:"router,block"`
+	Vault  *Vault  `hcl:"vault,block"`
 
 	// Parsed forms, filled by Load.
 	Server netip.Addr
@@ -92,11 +93,6 @@ type Nodes struct {
 	// AuthorizedKeys is a file of SSH public keys installed as root's
 	// authorized_keys: nodes have no password login.
 	AuthorizedKeys string `hcl:"authorized_keys,optional"`
-}
-
-// Nomad is the cluster nodes join.
-type Nomad struct {
-	Servers []string `hcl:"servers,optional"` // host:port of the servers' RPC (4647)
 }
 
 // API is the admin API the CLI talks to: always on the unix socket, and on

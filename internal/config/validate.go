@@ -73,6 +73,7 @@ func (s *Site) defaults(dir string) error {
 		s.API.Socket = filepath.Join(dir, s.API.Socket)
 	}
 	s.routerDefaults(dir)
+	s.clusterDefaults(dir)
 	if s.API.TokenFile != "" && !filepath.IsAbs(s.API.TokenFile) {
 		s.API.TokenFile = filepath.Join(dir, s.API.TokenFile)
 	}
@@ -101,6 +102,7 @@ func (s *Site) validate() error {
 	add(s.CheckBootFiles())
 	add(s.validateJoin())
 	add(s.validateRouter())
+	add(s.validateCluster())
 	return errors.Join(errs...)
 }
 

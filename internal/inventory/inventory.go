@@ -61,6 +61,9 @@ type Inventory struct {
 	// has just left (for the state-duration metric). It runs under the
 	// inventory's lock and must be quick.
 	OnMove func(from, to State, spent time.Duration)
+	// HoldRetire makes Retire stop at retiring: the caller tears the node
+	// down (drain, revoke, delete keys) and then calls FinishRetire.
+	HoldRetire bool
 }
 
 // Open loads the inventory from db.

@@ -39,7 +39,16 @@ func (inv *Inventory) Retire(ctx context.Context, ref, actor string) (Node, erro
 			return Node{}, err
 		}
 	}
-	done, err := inv.Move(ctx, n.MAC, Retired, "retired", actor)
+	if inv.HoldRetire {
+		return inv.Find(n.MAC)
+	}
+	return inv.FinishRetire(ctx, n.MAC, actor)
+}
+
+// FinishRetire moves a retiring node to retired, freeing its hostname and
+// address.
+func (inv *Inventory) FinishRetire(ctx context.Context, mac, actor string) (Node, error) {
+	done, err := inv.Move(ctx, mac, Retired, "retired", actor)
 	if err != nil {
 		return Node{}, err
 	}
@@ -90,26 +99,65 @@ func (inv *Inventory) NodeByToken(token string) (Node, error) {
 	return n.clone(), nil
 }
 
-// ClaimJoin hands out a node's join bundle, once per install: the token
-// must be the node's current one, and the bundle must not have been
-// claimed with it already (it carries credentials).
-func (inv *Inventory) ClaimJoin(ctx context.Context, token string) (Node, error) {
+// JoinTarget is the node a join bundle would be for, checked as ClaimJoin
+// will check it, so credentials are minted only for a claim that can
+// succeed.
+func (inv *Inventory) JoinTarget(token string) (Node, error) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
+	cur, err := inv.claimable(token)
+	if err != nil {
+		return Node{}, err
+	}
+	return cur.clone(), nil
+}
+
+func (inv *Inventory) claimable(token string) (*Node, error) {
 	cur := inv.tokenHolder(token)
 	if cur == nil || inv.now().After(cur.TokenExpires) {
-		return Node{}, ErrToken
+		return nil, ErrToken
 	}
 	if !cur.JoinClaimed.IsZero() {
 		inv.note(cur, Event{At: inv.now(), Cause: "refused a second claim of the join bundle"})
-		return Node{}, fmt.Errorf("%w: the join bundle of %s was already claimed at %s", ErrConflict, cur.Hostname, cur.JoinClaimed.Format(time.RFC3339))
+		return nil, fmt.Errorf("%w: the join bundle of %s was already claimed at %s", ErrConflict, cur.Hostname, cur.JoinClaimed.Format(time.RFC3339))
+	}
+	return cur, nil
+}
+
+// ClaimJoin hands out a node's join bundle, once per install: the token
+// must be the node's current one, and the bundle must not have been
+// claimed with it already (it carries credentials). accessor is that of
+// the Vault token in the bundle, if any, recorded in the same write.
+func (inv *Inventory) ClaimJoin(ctx context.Context, token, accessor string) (Node, error) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	cur, err := inv.claimable(token)
+	if err != nil {
+		return Node{}, err
 	}
 	next := cur.clone()
 	next.JoinClaimed = inv.now()
+	if accessor != "" {
+		next.VaultAccessor = accessor
+	}
 	next.History = append(next.History, Event{At: next.JoinClaimed, Cause: "join bundle claimed", Actor: "node"})
 	if err := inv.save(&next); err != nil {
 		return Node{}, err
 	}
 	inv.log.InfoContext(ctx, "join bundle claimed", "mac", next.MAC, "hostname", next.Hostname)
 	return next.clone(), nil
+}
+
+// Note records an event on a node without moving it: a step of its
+// teardown, or why a step must be retried.
+func (inv *Inventory) Note(ctx context.Context, mac, cause, actor string) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	cur := inv.nodes[mac]
+	if cur == nil {
+		return fmt.Errorf("%w: %s", ErrNotFound, mac)
+	}
+	next := cur.clone()
+	next.History = append(next.History, Event{At: inv.now(), Cause: cause, Actor: actor})
+	return inv.save(&next)
 }

@@ -76,6 +76,10 @@ type Node struct {
 	// JoinClaimed is when the join bundle was handed out with the current
 	// token; it is handed out once per install.
 	JoinClaimed time.Time `json:"join_claimed,omitzero"`
+	// VaultAccessor is the accessor of the Vault token in the node's last
+	// join bundle: retire revokes the token by it. It cannot be used as
+	// the token.
+	VaultAccessor string `json:"vault_accessor,omitempty"`
 }
 
 // Event is one recorded transition or report.

@@ -26,7 +26,8 @@ type Booter interface {
 	StartInstall(ctx context.Context, mac string, ttl time.Duration) (inventory.Node, string, error)
 	Report(ctx context.Context, token, mac, status string) (inventory.Node, error)
 	NodeByToken(token string) (inventory.Node, error)
-	ClaimJoin(ctx context.Context, token string) (inventory.Node, error)
+	JoinTarget(token string) (inventory.Node, error)
+	ClaimJoin(ctx context.Context, token, accessor string) (inventory.Node, error)
 }
 
 // NodeHTTP serves iPXE scripts, netboot assets and installer callbacks.

@@ -3,6 +3,7 @@ package pxe
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,30 +18,41 @@ import (
 type Join struct {
 	NomadServers   []string // host:port
 	AuthorizedKeys []byte   // root's SSH keys
+	// Cluster, when set, mints the node's cluster credentials and its
+	// Nomad client config, which then replaces the plain servers file.
+	Cluster Credentials
 }
 
-// bundleFile is one file of a join bundle, relative to the node's root.
-type bundleFile struct {
-	path string
-	mode int64
-	body []byte
+// Credentials mints what a node needs to join the cluster. The bundle is
+// how credentials reach a node: once, over its install token.
+type Credentials interface {
+	// Mint returns the node's bundle files and the accessor of the Vault
+	// token among them ("" if none), to be revoked on retire.
+	Mint(ctx context.Context, n inventory.Node) (files []BundleFile, accessor string, err error)
+	// Discard revokes what Mint made for a bundle that was not handed out.
+	Discard(ctx context.Context, accessor string)
 }
 
-// files lists the bundle for node n. Later stages add the node's Vault
-// token and Nomad introduction token here: the bundle is how credentials
-// reach a node, once, over its install token.
-func (j Join) files(n inventory.Node) []bundleFile {
-	var out []bundleFile
-	if len(j.NomadServers) > 0 {
+// BundleFile is one file of a join bundle, relative to the node's root.
+type BundleFile struct {
+	Path string
+	Mode int64
+	Body []byte
+}
+
+// files lists the bundle for node n.
+func (j Join) files(n inventory.Node) []BundleFile {
+	var out []BundleFile
+	if len(j.NomadServers) > 0 && j.Cluster == nil {
 		quoted := make([]string, len(j.NomadServers))
 		for i, s := range j.NomadServers {
 			quoted[i] = strconv.Quote(s)
 		}
-		out = append(out, bundleFile{"etc/nomad.d/20-join.hcl", 0o640, fmt.Appendf(nil,
+		out = append(out, BundleFile{"etc/nomad.d/20-join.hcl", 0o640, fmt.Appendf(nil,
 			"# Written by bootstrapd for %s (%s).\nclient {\n  servers = [%s]\n}\n", n.Hostname, n.MAC, strings.Join(quoted, ", "))})
 	}
 	if len(j.AuthorizedKeys) > 0 {
-		out = append(out, bundleFile{"root/.ssh/authorized_keys", 0o600, j.AuthorizedKeys})
+		out = append(out, BundleFile{"root/.ssh/authorized_keys", 0o600, j.AuthorizedKeys})
 	}
 	return out
 }
@@ -48,26 +60,66 @@ func (j Join) files(n inventory.Node) []bundleFile {
 // join hands the node its bundle, as a tar to extract into the target
 // root, once per install.
 func (h *NodeHTTP) join(w http.ResponseWriter, r *http.Request) {
-	n, err := h.Booter.ClaimJoin(r.Context(), r.PathValue("token"))
+	token := r.PathValue("token")
+	files, accessor, err := h.mint(r.Context(), token)
+	if err != nil {
+		h.joinFailed(w, err)
+		return
+	}
+	n, err := h.Booter.ClaimJoin(r.Context(), token, accessor)
+	if err != nil && h.Join.Cluster != nil {
+		// Someone claimed it meanwhile: what was minted must not live on.
+		h.Join.Cluster.Discard(context.WithoutCancel(r.Context()), accessor)
+	}
+	if err != nil {
+		h.joinFailed(w, err)
+		return
+	}
+	files = append(h.Join.files(n), files...)
+	h.sendBundle(w, files)
+}
+
+// mint makes the node's cluster credentials before its claim is recorded,
+// so a Vault or Nomad that is away fails the claim (the node retries) rather
+// than using it up.
+func (h *NodeHTTP) mint(ctx context.Context, token string) ([]BundleFile, string, error) {
+	n, err := h.Booter.JoinTarget(token)
+	if err != nil || h.Join.Cluster == nil {
+		return nil, "", err
+	}
+	files, accessor, err := h.Join.Cluster.Mint(ctx, n)
+	if err != nil {
+		h.Log.Warn("cannot mint cluster credentials; the node will retry", "mac", n.MAC, "hostname", n.Hostname, "err", err)
+		return nil, "", errMint
+	}
+	return files, accessor, nil
+}
+
+var errMint = errors.New("cluster credentials unavailable")
+
+func (h *NodeHTTP) joinFailed(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, inventory.ErrToken):
 		http.Error(w, "unknown or expired install token", http.StatusForbidden)
-		return
 	case errors.Is(err, inventory.ErrConflict):
 		http.Error(w, err.Error(), http.StatusGone)
-		return
-	case err != nil:
+	case errors.Is(err, errMint):
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "Vault or Nomad cannot be reached to mint this node's credentials; retry", http.StatusServiceUnavailable)
+	default:
 		http.Error(w, "cannot hand out the join bundle", http.StatusInternalServerError)
-		return
 	}
+}
+
+func (h *NodeHTTP) sendBundle(w http.ResponseWriter, files []BundleFile) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	now := time.Now()
 	dirs := map[string]bool{}
-	for _, f := range h.Join.files(n) {
+	for _, f := range files {
 		// Parent directories first, so modes like root/.ssh 0700 are set
 		// by the archive rather than by whatever tar defaults to.
-		parts := strings.Split(f.path, "/")
+		parts := strings.Split(f.Path, "/")
 		for i := 1; i < len(parts); i++ {
 			d := strings.Join(parts[:i], "/") + "/"
 			if !dirs[d] {
@@ -79,8 +131,8 @@ func (h *NodeHTTP) join(w http.ResponseWriter, r *http.Request) {
 				tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: mode, ModTime: now})
 			}
 		}
-		tw.WriteHeader(&tar.Header{Name: f.path, Typeflag: tar.TypeReg, Mode: f.mode, Size: int64(len(f.body)), ModTime: now})
-		tw.Write(f.body)
+		tw.WriteHeader(&tar.Header{Name: f.Path, Typeflag: tar.TypeReg, Mode: f.Mode, Size: int64(len(f.Body)), ModTime: now})
+		tw.Write(f.Body)
 	}
 	if err := tw.Close(); err != nil {
 		http.Error(w, "cannot build the join bundle", http.StatusInternalServerError)

@@ -1,0 +1,134 @@
+package config
+
+import (
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Vault is where node tokens and Concourse worker keys come from. Its
+// token comes from token_file (mode 0600) or VAULT_TOKEN, never a flag.
+type Vault struct {
+	Address   string `hcl:"address"`
+	TokenFile string `hcl:"token_file,optional"`
+	CAFile    string `hcl:"ca_file,optional"`
+	KVMount   string `hcl:"kv_mount,optional"` // KV v2 mount of concourse/...; default "kv"
+	Role      string `hcl:"role,optional"`     // token role of node tokens; default "bootstrapd-node"
+	WrapTTL   string `hcl:"wrap_ttl,optional"` // how long a join bundle's wrapped token lasts; default 10m
+
+	WrapTTLD time.Duration
+	token    string
+}
+
+// Token is the Vault token read at load.
+func (v *Vault) Token() string { return v.token }
+
+// String describes the block without the token.
+func (v Vault) String() string { return "vault " + v.Address }
+
+// Nomad is the cluster nodes join: servers is what nodes dial; address,
+// when set, is the API bootstrapd uses to watch nodes join, run the
+// Concourse worker job and drain nodes on retire.
+type Nomad struct {
+	Servers   []string `hcl:"servers,optional"`    // host:port of the servers' RPC (4647)
+	Address   string   `hcl:"address,optional"`    // the servers' HTTP API, e.g. http://10.77.0.10:4646
+	TokenFile string   `hcl:"token_file,optional"` // or NOMAD_TOKEN
+	CAFile    string   `hcl:"ca_file,optional"`
+	Region    string   `hcl:"region,optional"`
+	// Introduction mints a client introduction token per node (Nomad >=
+	// 1.11, servers with client_introduction enforcement).
+	Introduction bool `hcl:"introduction,optional"`
+	// WorkerTemplate is the Concourse worker job template; default
+	// concourse-worker.nomad.hcl.tmpl in the profiles directory.
+	WorkerTemplate string `hcl:"worker_template,optional"`
+	TSAHost        string `hcl:"tsa_host,optional"`
+	TSAPublicKey   string `hcl:"tsa_public_key,optional"`
+	// StandIn runs a stand-in worker (raw_exec, no Concourse): the demo.
+	StandIn       bool   `hcl:"stand_in,optional"`
+	RawExec       bool   `hcl:"raw_exec,optional"`       // enable raw_exec on nodes
+	DrainDeadline string `hcl:"drain_deadline,optional"` // default 1h
+
+	DrainDeadlineD time.Duration
+	token          string
+}
+
+// Token is the Nomad ACL token read at load ("" without ACLs).
+func (n *Nomad) Token() string { return n.token }
+
+func (s *Site) clusterDefaults(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if v := s.Vault; v != nil {
+		abs(&v.TokenFile)
+		abs(&v.CAFile)
+		if v.KVMount == "" {
+			v.KVMount = "kv"
+		}
+		if v.Role == "" {
+			v.Role = "bootstrapd-node"
+		}
+	}
+	if n := s.Nomad; n != nil {
+		abs(&n.TokenFile)
+		abs(&n.CAFile)
+		if n.WorkerTemplate == "" {
+			n.WorkerTemplate = filepath.Join(s.ProfilesDir, "concourse-worker.nomad.hcl.tmpl")
+		}
+		abs(&n.WorkerTemplate)
+	}
+}
+
+func (s *Site) validateCluster() error {
+	if v := s.Vault; v != nil {
+		if u, err := url.Parse(v.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return s.Errorf("vault.address", "vault address %q is not a URL like \"https://vault.lab:8200\"", v.Address)
+		}
+		v.WrapTTLD = 10 * time.Minute
+		if v.WrapTTL != "" {
+			d, err := time.ParseDuration(v.WrapTTL)
+			if err != nil || d < time.Minute || d > 24*time.Hour {
+				return s.Errorf("vault.wrap_ttl", "wrap_ttl %q must be a duration from 1m to 24h, like \"10m\"", v.WrapTTL)
+			}
+			v.WrapTTLD = d
+		}
+		if v.TokenFile != "" {
+			tok, err := s.secret("vault.token_file", v.TokenFile, "")
+			if err != nil {
+				return err
+			}
+			v.token = tok
+		} else if v.token = os.Getenv("VAULT_TOKEN"); v.token == "" {
+			return s.Errorf("vault", "no Vault token: set token_file (mode 0600) or the environment variable VAULT_TOKEN")
+		}
+	}
+	if n := s.Nomad; n != nil && n.Address != "" {
+		if u, err := url.Parse(n.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return s.Errorf("nomad.address", "nomad address %q is not a URL like \"http://10.77.0.10:4646\"", n.Address)
+		}
+		n.DrainDeadlineD = time.Hour
+		if n.DrainDeadline != "" {
+			d, err := time.ParseDuration(n.DrainDeadline)
+			if err != nil || d < time.Second {
+				return s.Errorf("nomad.drain_deadline", "drain_deadline %q must be a duration, like \"1h\"", n.DrainDeadline)
+			}
+			n.DrainDeadlineD = d
+		}
+		if n.TokenFile != "" {
+			tok, err := s.secret("nomad.token_file", n.TokenFile, "")
+			if err != nil {
+				return err
+			}
+			n.token = tok
+		} else {
+			n.token = os.Getenv("NOMAD_TOKEN") // Nomad without ACLs needs none
+		}
+		if _, err := os.Stat(n.WorkerTemplate); err != nil {
+			return s.Errorf("nomad.worker_template", "worker job template: %v", err)
+		}
+	}
+	return nil
+}
