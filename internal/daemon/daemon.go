@@ -93,6 +93,16 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 		router = newSiteRouter(site, server, inv, log.With("svc", "router"))
 		admin.Router = router
 	}
+	clus, err := NewCluster(site, log)
+	if err != nil {
+		return err
+	}
+	ops := &clusterOps{Cluster: clus, site: site, profiles: profiles, inv: inv, router: router, log: log.With("svc", "cluster")}
+	if clus.Vault != nil || clus.Nomad != nil {
+		nodes.Join.Cluster = ops
+	}
+	// With anything to undo on retire, retire waits for the teardown.
+	inv.HoldRetire = clus.Vault != nil || clus.Nomad != nil || router != nil
 
 	ls, err := openListeners(site, server)
 	if err != nil {
@@ -117,6 +127,12 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	g.Go(func() error { inv.RunDeadlines(ctx); return nil })
 	if router != nil {
 		g.Go(func() error { return router.run(ctx) })
+	}
+	if clus.Nomad != nil {
+		g.Go(func() error { return ops.watch(ctx) })
+	}
+	if inv.HoldRetire {
+		g.Go(func() error { return ops.retirer(ctx) })
 	}
 	g.Go(func() error { return tftp.Serve(ctx, ls.tftp) })
 	g.Go(func() error { return serveHTTP(ctx, ls.http, mux) })

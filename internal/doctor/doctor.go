@@ -62,6 +62,7 @@ func Checks() []Check {
 		CheckProfiles,
 		CheckProfileFiles,
 		CheckRouter,
+		CheckCluster,
 	}
 }
 

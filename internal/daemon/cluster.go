@@ -1,0 +1,252 @@
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/cluster"
+	"github.com/bootstrapd/bootstrapd/internal/config"
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/profile"
+	"github.com/bootstrapd/bootstrapd/internal/pxe"
+)
+
+// Cluster is the site's Vault and Nomad, as bootstrapd uses them: either
+// may be nil when the site does not configure it.
+type Cluster struct {
+	Vault *cluster.Vault
+	Nomad *cluster.Nomad
+}
+
+// NewCluster connects nothing yet; it checks the site's settings.
+func NewCluster(site *config.Site, log *slog.Logger) (Cluster, error) {
+	var c Cluster
+	var err error
+	if v := site.Vault; v != nil {
+		c.Vault, err = cluster.NewVault(cluster.VaultConfig{Addr: v.Address, Token: v.Token(), CACert: v.CAFile,
+			Mount: v.KVMount, Role: v.Role, WrapTTL: v.WrapTTLD}, log.With("svc", "vault"))
+		if err != nil {
+			return c, err
+		}
+	}
+	if n := site.Nomad; n != nil && n.Address != "" {
+		c.Nomad, err = cluster.NewNomad(cluster.NomadConfig{Addr: n.Address, Token: n.Token(), CACert: n.CAFile,
+			Region: n.Region}, log.With("svc", "nomad"))
+	}
+	return c, err
+}
+
+// WorkerJob renders the site's Concourse worker job.
+func WorkerJob(site *config.Site) (string, error) {
+	n := site.Nomad
+	j := cluster.WorkerJob{TSAHost: n.TSAHost, TSAPublicKey: n.TSAPublicKey, StandIn: n.StandIn}
+	if site.Vault != nil {
+		j.KVMount = site.Vault.KVMount
+	}
+	return cluster.RenderWorkerJob(n.WorkerTemplate, j)
+}
+
+// introTTL bounds how long a node's introduction token is good for: from
+// the join claim to the first boot from disk, which is minutes.
+const introTTL = 30 * time.Minute
+
+// clusterOps mints join credentials, moves nodes as Nomad reports them,
+// and tears retiring nodes down.
+type clusterOps struct {
+	Cluster
+	site     *config.Site
+	profiles map[string]*profile.Profile
+	inv      *inventory.Inventory
+	router   *siteRouter // nil without a router block
+	log      *slog.Logger
+}
+
+func (c *clusterOps) profile(n inventory.Node) profile.Nomad {
+	if p := c.profiles[cmp.Or(n.Profile, c.site.DefaultProfile)]; p != nil && p.Nomad != nil {
+		return *p.Nomad
+	}
+	return profile.Nomad{}
+}
+
+func worker(p profile.Nomad) bool { return p.Meta[cluster.WorkerMetaKey] == "true" }
+
+// Mint implements pxe.Credentials: the worker key in Vault before the
+// node can join, a wrapped node token, an introduction token, and the
+// client config naming all of it.
+func (c *clusterOps) Mint(ctx context.Context, n inventory.Node) (files []pxe.BundleFile, accessor string, err error) {
+	p := c.profile(n)
+	defer func() {
+		if err != nil && accessor != "" {
+			c.Discard(context.WithoutCancel(ctx), accessor)
+			accessor = ""
+		}
+	}()
+	params := cluster.ClientParams{Name: n.Hostname, Region: c.site.Nomad.Region, Datacenter: p.Datacenter,
+		NodePool: p.NodePool, NodeClass: p.NodeClass, Servers: c.site.Nomad.Servers, Meta: p.Meta, Worker: worker(p),
+		ACL: c.site.Nomad.Token() != "", RawExec: c.site.Nomad.RawExec}
+	if c.Vault != nil {
+		if params.Worker {
+			if _, err := c.Vault.PutWorkerKey(ctx, n.Hostname); err != nil {
+				return nil, "", err
+			}
+		}
+		tok, err := c.Vault.NodeToken(ctx, n.Hostname)
+		if err != nil {
+			return nil, "", err
+		}
+		accessor = tok.Accessor
+		files = append(files, pxe.BundleFile{Path: "etc/bootstrapd/vault-token.wrapped", Mode: 0o600, Body: []byte(tok.Wrapped + "\n")})
+		params.VaultAddr = c.site.Vault.Address
+	}
+	if c.Nomad != nil && c.site.Nomad.Introduction {
+		jwt, err := c.Nomad.IntroToken(ctx, n.Hostname, introTTL)
+		if err != nil {
+			return nil, accessor, err
+		}
+		files = append(files, pxe.BundleFile{Path: cluster.DefaultDataDir[1:] + "/client/intro_token.jwt", Mode: 0o600, Body: []byte(jwt)})
+	}
+	hcl, err := cluster.ClientConfig(params)
+	if err != nil {
+		return nil, accessor, err
+	}
+	files = append(files, pxe.BundleFile{Path: "etc/nomad.d/20-join.hcl", Mode: 0o640, Body: hcl})
+	return files, accessor, nil
+}
+
+// Discard revokes a node token minted for a bundle nobody received.
+func (c *clusterOps) Discard(ctx context.Context, accessor string) {
+	if c.Vault == nil || accessor == "" {
+		return
+	}
+	if err := c.Vault.Revoke(ctx, accessor); err != nil {
+		c.log.Error("cannot revoke an unused node token; revoke it by its accessor", "accessor", accessor, "err", err)
+	}
+}
+
+// watch moves nodes as Nomad reports them: installed -> joined when the
+// client registers and is ready, joined -> ready when the Concourse worker
+// runs there (or at once for nodes whose profile runs no worker). Watch
+// starts from a snapshot, so after a restart nodes catch up.
+func (c *clusterOps) watch(ctx context.Context) error {
+	err := c.Nomad.Watch(ctx, 0, func(ev cluster.NodeEvent) {
+		n, err := c.inv.Find(ev.Name)
+		if err != nil {
+			return // not a node of ours
+		}
+		if n.State == inventory.Installed && ev.Joined() {
+			if n, err = c.inv.Move(ctx, n.MAC, inventory.Joined, "nomad: client registered and ready", "nomad"); err != nil {
+				c.log.Warn("cannot record the join", "node", ev.Name, "err", err)
+				return
+			}
+		}
+		if n.State == inventory.Joined && (ev.WorkerRunning || !worker(c.profile(n))) {
+			cause := "nomad: concourse worker running"
+			if !ev.WorkerRunning {
+				cause = "nomad: joined (its profile runs no worker)"
+			}
+			if _, err := c.inv.Move(ctx, n.MAC, inventory.Ready, cause, "nomad"); err != nil {
+				c.log.Warn("cannot record ready", "node", ev.Name, "err", err)
+			}
+		}
+	})
+	if ctx.Err() == nil {
+		// Not worth stopping DHCP for: say so loudly and go on serving.
+		c.log.Error("stopped watching Nomad: nodes will not move to joined or ready until bootstrapd restarts", "err", err)
+	}
+	return nil
+}
+
+// retirer tears retiring nodes down, each on its own, and retires them
+// when every step is done. A failed step is recorded and retried with
+// backoff; steps are idempotent, so after a restart they simply run again.
+func (c *clusterOps) retirer(ctx context.Context) error {
+	busy := map[string]bool{}
+	done := make(chan string)
+	since := uint64(0)
+	for {
+		for _, n := range c.inv.Nodes() {
+			if n.State == inventory.Retiring && !busy[n.MAC] {
+				busy[n.MAC] = true
+				go func() { c.teardown(ctx, n); done <- n.MAC }()
+			}
+		}
+		evs, wait, err := c.inv.Events(since)
+		if err == nil && len(evs) > 0 {
+			since = evs[len(evs)-1].Seq
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			for len(busy) > 0 {
+				delete(busy, <-done)
+			}
+			return nil
+		case mac := <-done:
+			delete(busy, mac)
+		case <-wait:
+		}
+	}
+}
+
+type step struct {
+	name string
+	run  func(context.Context) error
+}
+
+func (c *clusterOps) steps(n inventory.Node) []step {
+	var out []step
+	if c.Nomad != nil {
+		out = append(out, step{"nomad: drained", func(ctx context.Context) error {
+			err := c.Nomad.Drain(ctx, n.Hostname, c.site.Nomad.DrainDeadlineD)
+			if errors.Is(err, cluster.ErrNodeNotFound) {
+				return nil // never joined, or purged already
+			}
+			return err
+		}})
+	}
+	if c.Vault != nil {
+		out = append(out, step{"vault: worker key deleted", func(ctx context.Context) error { return c.Vault.DeleteWorkerKey(ctx, n.Hostname) }})
+		if n.VaultAccessor != "" {
+			out = append(out, step{"vault: node token revoked", func(ctx context.Context) error { return c.Vault.Revoke(ctx, n.VaultAccessor) }})
+		}
+	}
+	if c.router != nil {
+		// The router's view already leaves retiring nodes out.
+		out = append(out, step{"router: records removed", func(ctx context.Context) error { _, _, err := c.router.Apply(ctx, false); return err }})
+	}
+	if c.Nomad != nil {
+		out = append(out, step{"nomad: node purged", func(ctx context.Context) error { return c.Nomad.Purge(ctx, n.Hostname) }})
+	}
+	return out
+}
+
+func (c *clusterOps) teardown(ctx context.Context, n inventory.Node) {
+	backoff := time.Second
+	for _, s := range c.steps(n) {
+		for {
+			err := s.run(ctx)
+			if err == nil {
+				c.inv.Note(ctx, n.MAC, "retire: "+s.name, "bootstrapd")
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("retire step failed; retrying", "node", n.Hostname, "step", s.name, "err", err, "retry_in", backoff)
+			c.inv.Note(ctx, n.MAC, fmt.Sprintf("retire: %s failed, retrying in %v: %v", s.name, backoff, err), "bootstrapd")
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Minute)
+		}
+	}
+	if _, err := c.inv.FinishRetire(ctx, n.MAC, "bootstrapd"); err != nil {
+		c.log.Error("cannot record the retirement", "node", n.Hostname, "err", err)
+	}
+}
