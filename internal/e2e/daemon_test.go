@@ -104,13 +104,20 @@ api {
 	return p
 }
 
-// startDaemon runs `bootstrapd serve` inside the lab namespace and waits
-// until it says it is serving.
+// startDaemon runs `bootstrapd serve` inside the lab namespace (or, with
+// lab nil, in this one) and waits until it says it is serving.
 func startDaemon(t *testing.T, lab *netlab.Lab, dir string) *daemon {
 	t.Helper()
 	d := &daemon{bin: binary(t), dir: dir, site: filepath.Join(dir, "site.hcl"), sock: filepath.Join(dir, "api.sock"),
 		lab: lab, log: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = lab.Command(context.Background(), d.bin, "serve", "-config", d.site, "-log-format", "json", "-debug")
+	args := []string{"serve", "-config", d.site, "-log-format", "json", "-debug"}
+	if lab != nil {
+		d.cmd = lab.Command(context.Background(), d.bin, args...)
+	} else {
+		// Loopback only (dhcp off): the cluster tests, whose Vault and
+		// Nomad listen on the host's loopback.
+		d.cmd = exec.Command(d.bin, args...)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
