@@ -53,55 +53,7 @@ func TestClusterEnrollment(t *testing.T) {
 	netlab.NeedRoot(t)
 	nomad := clustertest.StartNomad(t)
 	vault := clustertest.StartVault(t)
-	root, err := netlab.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	nb := filepath.Join(dir, "netboot")
-	os.MkdirAll(filepath.Join(dir, "profiles"), 0o755)
-	os.MkdirAll(nb, 0o755)
-	for _, f := range []string{"undionly.kpxe", "snponly.efi"} {
-		copyFile(t, filepath.Join("/usr/lib/ipxe", f), filepath.Join(nb, f))
-	}
-	os.WriteFile(filepath.Join(nb, "vmlinuz"), []byte("not a kernel"), 0o644)
-	os.WriteFile(filepath.Join(dir, "profiles", "worker.hcl"), []byte(workerProfile), 0o644)
-	os.WriteFile(filepath.Join(dir, "vault-token"), []byte(vault.RootToken), 0o600)
-	os.WriteFile(filepath.Join(dir, "nomad-token"), []byte(nomad.Token), 0o600)
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	site := fmt.Sprintf(`interface       = "lo"
-server_address  = "127.0.0.1"
-state_dir       = "state"
-default_profile = "worker"
-dhcp {
-  mode = "off"
-}
-tftp {
-  listen = "127.0.0.1:%d"
-}
-http {
-  listen = %q
-}
-api {
-  socket = "api.sock"
-}
-vault {
-  address    = %q
-  token_file = "vault-token"
-  wrap_ttl   = "5m"
-}
-nomad {
-  servers         = [%q]
-  address         = %q
-  token_file      = "nomad-token"
-  introduction    = true
-  stand_in        = true
-  raw_exec        = true
-  drain_deadline  = "10s"
-  worker_template = %q
-}
-`, freePort(t), httpAddr, vault.Addr, nomad.RPC, nomad.Addr, filepath.Join(root, "profiles", "concourse-worker.nomad.hcl.tmpl"))
-	os.WriteFile(filepath.Join(dir, "site.hcl"), []byte(site), 0o644)
+	dir, httpAddr := clusterSite(t, vault.Addr, vault.RootToken, nomad.Addr, nomad.RPC, nomad.Token)
 
 	d := &daemon{bin: binary(t)}
 	initOut, err := d.cli(t, "cluster", "init", "-config", filepath.Join(dir, "site.hcl"))
@@ -116,22 +68,12 @@ nomad {
 	const mac = "52:54:00:c1:00:01"
 	d.mustCLI(t, "enroll", mac, "-hostname", "n1")
 	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Get("http://" + httpAddr + "/ipxe?mac=" + url.QueryEscape(mac))
-	if err != nil {
-		t.Fatal(err)
-	}
-	script, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := regexp.MustCompile(`bootstrapd\.report=(\S+)`).FindSubmatch(script)
-	if m == nil {
-		t.Fatalf("no install script:\n%s", script)
-	}
-	status := string(m[1])
+	status := installScript(t, client, httpAddr, mac)
 	joinURL := strings.TrimSuffix(status, "/status") + "/join"
 	report(t, client, status, mac, "installing: packages")
 
 	// The join bundle: client config, introduction token, wrapped token.
-	resp, err = client.PostForm(joinURL, url.Values{"mac": {mac}})
+	resp, err := client.PostForm(joinURL, url.Values{"mac": {mac}})
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("join: %v %v", err, resp.Status)
 	}
@@ -188,6 +130,7 @@ nomad {
 	eventually(t, 90*time.Second, "n1 retired", func() bool { return nodeState(t, d, "n1") == inventory.Retired })
 	agent.Stop()
 	events := d.mustCLI(t, "events", "-node", mac)
+	t.Logf("events of n1:\n%s", events)
 	for _, step := range []string{"retire: nomad: drained", "retire: vault: worker key deleted", "retire: vault: node token revoked", "retire: nomad: node purged"} {
 		if !strings.Contains(events, step) {
 			t.Errorf("events lack %q:\n%s", step, events)
@@ -225,3 +168,122 @@ func nodeJSON(t *testing.T, d *daemon, ref string) inventory.Node {
 
 func nodeState(t *testing.T, d *daemon, ref string) inventory.State { return nodeJSON(t, d, ref).State }
 
+// clusterSite lays out a loopback-only site (dhcp off) with one worker
+// profile and the given Vault and Nomad; it returns the directory and the
+// node HTTP address.
+func clusterSite(t *testing.T, vaultAddr, vaultToken, nomadAddr, nomadRPC, nomadToken string) (string, string) {
+	t.Helper()
+	root, err := netlab.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	nb := filepath.Join(dir, "netboot")
+	os.MkdirAll(filepath.Join(dir, "profiles"), 0o755)
+	os.MkdirAll(nb, 0o755)
+	for _, f := range []string{"undionly.kpxe", "snponly.efi"} {
+		copyFile(t, filepath.Join("/usr/lib/ipxe", f), filepath.Join(nb, f))
+	}
+	os.WriteFile(filepath.Join(nb, "vmlinuz"), []byte("not a kernel"), 0o644)
+	os.WriteFile(filepath.Join(dir, "profiles", "worker.hcl"), []byte(workerProfile), 0o644)
+	os.WriteFile(filepath.Join(dir, "vault-token"), []byte(vaultToken), 0o600)
+	os.WriteFile(filepath.Join(dir, "nomad-token"), []byte(nomadToken), 0o600)
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	site := fmt.Sprintf(`interface       = "lo"
+server_address  = "127.0.0.1"
+state_dir       = "state"
+default_profile = "worker"
+dhcp {
+  mode = "off"
+}
+tftp {
+  listen = "127.0.0.1:%d"
+}
+http {
+  listen = %q
+}
+api {
+  socket = "api.sock"
+}
+vault {
+  address    = %q
+  token_file = "vault-token"
+  wrap_ttl   = "5m"
+}
+nomad {
+  servers         = [%q]
+  address         = %q
+  token_file      = "nomad-token"
+  introduction    = true
+  stand_in        = true
+  raw_exec        = true
+  drain_deadline  = "10s"
+  worker_template = %q
+}
+`, freePort(t), httpAddr, vaultAddr, nomadRPC, nomadAddr, filepath.Join(root, "profiles", "concourse-worker.nomad.hcl.tmpl"))
+	os.WriteFile(filepath.Join(dir, "site.hcl"), []byte(site), 0o644)
+
+	return dir, httpAddr
+}
+
+// TestClusterUnreachable: with Vault and Nomad away, the join claim is
+// answered 503 and not used up, doctor says what is wrong, and retire
+// records its failing step and keeps retrying instead of claiming done.
+func TestClusterUnreachable(t *testing.T) {
+	netlab.NeedRoot(t)
+	gone := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	dir, httpAddr := clusterSite(t, gone, "vault-tok", gone, "127.0.0.1:4647", "nomad-tok")
+	d := startDaemon(t, nil, dir)
+	const mac = "52:54:00:c1:00:02"
+	d.mustCLI(t, "enroll", mac, "-hostname", "n2")
+	client := &http.Client{Timeout: 30 * time.Second}
+	status := installScript(t, client, httpAddr, mac)
+	joinURL := strings.TrimSuffix(status, "/status") + "/join"
+	for range 2 {
+		resp, err := client.PostForm(joinURL, url.Values{"mac": {mac}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("join with Vault away: %s %s", resp.Status, body)
+		}
+	}
+	if n := nodeJSON(t, d, "n2"); !n.JoinClaimed.IsZero() {
+		t.Error("a failed claim used the bundle up")
+	}
+	out, err := d.cli(t, "doctor", "-config", filepath.Join(dir, "site.hcl"))
+	if err == nil || !strings.Contains(out, "FAIL vault") || !strings.Contains(out, "FAIL nomad") || !strings.Contains(out, gone) {
+		t.Errorf("doctor with Vault and Nomad away: %v\n%s", err, out)
+	}
+	d.mustCLI(t, "retire", "n2")
+	eventually(t, 30*time.Second, "a failed retire step recorded", func() bool {
+		return strings.Contains(d.mustCLI(t, "events", "-node", mac), "retire: nomad: drained failed, retrying")
+	})
+	if st := nodeState(t, d, "n2"); st != inventory.Retiring {
+		t.Errorf("n2 is %s with its teardown undone, want retiring", st)
+	}
+	for _, secret := range []string{"vault-tok", "nomad-tok"} {
+		if strings.Contains(d.log.String(), secret) || strings.Contains(out, secret) {
+			t.Errorf("%s leaked into the log or doctor's output", secret)
+		}
+	}
+}
+
+// installScript fetches a node's iPXE script, as its iPXE would, and
+// returns the status URL with its install token.
+func installScript(t *testing.T, client *http.Client, httpAddr, mac string) string {
+	t.Helper()
+	resp, err := client.Get("http://" + httpAddr + "/ipxe?mac=" + url.QueryEscape(mac))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`bootstrapd\.report=(\S+)`).FindSubmatch(script)
+	if m == nil {
+		t.Fatalf("no install script:\n%s", script)
+	}
+	return string(m[1])
+}
