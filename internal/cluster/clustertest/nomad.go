@@ -1,0 +1,423 @@
+package clustertest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// NomadServer is a running server-only Nomad agent (no client in it, so
+// every node a test sees joined the way a real one does) on loopback.
+type NomadServer struct {
+	Addr    string // http://127.0.0.1:<port>
+	RPC     string // 127.0.0.1:<port>: what clients join
+	Token   string // management token from the ACL bootstrap; "" without ACLs
+	LogPath string
+}
+
+// NomadOptions shape a server. The zero value is Nomad's defaults: no
+// ACLs, introduction enforcement "warn".
+type NomadOptions struct {
+	ACL         bool   // enable ACLs and bootstrap them (Token)
+	Enforcement string // server.client_introduction.enforcement: none, warn, strict
+	// EventBufferSize is how many Raft writes' events the server keeps for
+	// event stream subscribers to resume from; 0 is Nomad's 100.
+	EventBufferSize int
+}
+
+// StartNomad starts the server bootstrapd is meant for: ACLs bootstrapped
+// and client introduction enforced ("strict"), so clients register only
+// with an introduction token.
+func StartNomad(t testing.TB) *NomadServer {
+	t.Helper()
+	return StartNomadWith(t, NomadOptions{ACL: true, Enforcement: "strict"})
+}
+
+// StartNomadWith starts a server for t, stopped when t ends; its output
+// is shown if t fails.
+func StartNomadWith(t testing.TB, o NomadOptions) *NomadServer {
+	t.Helper()
+	bin := Binary(t, "nomad")
+	dir := t.TempDir()
+	var lastErr error
+	// A port found free may be taken before nomad binds it; nomad then
+	// exits at once, and other ports are tried.
+	for attempt := 1; attempt <= 3; attempt++ {
+		ports, err := nomadPorts()
+		if err != nil {
+			t.Fatalf("clustertest: %v", err)
+		}
+		s := &NomadServer{
+			Addr:    "http://127.0.0.1:" + strconv.Itoa(ports[0]),
+			RPC:     "127.0.0.1:" + strconv.Itoa(ports[1]),
+			LogPath: filepath.Join(dir, fmt.Sprintf("nomad-server-%d.log", attempt)),
+		}
+		cfg := nomadAgentHCL(filepath.Join(dir, fmt.Sprintf("data-%d", attempt)), ports) + serverHCL(o)
+		cfgPath := filepath.Join(dir, "server.hcl")
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p, err := startNomadAgent(t, bin, dir, s.LogPath, nil, "-config="+cfgPath)
+		if err != nil {
+			t.Fatalf("clustertest: %v", err)
+		}
+		if lastErr = waitNomadReady(s.Addr, p.exited, time.Minute); lastErr != nil {
+			p.stop()
+			logTail(t, s.LogPath)
+			continue
+		}
+		t.Cleanup(func() {
+			p.stop()
+			if t.Failed() {
+				logTail(t, s.LogPath)
+			}
+		})
+		if o.ACL {
+			s.Token = nomadUUID()
+			if err := aclBootstrap(s.Addr, s.Token); err != nil {
+				t.Fatalf("clustertest: nomad ACL bootstrap at %s: %v", s.Addr, err)
+			}
+		}
+		return s
+	}
+	t.Fatalf("clustertest: nomad server: %v", lastErr)
+	return nil
+}
+
+func serverHCL(o NomadOptions) string {
+	var b strings.Builder
+	// A client that stops heartbeating is down after about 3s instead of
+	// Nomad's 10s TTL plus 10s grace: tests switch machines off.
+	b.WriteString("server {\n  enabled = true\n  bootstrap_expect = 1\n  min_heartbeat_ttl = \"1s\"\n  heartbeat_grace = \"2s\"\n")
+	if o.Enforcement != "" {
+		fmt.Fprintf(&b, "  client_introduction {\n    enforcement = %q\n  }\n", o.Enforcement)
+	}
+	if o.EventBufferSize > 0 {
+		fmt.Fprintf(&b, "  event_buffer_size = %d\n", o.EventBufferSize)
+	}
+	b.WriteString("}\n")
+	if o.ACL {
+		b.WriteString("acl {\n  enabled = true\n}\n")
+	}
+	return b.String()
+}
+
+// NomadClient is a running client agent.
+type NomadClient struct {
+	DataDir string
+	LogPath string
+	stop    func()
+}
+
+// Stop kills the client agent and every task it started, as a machine
+// being switched off would; the node stays registered until the servers
+// miss its heartbeats. Stop is safe to call more than once.
+func (c *NomadClient) Stop() { c.stop() }
+
+// Log returns the client's output so far.
+func (c *NomadClient) Log() string {
+	b, _ := os.ReadFile(c.LogPath)
+	return string(b)
+}
+
+// StartClient runs a client agent the way a node uses its join bundle:
+// configHCL (cluster.ClientConfig's output) is its configuration file and
+// introToken, when not "", goes to <data_dir>/client/intro_token.jwt. A
+// second file beside it only moves the agent onto loopback ports of its
+// own with a private data_dir, which a real node has no need for. It does
+// not wait for the node to register: tests watch for that.
+func StartClient(t testing.TB, srv *NomadServer, configHCL []byte, introToken string) *NomadClient {
+	t.Helper()
+	if !bytes.Contains(configHCL, []byte(strconv.Quote(srv.RPC))) {
+		t.Fatalf("clustertest: client config does not name the server %s:\n%s", srv.RPC, configHCL)
+	}
+	bin := Binary(t, "nomad")
+	dir := t.TempDir()
+	c := &NomadClient{DataDir: filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "nomad-client.log")}
+	if introToken != "" {
+		state := filepath.Join(c.DataDir, "client")
+		if err := os.MkdirAll(state, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(state, "intro_token.jwt"), []byte(introToken), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ports, err := nomadPorts()
+	if err != nil {
+		t.Fatalf("clustertest: %v", err)
+	}
+	bundle, local := filepath.Join(dir, "client.hcl"), filepath.Join(dir, "local.hcl")
+	if err := os.WriteFile(bundle, configHCL, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(local, []byte(nomadAgentHCL(c.DataDir, ports)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Later -config files override earlier ones: local.hcl's data_dir wins.
+	p, err := startNomadAgent(t, bin, dir, c.LogPath, []string{c.DataDir}, "-config="+bundle, "-config="+local)
+	if err != nil {
+		t.Fatalf("clustertest: %v", err)
+	}
+	c.stop = p.stop
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			logTail(t, c.LogPath)
+		}
+	})
+	return c
+}
+
+// nomadAgentHCL is the part of an agent's configuration that puts it on
+// loopback with ports of its own: http, rpc, serf.
+func nomadAgentHCL(dataDir string, ports [3]int) string {
+	return fmt.Sprintf(`data_dir  = %q
+bind_addr = "127.0.0.1"
+disable_update_check = true
+advertise {
+  http = "127.0.0.1"
+  rpc  = "127.0.0.1"
+  serf = "127.0.0.1"
+}
+ports {
+  http = %d
+  rpc  = %d
+  serf = %d
+}
+`, dataDir, ports[0], ports[1], ports[2])
+}
+
+// nomadProc is a started agent; stop kills it with all it spawned.
+type nomadProc struct {
+	exited <-chan struct{} // closed when the agent has exited
+	stop   func()
+}
+
+// startNomadAgent runs `nomad agent args...` with its output in logPath.
+// stop kills the agent and its descendants (a client's executors and
+// tasks live in sessions of their own, so no process group holds them
+// all) and then lazily unmounts whatever the client mounted under
+// mountRoots (the tmpfs secrets and private dirs of each task).
+func startNomadAgent(t testing.TB, bin, dir, logPath string, mountRoots []string, args ...string) (*nomadProc, error) {
+	out, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close() // the child has its own copy
+	cmd := exec.Command(bin, append([]string{"agent"}, args...)...)
+	// No NOMAD_* of the caller's (an intro token in the environment would
+	// override the file); HOME is private.
+	cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = out, out
+	// If the test binary dies, the kernel kills the agent. Pdeathsig fires
+	// when the forking thread exits, so that thread stays locked to a
+	// goroutine that lives as long as the agent.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started, exited := make(chan error, 1), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait() // how it ended is in its log
+		close(exited)
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	var once sync.Once
+	stop := func() { once.Do(func() { killAgent(t, cmd.Process.Pid, exited, mountRoots) }) }
+	return &nomadProc{exited: exited, stop: stop}, nil
+}
+
+// killAgent kills the agent and its descendants at once, before any of
+// them is reparented out of reach, then cleans up its mounts.
+func killAgent(t testing.TB, pid int, exited <-chan struct{}, mountRoots []string) {
+	for _, p := range append(descendants(pid), pid) {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Logf("clustertest: nomad agent %d did not exit after SIGKILL", pid)
+	}
+	unmountUnder(t, mountRoots)
+}
+
+// descendants lists every process below pid, read from /proc.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The command may hold spaces and parentheses: fields start after
+		// the last ')'. They are: state ppid ...
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		out = append(out, children[p]...)
+		queue = append(queue, children[p]...)
+	}
+	return out
+}
+
+// unmountUnder detaches every mount below roots, deepest first, so that
+// t.TempDir can remove them.
+func unmountUnder(t testing.TB, roots []string) {
+	if len(roots) == 0 {
+		return
+	}
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(info), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		for _, r := range roots {
+			if strings.HasPrefix(f[4], r+"/") {
+				points = append(points, f[4])
+			}
+		}
+	}
+	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+	for _, p := range points {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
+			t.Logf("clustertest: unmount %s: %v", p, err)
+		}
+	}
+}
+
+// waitNomadReady polls until the server has a leader and its keyring is
+// initialized (the JWKS lists a key), the agent exits, or the time is up.
+// A leader alone is not enough: for a moment after the election, signing
+// anything (an introduction token, a workload identity) fails with
+// "keyring has not been initialized yet". Polling is fine here: it only
+// waits for a process to start.
+func waitNomadReady(addr string, exited <-chan struct{}, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var leader string
+		var jwks struct{ Keys []json.RawMessage }
+		err := getJSON(ctx, addr+"/v1/status/leader", &leader)
+		if err == nil && leader == "" {
+			err = errors.New("no leader yet")
+		}
+		if err == nil {
+			err = getJSON(ctx, addr+"/.well-known/jwks.json", &jwks)
+		}
+		if err == nil && len(jwks.Keys) == 0 {
+			err = errors.New("keyring not initialized yet")
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("nomad agent exited before it was ready (log above)")
+		case <-ctx.Done():
+			return fmt.Errorf("nomad at %s not ready after %s: %v", addr, limit, err)
+		case <-tick.C:
+		}
+	}
+}
+
+func getJSON(ctx context.Context, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answers %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// aclBootstrap makes secret the management token (a chosen secret, so the
+// tests know what must never appear in output).
+func aclBootstrap(addr, secret string) error {
+	body, _ := json.Marshal(map[string]string{"BootstrapSecret": secret})
+	resp, err := http.Post(addr+"/v1/acl/bootstrap", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("answered %s", resp.Status)
+	}
+	return nil
+}
+
+// nomadPorts finds three free loopback ports: http, rpc, serf.
+func nomadPorts() ([3]int, error) {
+	var ports [3]int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return ports, err
+		}
+		ls = append(ls, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
+func nomadUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
