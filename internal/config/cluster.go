@@ -44,6 +44,9 @@ type Nomad struct {
 	WorkerTemplate string `hcl:"worker_template,optional"`
 	TSAHost        string `hcl:"tsa_host,optional"`
 	TSAPublicKey   string `hcl:"tsa_public_key,optional"`
+	// WorkerVaultRole is the Vault JWT role the worker job logs in with
+	// (workload identity) to read its key.
+	WorkerVaultRole string `hcl:"worker_vault_role,optional"`
 	// StandIn runs a stand-in worker (raw_exec, no Concourse): the demo.
 	StandIn       bool   `hcl:"stand_in,optional"`
 	RawExec       bool   `hcl:"raw_exec,optional"`       // enable raw_exec on nodes

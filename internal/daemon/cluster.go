@@ -43,7 +43,7 @@ func NewCluster(site *config.Site, log *slog.Logger) (Cluster, error) {
 // WorkerJob renders the site's Concourse worker job.
 func WorkerJob(site *config.Site) (string, error) {
 	n := site.Nomad
-	j := cluster.WorkerJob{TSAHost: n.TSAHost, TSAPublicKey: n.TSAPublicKey, StandIn: n.StandIn}
+	j := cluster.WorkerJob{TSAHost: n.TSAHost, TSAPublicKey: n.TSAPublicKey, VaultRole: n.WorkerVaultRole, StandIn: n.StandIn}
 	if site.Vault != nil {
 		j.KVMount = site.Vault.KVMount
 	}
