@@ -3,6 +3,7 @@ package routerostest
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -146,24 +147,33 @@ func (r *Router) listen(t testing.TB, service string) string {
 // listener's address; the router is closed when the test ends.
 func (r *Router) Serve(t testing.TB, ln net.Listener, withTLS bool) string {
 	t.Helper()
+	t.Cleanup(r.Close)
+	if err := r.ServeListener(ln, withTLS); err != nil {
+		t.Fatalf("routerostest: %v", err)
+	}
+	return ln.Addr().String()
+}
+
+// ServeListener is Serve outside a test (the demo's stand-in router): the
+// caller closes the router.
+func (r *Router) ServeListener(ln net.Listener, withTLS bool) error {
 	service := "api"
 	if withTLS {
 		service = "api-ssl"
 	}
-	t.Cleanup(r.Close)
 	r.mu.Lock()
 	select {
 	case <-r.closed:
 		r.mu.Unlock()
 		ln.Close()
-		t.Fatalf("routerostest: listen on a closed router")
+		return errors.New("listen on a closed router")
 	default:
 	}
 	r.lns = append(r.lns, ln)
 	r.wg.Add(1)
 	r.mu.Unlock()
 	go r.accept(ln, service)
-	return ln.Addr().String()
+	return nil
 }
 
 func (r *Router) accept(ln net.Listener, service string) {
