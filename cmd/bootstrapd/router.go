@@ -18,7 +18,7 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/routeros"
 )
 
-const routerUsage = "usage: bootstrapd router plan [-prune] [-json] | apply [-prune] [-json] | bootstrap-script [-config site.hcl] [-o FILE] | fingerprint [-config site.hcl]"
+const routerUsage = "usage: bootstrapd router plan [-prune] [-json] | apply [-prune] [-json] | bootstrap-script [-config site.hcl] [-o FILE] | fingerprint [-config site.hcl | -addr HOST:8729]"
 
 func cmdRouter(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
