@@ -43,7 +43,13 @@ cleanup() {
 	set +e
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	for n in $(seq "$NODES"); do ip netns del "$NS-n$n" 2>/dev/null; done
+	# Nomad's task executors outlive their agent (so a restarted agent can
+	# reattach): whatever still runs in a node's namespace goes with it.
+	for n in $(seq "$NODES"); do
+		ip netns pids "$NS-n$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+		ip netns del "$NS-n$n" 2>/dev/null
+	done
+	ip netns pids "$NS" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
 	# Nomad clients leave their alloc dirs' mounts behind when killed.
 	grep -o " ${WORK}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
