@@ -38,10 +38,12 @@ netboot: ## put the iPXE binaries from Debian's ipxe package into netboot/
 bench: build ## DHCP load: bootstrapd vs Kea under perfdhcp (needs root)
 	scripts/bench-dhcp.sh
 
-install: build ## install the binary, the service file (not enabled) and /etc/bootstrapd/site.hcl.example
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/bootstrapd
+install: build ## install the binary, the profiles, the service file (not enabled) and /etc/bootstrapd/site.hcl.example
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/bootstrapd $(DESTDIR)$(PREFIX)/share/bootstrapd/profiles/void-nomad
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bootstrapd
-	install -m 0644 examples/demo/site.hcl $(DESTDIR)/etc/bootstrapd/site.hcl.example
+	install -m 0644 profiles/*.hcl profiles/*.tmpl $(DESTDIR)$(PREFIX)/share/bootstrapd/profiles/
+	install -m 0644 profiles/void-nomad/* $(DESTDIR)$(PREFIX)/share/bootstrapd/profiles/void-nomad/
+	install -m 0644 examples/lab.hcl $(DESTDIR)/etc/bootstrapd/site.hcl.example
 ifeq ($(SYSTEMD),1)
 	install -d $(DESTDIR)/etc/systemd/system
 	sed 's|/usr/local/bin/bootstrapd|$(PREFIX)/bin/bootstrapd|' contrib/systemd/bootstrapd.service >$(DESTDIR)/etc/systemd/system/bootstrapd.service

@@ -46,7 +46,13 @@ func TestInstall(t *testing.T) {
 			want: map[string]fs.FileMode{"opt/bootstrapd/bin/bootstrapd": 0o755, "etc/bootstrapd/site.hcl.example": 0o644, unit: 0o644},
 		},
 	}
+	// The profiles go to PREFIX/share/bootstrapd/profiles, where
+	// examples/lab.hcl (the installed site.hcl.example) looks for them.
+	prefixes := map[string]string{"usr/local/bin/bootstrapd": "usr/local", "usr/bin/bootstrapd": "usr", "opt/bootstrapd/bin/bootstrapd": "opt/bootstrapd"}
 	for _, c := range cases {
+		for _, f := range []string{"void-nomad.hcl", "concourse-worker.nomad.hcl.tmpl", "void-nomad/autoinstall.cfg.tmpl", "void-nomad/postinstall.sh.tmpl"} {
+			c.want[prefixes[c.bin]+"/share/bootstrapd/profiles/"+f] = 0o644
+		}
 		t.Run(c.name, func(t *testing.T) {
 			dest := t.TempDir()
 			cmd := exec.Command("make", append([]string{"install", "DESTDIR=" + dest}, c.vars...)...)
@@ -91,9 +97,9 @@ func TestInstall(t *testing.T) {
 				t.Errorf("installed binary: %v: %s", err, out)
 			}
 			example, _ := os.ReadFile(filepath.Join(dest, "etc/bootstrapd/site.hcl.example"))
-			demo, _ := os.ReadFile(filepath.Join(root, "examples/demo/site.hcl"))
-			if len(example) == 0 || string(example) != string(demo) {
-				t.Error("site.hcl.example is not examples/demo/site.hcl")
+			lab, _ := os.ReadFile(filepath.Join(root, "examples/lab.hcl"))
+			if len(example) == 0 || string(example) != string(lab) {
+				t.Error("site.hcl.example is not examples/lab.hcl")
 			}
 			if _, ok := c.want[unit]; ok {
 				checkUnit(t, filepath.Join(dest, unit), "/"+c.bin, filepath.Join(dest, c.bin))
