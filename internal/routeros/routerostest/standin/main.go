@@ -10,6 +10,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -26,6 +27,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8729", "api-ssl address")
 	version := flag.String("version", "7.19", "RouterOS version to behave as")
 	user := flag.String("user", "bootstrapd", "API user")
+	certFile := flag.String("cert", "", "PEM file with the api-ssl certificate and key (default: a fresh self-signed one)")
 	show := flag.String("show", "/system/identity,/interface/vlan,/ip/address,/ip/dns/static", "menus SIGUSR1 prints")
 	flag.Parse()
 	password := os.Getenv("ROUTEROS_STANDIN_PASSWORD")
@@ -33,7 +35,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "standin: set ROUTEROS_STANDIN_PASSWORD (never a flag: argv is public)")
 		os.Exit(2)
 	}
-	r := routerostest.New(routerostest.Options{Version: *version, User: *user, Password: password})
+	opts := routerostest.Options{Version: *version, User: *user, Password: password}
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *certFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "standin:", err)
+			os.Exit(1)
+		}
+		opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	r := routerostest.New(opts)
 	ln, err := net.Listen("tcp", *listen)
 	if err == nil {
 		err = r.ServeListener(ln, true)
