@@ -8,8 +8,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/bootstrapd/bootstrapd/internal/hclq"
 )
 
 // ClientParams is one node's Nomad client configuration, as it goes into
@@ -228,38 +229,11 @@ func (w *hclWriter) object(depth int, key string, m map[string]string) {
 
 // hclQuote returns s as a double-quoted string that HCL 1 (Nomad's agent
 // configuration) and HCL 2 (jobspecs, hclsyntax) both read back as exactly
-// s, with no interpolation or template directive. See ClientConfig.
+// s, with no interpolation or template directive. Invalid UTF-8 is refused
+// rather than replaced: the value would not be the one asked for.
 func hclQuote(s string) (string, error) {
 	if !utf8.ValidString(s) {
 		return "", fmt.Errorf("value %q is not valid UTF-8", s)
 	}
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
-	for i, r := range s {
-		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case (r == '$' || r == '%') && strings.HasPrefix(s[i+1:], "{"):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		case !unicode.IsPrint(r):
-			if r > 0xffff {
-				fmt.Fprintf(&b, `\U%08x`, r)
-			} else {
-				fmt.Fprintf(&b, `\u%04x`, r)
-			}
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String(), nil
+	return hclq.Quote(s), nil
 }

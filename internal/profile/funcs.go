@@ -2,10 +2,10 @@ package profile
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"text/template"
-	"unicode/utf8"
+
+	"github.com/bootstrapd/bootstrapd/internal/hclq"
 )
 
 // funcs are the functions every profile template (command line and files)
@@ -14,7 +14,7 @@ import (
 // target language gets its own quoting function instead of ad hoc escaping
 // in the template.
 func funcs() template.FuncMap {
-	return template.FuncMap{"shq": shq, "hclq": hclq}
+	return template.FuncMap{"shq": shq, "hclq": hclq.Quote}
 }
 
 // shq quotes s as one POSIX shell word that is inert when the file holding it
@@ -32,46 +32,4 @@ func shq(s string) (string, error) {
 		return "", errors.New("shq: a NUL byte cannot be part of a shell word")
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'", nil
-}
-
-// hclq quotes s as a double-quoted string literal that reads back as s in
-// HCL 2 native syntax, in HCL 1 (which the Nomad agent still parses its
-// configuration with) and in JSON. It uses only the escapes the three share:
-// \" \\ \n \r \t and \uNNNN. strconv.Quote is not enough: its \x, \a, \v ...
-// are not HCL 2, and it leaves "${" and "%{" alone, which HCL 2 reads as a
-// template and HCL 1's scanner as the start of an interpolation (in which a
-// quote no longer ends the string). Those two are written \u0024{ and
-// \u0025{, which all three decode to the plain characters. Invalid UTF-8,
-// which an HCL file cannot hold, becomes U+FFFD.
-func hclq(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		i += size
-		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case (r == '$' || r == '%') && i < len(s) && s[i] == '{':
-			fmt.Fprintf(&b, `\u%04x`, r)
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x2029:
-			// Control characters, and the two line separators some readers
-			// treat as newlines: escaped, never raw.
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			// utf8.RuneError for invalid bytes writes U+FFFD.
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }

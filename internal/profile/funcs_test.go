@@ -9,6 +9,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/bootstrapd/bootstrapd/internal/hclq"
+
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
@@ -150,7 +152,7 @@ func TestHclqRoundTrip(t *testing.T) {
 	_, values := canaryValues(t)
 	values = append(values, "nul\x00byte", "ctl\x01\x02\x1f")
 	for _, v := range values {
-		q := hclq(v)
+		q := hclq.Quote(v)
 		want := validUTF8(v)
 		if !utf8.ValidString(q) || strings.ContainsAny(q, "\n\r\u2028\u2029") {
 			t.Errorf("hclq(%q) = %q: not one line of UTF-8", v, q)
@@ -199,7 +201,7 @@ func TestHclqRoundTrip(t *testing.T) {
 		"$${x}":   `"$\u0024{x}"`,
 		"a\tb\rc": `"a\tb\rc"`,
 	} {
-		if got := hclq(v); got != want {
+		if got := hclq.Quote(v); got != want {
 			t.Errorf("hclq(%q) = %s, want %s", v, got, want)
 		}
 	}
