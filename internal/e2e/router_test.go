@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
 	"github.com/bootstrapd/bootstrapd/internal/routeros/routerostest"
 )
@@ -78,6 +79,15 @@ func TestRouterFollowsNodes(t *testing.T) {
 
 	d.mustCLI(t, "retire", "n1")
 	eventually(t, 20*time.Second, "n1's DNS record removed", func() bool { return !hasDNS("n1.lab.test") })
+	eventually(t, 20*time.Second, "n1 retired", func() bool { return node(t, d, "n1").State == inventory.Retired })
+	// Wait for the daemon's syncs to settle, so the stray below meets the
+	// CLI's plan, not a background sync.
+	for n, quiet := len(rt.Commands()), 0; quiet < 5; quiet++ {
+		time.Sleep(100 * time.Millisecond)
+		if m := len(rt.Commands()); m != n {
+			n, quiet = m, 0
+		}
+	}
 
 	// A record bootstrapd owns but no node explains: plan shows it, apply removes it.
 	rt.Seed("/ip/dns/static", map[string]string{"name": "stray.lab.test", "address": "10.89.0.99", "comment": "bootstrapd"})

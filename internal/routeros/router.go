@@ -21,6 +21,15 @@ type Router struct {
 	mu      sync.Mutex // one plan or apply at a time
 	version string     // asked once per connection's life; RouterOS upgrades reboot
 	status  Status
+	nodes   []Node // as of the last successful apply, whoever asked for it
+	synced  bool
+}
+
+// upToDate reports whether the last successful apply was for these nodes.
+func (r *Router) upToDate(nodes []Node) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.synced && slices.Equal(nodes, r.nodes)
 }
 
 // Status is how the last sync went, for `doctor` and the logs.
@@ -81,6 +90,7 @@ func (r *Router) Apply(ctx context.Context, s Site, prune bool) (Plan, int, erro
 		return plan, n, r.failed(err)
 	}
 	r.status = Status{LastOK: time.Now(), Changes: n}
+	r.nodes, r.synced = s.Nodes, true
 	return plan, n, nil
 }
 
@@ -105,8 +115,6 @@ const (
 // retried with backoff; it never blocks the caller, so DHCP and TFTP go on
 // serving while the router is away.
 func (r *Router) Run(ctx context.Context, site func() Site, changed <-chan struct{}) {
-	var applied []Node // the nodes of the last successful sync
-	synced := false
 	backoff := minBackoff
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -117,7 +125,9 @@ func (r *Router) Run(ctx context.Context, site func() Site, changed <-chan struc
 		case <-changed:
 			// While failing, the retry already scheduled picks the change
 			// up; a burst of events must not turn backoff into a hammer.
-			if backoff > minBackoff || synced && slices.Equal(site().Nodes, applied) {
+			// An apply for these nodes may have been made meanwhile (by
+			// `router apply`, or retire's teardown).
+			if backoff > minBackoff || r.upToDate(site().Nodes) {
 				continue
 			}
 			timer.Reset(0)
@@ -139,7 +149,7 @@ func (r *Router) Run(ctx context.Context, site func() Site, changed <-chan struc
 		if n > 0 {
 			r.Log.Info("router synced", "changes", n, "nodes", len(s.Nodes))
 		}
-		applied, synced, backoff = s.Nodes, true, minBackoff
+		backoff = minBackoff
 		timer.Reset(resync)
 	}
 }
