@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/daemon"
@@ -36,6 +37,14 @@ func cmdCluster(ctx context.Context, e *env, args []string) error {
 	var changes []string
 	if c.Vault != nil {
 		done, err := c.Vault.Init(ctx)
+		changes = append(changes, done...)
+		if err != nil {
+			return fmt.Errorf("vault: %w", err)
+		}
+	}
+	if c.Vault != nil && c.Nomad != nil && site.Nomad.WorkerVaultRole != "" {
+		done, err := c.Vault.InitWorkloadIdentity(ctx, strings.TrimSuffix(site.Nomad.Address, "/")+"/.well-known/jwks.json",
+			site.Nomad.WorkerVaultRole, c.Nomad.WorkerJobID())
 		changes = append(changes, done...)
 		if err != nil {
 			return fmt.Errorf("vault: %w", err)

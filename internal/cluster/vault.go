@@ -476,9 +476,15 @@ func (v *Vault) initRole(ctx context.Context, note func(string)) error {
 		// role, names each node's alias after the node (NodeToken).
 		"allowed_entity_aliases": []string{"*"},
 	}
+	return v.ensure(ctx, path, "token role "+v.cfg.Role, want, note)
+}
+
+// ensure writes want at path unless every field of it already reads back
+// the same, and notes what it created or which fields it updated.
+func (v *Vault) ensure(ctx context.Context, path, what string, want map[string]any, note func(string)) error {
 	old, err := v.client.Logical().ReadWithContext(ctx, path)
 	if err != nil {
-		return v.wrapErr("read token role "+path, err)
+		return v.wrapErr("read "+path, err)
 	}
 	var differ []string
 	for k, w := range want {
@@ -490,19 +496,17 @@ func (v *Vault) initRole(ctx context.Context, note func(string)) error {
 		return nil
 	}
 	if _, err := v.client.Logical().WriteWithContext(ctx, path, want); err != nil {
-		return v.wrapErr("write token role "+path, err)
+		return v.wrapErr("write "+path, err)
 	}
 	if old == nil {
-		note("created token role " + v.cfg.Role)
+		note("created " + what)
 	} else {
 		slices.Sort(differ)
-		note("updated token role " + v.cfg.Role + " (" + strings.Join(differ, ", ") + ")")
+		note("updated " + what + " (" + strings.Join(differ, ", ") + ")")
 	}
 	return nil
 }
 
-// roleField renders a role field as read back (JSON: []any, json.Number)
-// or as written, alike: lists sorted, numbers and bools as text.
 func roleField(x any) string {
 	var l []string
 	switch x := x.(type) {

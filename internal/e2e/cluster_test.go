@@ -63,6 +63,13 @@ func TestClusterEnrollment(t *testing.T) {
 	if again, err := d.cli(t, "cluster", "init", "-config", filepath.Join(dir, "site.hcl")); err != nil || !strings.Contains(again, "No changes") {
 		t.Errorf("second cluster init: %v\n%s", err, again)
 	}
+	// Workload identity as `nomad setup vault` sets it up: Vault trusts the
+	// servers' JWKS and the worker job's tasks get the worker policy.
+	for _, want := range []string{"enabled JWT auth at jwt-nomad/", "created JWT auth config (jwks_url " + nomad.Addr + "/.well-known/jwks.json)", "created JWT role concourse-worker"} {
+		if !strings.Contains(initOut, want) {
+			t.Errorf("cluster init did not say %q:\n%s", want, initOut)
+		}
+	}
 
 	d = startDaemon(t, nil, dir)
 	const mac = "52:54:00:c1:00:01"
@@ -218,6 +225,7 @@ nomad {
   stand_in        = true
   raw_exec        = true
   drain_deadline  = "10s"
+  worker_vault_role = "concourse-worker"
   worker_template = %q
 }
 `, freePort(t), httpAddr, vaultAddr, nomadRPC, nomadAddr, filepath.Join(root, "profiles", "concourse-worker.nomad.hcl.tmpl"))
