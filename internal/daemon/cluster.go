@@ -85,9 +85,13 @@ func (c *clusterOps) Mint(ctx context.Context, n inventory.Node) (files []pxe.Bu
 			accessor = ""
 		}
 	}()
-	params := cluster.ClientParams{Name: n.Hostname, Region: c.site.Nomad.Region, Datacenter: p.Datacenter,
-		NodePool: p.NodePool, NodeClass: p.NodeClass, Servers: c.site.Nomad.Servers, Meta: p.Meta, Worker: worker(p),
-		ACL: c.site.Nomad.Token() != "", RawExec: c.site.Nomad.RawExec}
+	nomad := c.site.Nomad
+	if nomad == nil {
+		nomad = &config.Nomad{} // a site with Vault but no Nomad: keys and tokens only
+	}
+	params := cluster.ClientParams{Name: n.Hostname, Region: nomad.Region, Datacenter: p.Datacenter,
+		NodePool: p.NodePool, NodeClass: p.NodeClass, Servers: nomad.Servers, Meta: p.Meta, Worker: worker(p),
+		ACL: nomad.Token() != "", RawExec: nomad.RawExec}
 	if c.Vault != nil {
 		if params.Worker {
 			if _, err := c.Vault.PutWorkerKey(ctx, n.Hostname); err != nil {
@@ -102,12 +106,15 @@ func (c *clusterOps) Mint(ctx context.Context, n inventory.Node) (files []pxe.Bu
 		files = append(files, pxe.BundleFile{Path: "etc/bootstrapd/vault-token.wrapped", Mode: 0o600, Body: []byte(tok.Wrapped + "\n")})
 		params.VaultAddr = c.site.Vault.Address
 	}
-	if c.Nomad != nil && c.site.Nomad.Introduction {
+	if c.Nomad != nil && nomad.Introduction {
 		jwt, err := c.Nomad.IntroToken(ctx, n.Hostname, introTTL)
 		if err != nil {
 			return nil, accessor, err
 		}
 		files = append(files, pxe.BundleFile{Path: cluster.DefaultDataDir[1:] + "/client/intro_token.jwt", Mode: 0o600, Body: []byte(jwt)})
+	}
+	if len(nomad.Servers) == 0 {
+		return files, accessor, nil
 	}
 	hcl, err := cluster.ClientConfig(params)
 	if err != nil {
