@@ -128,7 +128,8 @@ HCL
 start ip netns exec "$NS" "$NOMAD" agent -config "$WORK/nomad-server.hcl" >"$WORK/nomad-server.log" 2>&1
 waitfor 60 "Vault" in_ns curl -fs http://10.77.0.1:8200/v1/sys/health
 waitfor 60 "Nomad's leader and keyring" sh -c "ip netns exec $NS curl -fs http://10.77.0.1:4646/.well-known/jwks.json | grep -q kid"
-jq -n --arg s "$(cat "$WORK/nomad-token")" '{BootstrapSecret: $s}' |
+# The secret goes from its file to jq to curl's stdin: never an argument.
+jq -n --rawfile s "$WORK/nomad-token" '{BootstrapSecret: ($s | rtrimstr("\n"))}' |
 	in_ns curl -fs -X POST --data-binary @- http://10.77.0.1:4646/v1/acl/bootstrap >/dev/null
 
 say "starting bootstrapd (log: $WORK/bootstrapd.log)"

@@ -12,9 +12,10 @@ set -euo pipefail
 # tftp-hpa curl                    real TFTP and HTTP clients
 # kea-admin kea-dhcp4-server jq    perfdhcp and Kea for `make bench`
 # iproute2                         network namespaces
+# procps bsdextrautils             pgrep (the demo test), column (the demo's summary)
 # the lint of shell scripts:       shellcheck
 packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod e2fsprogs udhcpc isc-dhcp-client
-	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 shellcheck)
+	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 procps bsdextrautils shellcheck)
 
 missing=()
 for p in "${packages[@]}"; do
