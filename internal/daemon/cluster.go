@@ -173,7 +173,7 @@ func (c *clusterOps) watch(ctx context.Context) error {
 func (c *clusterOps) retirer(ctx context.Context) error {
 	busy := map[string]bool{}
 	done := make(chan string)
-	since := uint64(0)
+	since := c.inv.LastEvent() // the scan below finds the nodes already retiring
 	for {
 		for _, n := range c.inv.Nodes() {
 			if n.State == inventory.Retiring && !busy[n.MAC] {
