@@ -88,9 +88,6 @@ func NewNomad(cfg NomadConfig, log *slog.Logger) (*Nomad, error) {
 	return &Nomad{client: client, addr: ac.Address, cfg: cfg, log: log.With("nomad", ac.Address)}, nil
 }
 
-// Addr is the agent address in use (for messages and doctor).
-func (n *Nomad) Addr() string { return n.addr }
-
 // WorkerJobID is the ID of the worker job Init registers and Watch follows.
 func (n *Nomad) WorkerJobID() string { return n.cfg.WorkerJob }
 

@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -164,47 +162,6 @@ func vaultName(s string, slash bool) bool {
 		}
 	}
 	return true
-}
-
-// TokenFrom reads the token bootstrapd uses: from file when one is named,
-// else from the environment variable env (usually VAULT_TOKEN). Never from
-// argv, where every user on the host can read it. A file any group or
-// other user can access is refused, as ssh refuses such a private key.
-func TokenFrom(file, env string) (string, error) {
-	if file == "" {
-		tok := strings.TrimSpace(os.Getenv(env))
-		if env == "" || tok == "" {
-			return "", fmt.Errorf("no Vault token: no token file configured and %s is not set", cmp.Or(env, "the token variable"))
-		}
-		return tok, nil
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return "", fmt.Errorf("vault token file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat() // of the file opened, not of whatever the name points to next
-	if err != nil {
-		return "", fmt.Errorf("vault token file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("vault token file %s is not a regular file", file)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("vault token file %s has mode %04o, open to group or others: run chmod 600 %s", file, perm, file)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return "", fmt.Errorf("vault token file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	switch {
-	case tok == "":
-		return "", fmt.Errorf("vault token file %s is empty", file)
-	case strings.ContainsAny(tok, " \t\r\n"):
-		return "", fmt.Errorf("vault token file %s holds more than the token (several words or lines)", file)
-	}
-	return tok, nil
 }
 
 // NodeToken is a node's Vault token as it goes into a join bundle.

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -108,55 +106,6 @@ func rootClient(t *testing.T, srv *clustertest.VaultServer) *vaultapi.Client {
 	}
 	c.SetToken(srv.RootToken)
 	return c
-}
-
-func TestTokenFrom(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, body string, mode os.FileMode) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	const secret = "hvs.TOPSECRET"
-	t.Setenv("TEST_VAULT_TOKEN", " hvs.FROMENV\n")
-	t.Setenv("TEST_EMPTY", "")
-	for _, tc := range []struct {
-		name, file, env, want, wantErr string
-	}{
-		{name: "file", file: write("ok", secret+"\n", 0o600), env: "TEST_VAULT_TOKEN", want: secret},
-		{name: "owner read-only", file: write("ro", secret, 0o400), want: secret},
-		{name: "env", env: "TEST_VAULT_TOKEN", want: "hvs.FROMENV"},
-		{name: "group-readable", file: write("g", secret, 0o640), wantErr: "mode 0640, open to group or others: run chmod 600"},
-		{name: "world-readable", file: write("w", secret, 0o604), wantErr: "chmod 600"},
-		{name: "group-writable", file: write("gw", secret, 0o620), wantErr: "chmod 600"},
-		{name: "empty file", file: write("e", " \n", 0o600), wantErr: "is empty"},
-		{name: "two lines", file: write("2", secret+"\n"+secret+"\n", 0o600), wantErr: "more than the token"},
-		{name: "missing file, env set", file: filepath.Join(dir, "nope"), env: "TEST_VAULT_TOKEN", wantErr: "no such file"},
-		{name: "directory", file: dir, wantErr: "not a regular file"},
-		{name: "empty env", env: "TEST_EMPTY", wantErr: "TEST_EMPTY is not set"},
-		{name: "nothing", wantErr: "no Vault token"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := TokenFrom(tc.file, tc.env)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("TokenFrom = %q, %v; want error with %q", got, err, tc.wantErr)
-				}
-				if strings.Contains(err.Error(), "TOPSECRET") {
-					t.Fatalf("error shows the token: %v", err)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("TokenFrom = %q, %v; want %q", got, err, tc.want)
-			}
-		})
-	}
 }
 
 func TestNewVault(t *testing.T) {

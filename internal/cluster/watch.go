@@ -383,30 +383,6 @@ func (st *watchState) report(ev NodeEvent, fn func(NodeEvent)) {
 	fn(ev)
 }
 
-// NodeStatus reads the named node's state now, without blocking: for
-// reconciling after a restart and for status commands. found is false when
-// Nomad has no node of that name; with several (a reinstall), the newest
-// registration is reported.
-func (n *Nomad) NodeStatus(ctx context.Context, name string) (NodeEvent, bool, error) {
-	nodes, err := n.nodesNamed(ctx, name)
-	if err != nil || len(nodes) == 0 {
-		return NodeEvent{}, false, err
-	}
-	nd := nodes[0]
-	ev := NodeEvent{Name: nd.Name, ID: nd.ID, Status: nd.Status, Eligible: nd.SchedulingEligibility == api.NodeSchedulingEligible, Index: nd.ModifyIndex}
-	allocs, _, err := n.client.Nodes().Allocations(nd.ID, n.query(ctx))
-	if err != nil {
-		return NodeEvent{}, false, n.fail("listing allocations on "+name, err)
-	}
-	for _, a := range allocs {
-		if a.JobID == n.cfg.WorkerJob {
-			ev.Index = max(ev.Index, a.ModifyIndex)
-			ev.WorkerRunning = ev.WorkerRunning || a.ClientStatus == api.AllocClientStatusRunning
-		}
-	}
-	return ev, true, nil
-}
-
 // reconnectBackoff spaces reconnects: 250ms doubling to 30s, with jitter
 // so that several watchers do not reconnect in step after a server restart.
 type reconnectBackoff struct{ d time.Duration }

@@ -34,6 +34,10 @@ func CheckCluster(e *Env) []Result {
 		if err := c.Nomad.Check(ctx); err != nil {
 			r = Result{Name: "nomad", Detail: oneLine(err.Error()),
 				Fix: "check nomad.address and the token (nomad.token_file or NOMAD_TOKEN)"}
+		} else if strict, err := c.Nomad.IntroductionEnforced(ctx); err == nil && strict && !e.Site.Nomad.Introduction {
+			// Every node would install, then be refused by the servers.
+			r = Result{Name: "nomad", Detail: e.Site.Nomad.Address + ": the servers enforce client introduction (strict), but nodes get no introduction token",
+				Fix: "set introduction = true in the site's nomad block"}
 		}
 		out = append(out, r)
 	}

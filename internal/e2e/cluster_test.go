@@ -71,6 +71,15 @@ func TestClusterEnrollment(t *testing.T) {
 		}
 	}
 
+	// Doctor notices a site that would leave nodes without the
+	// introduction token these servers insist on.
+	noIntro := filepath.Join(dir, "no-intro.hcl")
+	site, _ := os.ReadFile(filepath.Join(dir, "site.hcl"))
+	os.WriteFile(noIntro, []byte(strings.Replace(string(site), "introduction    = true", "introduction    = false", 1)), 0o644)
+	if out, err := d.cli(t, "doctor", "-config", noIntro); err == nil || !strings.Contains(out, "FAIL nomad") || !strings.Contains(out, "introduction = true") {
+		t.Errorf("doctor with introduction off against strict servers: %v\n%s", err, out)
+	}
+
 	d = startDaemon(t, nil, dir)
 	const mac = "52:54:00:c1:00:01"
 	d.mustCLI(t, "enroll", mac, "-hostname", "n1")
