@@ -173,18 +173,13 @@ func (c *clusterOps) watch(ctx context.Context) error {
 func (c *clusterOps) retirer(ctx context.Context) error {
 	busy := map[string]bool{}
 	done := make(chan string)
-	since := c.inv.LastEvent() // the scan below finds the nodes already retiring
 	for {
+		changed := c.inv.Changed()
 		for _, n := range c.inv.Nodes() {
 			if n.State == inventory.Retiring && !busy[n.MAC] {
 				busy[n.MAC] = true
 				go func() { c.teardown(ctx, n); done <- n.MAC }()
 			}
-		}
-		evs, wait, err := c.inv.Events(since)
-		if err == nil && len(evs) > 0 {
-			since = evs[len(evs)-1].Seq
-			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -194,7 +189,7 @@ func (c *clusterOps) retirer(ctx context.Context) error {
 			return nil
 		case mac := <-done:
 			delete(busy, mac)
-		case <-wait:
+		case <-changed:
 		}
 	}
 }

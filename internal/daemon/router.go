@@ -74,29 +74,7 @@ func (s *siteRouter) Status() routeros.Status { return s.r.Status() }
 // run syncs the router whenever the inventory records an event (Run skips
 // the ones that leave the node list as it was), until ctx ends.
 func (s *siteRouter) run(ctx context.Context) error {
-	changed := make(chan struct{}, 1)
-	go func() {
-		since := s.inv.LastEvent() // Run syncs once at start anyway
-		for {
-			evs, wait, err := s.inv.Events(since)
-			if err != nil {
-				return
-			}
-			if len(evs) > 0 {
-				since = evs[len(evs)-1].Seq
-				select {
-				case changed <- struct{}{}:
-				default:
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-wait:
-			}
-		}
-	}()
-	s.r.Run(ctx, s.current, changed)
+	s.r.Run(ctx, s.current, s.inv.Changed)
 	s.r.Conn.Close()
 	return nil
 }

@@ -99,10 +99,12 @@ func (inv *Inventory) Events(since uint64) ([]LogEvent, <-chan struct{}, error) 
 	return out, wait, err
 }
 
-// LastEvent is the number of the newest event: a follower that only cares
-// about what happens from now on starts there.
-func (inv *Inventory) LastEvent() uint64 {
+// Changed returns a channel that is closed when the next event is
+// recorded. A follower that only needs to know that something changed
+// takes it first, then looks at the inventory, then waits on it: nothing
+// recorded in between is missed.
+func (inv *Inventory) Changed() <-chan struct{} {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	return inv.events.seq
+	return inv.events.changed
 }

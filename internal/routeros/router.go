@@ -110,19 +110,22 @@ const (
 	resync     = 10 * time.Minute // repairs drift nobody told us about
 )
 
-// Run keeps the router in line with site() until ctx ends: at start, after
-// every signal on changed, and every resync. A failure is logged and
+// Run keeps the router in line with site() until ctx ends: at start, when
+// the channel changed() returned is closed (it is asked again each time),
+// and every resync. A failure is logged and
 // retried with backoff; it never blocks the caller, so DHCP and TFTP go on
 // serving while the router is away.
-func (r *Router) Run(ctx context.Context, site func() Site, changed <-chan struct{}) {
+func (r *Router) Run(ctx context.Context, site func() Site, changed func() <-chan struct{}) {
 	backoff := minBackoff
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	wait := changed()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-changed:
+		case <-wait:
+			wait = changed()
 			// While failing, the retry already scheduled picks the change
 			// up; a burst of events must not turn backoff into a hammer.
 			// An apply for these nodes may have been made meanwhile (by

@@ -26,15 +26,15 @@ func TestRunRetriesAndFollowsNodes(t *testing.T) {
 	var mu sync.Mutex
 	s := site(0, "bootstrapd")
 	current := func() Site { mu.Lock(); defer mu.Unlock(); c := s; c.Nodes = append([]Node(nil), s.Nodes...); return c }
-	changed := make(chan struct{}, 1)
+	// As the inventory signals: a channel closed at the next change.
+	changedCh := make(chan struct{})
+	changed := func() <-chan struct{} { mu.Lock(); defer mu.Unlock(); return changedCh }
 	kick := func(nodes ...Node) {
 		mu.Lock()
 		s.Nodes = nodes
+		close(changedCh)
+		changedCh = make(chan struct{})
 		mu.Unlock()
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
