@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -87,8 +88,8 @@ func (s *Site) clusterDefaults(dir string) {
 
 func (s *Site) validateCluster() error {
 	if v := s.Vault; v != nil {
-		if u, err := url.Parse(v.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return s.Errorf("vault.address", "vault address %q is not a URL like \"https://vault.lab:8200\"", v.Address)
+		if err := s.httpURL("vault.address", v.Address, "https://vault.lab:8200"); err != nil {
+			return err
 		}
 		v.WrapTTLD = 10 * time.Minute
 		if v.WrapTTL != "" {
@@ -98,19 +99,14 @@ func (s *Site) validateCluster() error {
 			}
 			v.WrapTTLD = d
 		}
-		if v.TokenFile != "" {
-			tok, err := s.secret("vault.token_file", v.TokenFile, "")
-			if err != nil {
-				return err
-			}
-			v.token = tok
-		} else if v.token = os.Getenv("VAULT_TOKEN"); v.token == "" {
-			return s.Errorf("vault", "no Vault token: set token_file (mode 0600) or the environment variable VAULT_TOKEN")
+		var err error
+		if v.token, err = s.credential("vault.token_file", v.TokenFile, "VAULT_TOKEN", "Vault token", true); err != nil {
+			return err
 		}
 	}
 	if n := s.Nomad; n != nil && n.Address != "" {
-		if u, err := url.Parse(n.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return s.Errorf("nomad.address", "nomad address %q is not a URL like \"http://10.77.0.10:4646\"", n.Address)
+		if err := s.httpURL("nomad.address", n.Address, "http://10.77.0.10:4646"); err != nil {
+			return err
 		}
 		n.DrainDeadlineD = time.Hour
 		if n.DrainDeadline != "" {
@@ -120,18 +116,22 @@ func (s *Site) validateCluster() error {
 			}
 			n.DrainDeadlineD = d
 		}
-		if n.TokenFile != "" {
-			tok, err := s.secret("nomad.token_file", n.TokenFile, "")
-			if err != nil {
-				return err
-			}
-			n.token = tok
-		} else {
-			n.token = os.Getenv("NOMAD_TOKEN") // Nomad without ACLs needs none
+		// Nomad without ACLs needs no token.
+		var err error
+		if n.token, err = s.credential("nomad.token_file", n.TokenFile, "NOMAD_TOKEN", "Nomad token", false); err != nil {
+			return err
 		}
 		if _, err := os.Stat(n.WorkerTemplate); err != nil {
 			return s.Errorf("nomad.worker_template", "worker job template: %v", err)
 		}
+	}
+	return nil
+}
+
+// httpURL checks the http(s) URL at key.
+func (s *Site) httpURL(key, v, example string) error {
+	if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return s.Errorf(key, "%s %q is not a URL like %q", strings.ReplaceAll(key, ".", " "), v, example)
 	}
 	return nil
 }

@@ -177,14 +177,8 @@ func (s *Site) validateRouter() error {
 	if err := s.validateBootstrap(); err != nil {
 		return err
 	}
-	if r.PasswordFile != "" {
-		r.password, err = s.secret("router.password_file", r.PasswordFile, "")
-		return err
-	}
-	if r.password = os.Getenv(RouterPasswordEnv); r.password == "" {
-		return s.Errorf("router", "no router password: set password_file (mode 0600) or the environment variable %s", RouterPasswordEnv)
-	}
-	return nil
+	r.password, err = s.credential("router.password_file", r.PasswordFile, RouterPasswordEnv, "router password", true)
+	return err
 }
 
 func (s *Site) validateBootstrap() error {

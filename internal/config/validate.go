@@ -312,3 +312,17 @@ func (s *Site) secret(key, path, mint string) (string, error) {
 	}
 	return v, nil
 }
+
+// credential reads a credential from the file named at key (see secret),
+// or else from the environment variable env: never from a flag, since
+// argv is public. A missing one is an error when required.
+func (s *Site) credential(key, file, env, what string, required bool) (string, error) {
+	if file != "" {
+		return s.secret(key, file, "")
+	}
+	v := strings.TrimSpace(os.Getenv(env))
+	if v == "" && required {
+		return "", s.Errorf(parent(key), "no %s: set %s (mode 0600) or the environment variable %s", what, key[len(parent(key))+1:], env)
+	}
+	return v, nil
+}
