@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -216,35 +214,13 @@ type nomadProc struct {
 // all) and then lazily unmounts whatever the client mounted under
 // mountRoots (the tmpfs secrets and private dirs of each task).
 func startNomadAgent(t testing.TB, bin, dir, logPath string, mountRoots []string, args ...string) (*nomadProc, error) {
-	out, err := os.Create(logPath)
+	// No NOMAD_* of the caller's: an intro token in the environment would
+	// override the file.
+	p, err := startProc(bin, dir, logPath, nil, append([]string{"agent"}, args...)...)
 	if err != nil {
 		return nil, err
 	}
-	defer out.Close() // the child has its own copy
-	cmd := exec.Command(bin, append([]string{"agent"}, args...)...)
-	// No NOMAD_* of the caller's (an intro token in the environment would
-	// override the file); HOME is private.
-	cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	// If the test binary dies, the kernel kills the agent. Pdeathsig fires
-	// when the forking thread exits, so that thread stays locked to a
-	// goroutine that lives as long as the agent.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started, exited := make(chan error, 1), make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait() // how it ended is in its log
-		close(exited)
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
+	cmd, exited := p.cmd, p.exited
 	var once sync.Once
 	stop := func() { once.Do(func() { killAgent(t, cmd.Process.Pid, exited, mountRoots) }) }
 	return &nomadProc{exited: exited, stop: stop}, nil

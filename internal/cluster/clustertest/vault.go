@@ -8,9 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -55,37 +53,14 @@ func startVault(t testing.TB, bin, dir, token string, attempt int) (*VaultServer
 		RootToken: token,
 		LogPath:   filepath.Join(dir, fmt.Sprintf("vault-%d.log", attempt)),
 	}
-	out, err := os.Create(s.LogPath)
+	// The root token goes by environment, not argv (which `ps` shows to
+	// every user), as bootstrapd's own secrets do.
+	p, err := startProc(bin, dir, s.LogPath, []string{"VAULT_DEV_ROOT_TOKEN_ID=" + token},
+		"server", "-dev", "-dev-no-store-token", "-dev-listen-address=127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		return nil, err
 	}
-	defer out.Close() // the child has its own copy
-	cmd := exec.Command(bin, "server", "-dev", "-dev-no-store-token",
-		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port))
-	// The root token goes by environment, not argv (which `ps` shows to
-	// every user), as bootstrapd's own secrets do. HOME is private so
-	// nothing lands in the developer's ~/.vault-token; no VAULT_* of the
-	// caller's leaks in.
-	cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH"), "VAULT_DEV_ROOT_TOKEN_ID=" + token}
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	// If the test binary dies (a -timeout panic, say), the kernel kills
-	// vault too. Pdeathsig fires when the thread that forked exits, so
-	// that thread is locked to a goroutine that lives as long as vault.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started, exited := make(chan error, 1), make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		exited <- cmd.Wait()
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
+	cmd, exited := p.cmd, p.exited
 	if err := waitHealthy(s.Addr, exited, time.Minute); err != nil {
 		_ = cmd.Process.Kill()
 		logTail(t, s.LogPath)
@@ -108,7 +83,7 @@ func startVault(t testing.TB, bin, dir, token string, attempt int) (*VaultServer
 
 // waitHealthy polls /v1/sys/health until Vault answers 200 (initialized,
 // unsealed, active), the process exits, or the time is up.
-func waitHealthy(addr string, exited <-chan error, limit time.Duration) error {
+func waitHealthy(addr string, exited <-chan struct{}, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -124,8 +99,8 @@ func waitHealthy(addr string, exited <-chan error, limit time.Duration) error {
 			err = fmt.Errorf("sys/health answers %s", resp.Status)
 		}
 		select {
-		case exitErr := <-exited:
-			return fmt.Errorf("exited before it was healthy: %v", exitErr)
+		case <-exited:
+			return errors.New("exited before it was healthy (log above)")
 		case <-ctx.Done():
 			return fmt.Errorf("not healthy after %s: %v", limit, err)
 		case <-tick.C:

@@ -1,0 +1,50 @@
+package clustertest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+)
+
+// proc is an agent a test started: its output goes to a log file, and the
+// kernel kills it if the test binary dies (a -timeout panic, say).
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when it has exited; how is in its log
+}
+
+// startProc runs bin with args in dir. Its environment is only HOME=dir
+// (so nothing lands in the developer's home), PATH, and env: none of the
+// caller's VAULT_* or NOMAD_* leaks in, and secrets go here, never in argv.
+func startProc(bin, dir, logPath string, env []string, args ...string) (*proc, error) {
+	out, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close() // the child has its own copy
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append([]string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}, env...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = out, out
+	// Pdeathsig fires when the thread that forked exits, so that thread is
+	// locked to a goroutine that lives as long as the child.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	return p, nil
+}
