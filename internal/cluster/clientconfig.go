@@ -42,10 +42,13 @@ type ClientParams struct {
 	// TLS file paths on the node; all three or none.
 	TLSCAFile, TLSCertFile, TLSKeyFile string
 
-	// VaultAddr, when set, enables Vault for workload identity: tasks log in
-	// to Vault at JWT auth path VaultJWTPath (default "jwt-nomad") with
-	// their Nomad-signed identity, so the client holds no Vault token.
-	VaultAddr, VaultJWTPath, VaultCAFile string
+	// VaultAddr, when set, enables Vault on the client, which holds no
+	// Vault token either way. With VaultIntegration VaultWorkloadIdentity
+	// tasks log in to Vault at JWT auth path VaultJWTPath (default
+	// "jwt-nomad") with their Nomad-signed identity; with VaultToken the
+	// servers derive task tokens for the client, and the block has only the
+	// address (Nomad < 1.7 knows no jwt_auth_backend_path).
+	VaultAddr, VaultIntegration, VaultJWTPath, VaultCAFile string
 
 	RawExec bool // enable the raw_exec driver (tests and the demo's stand-in worker)
 }
@@ -61,8 +64,8 @@ const (
 )
 
 // cloudFingerprinters are denied on every client: on bare metal they only
-// wait for instance metadata services that are not there, and Nomad 1.11
-// fails to set up its IMDS client without this (lab notes).
+// wait for instance metadata services that are not there, and newer Nomad
+// releases fail to set up their IMDS client without this (lab notes).
 const cloudFingerprinters = "env_aws,env_gce,env_azure,env_digitalocean"
 
 // metaKey is what Nomad constraints can name as ${meta.<key>}.
@@ -88,6 +91,9 @@ func ClientConfig(c ClientParams) ([]byte, error) {
 		if f != "" {
 			tlsFiles++
 		}
+	}
+	if c.VaultAddr != "" && c.VaultIntegration != VaultToken && c.VaultIntegration != VaultWorkloadIdentity {
+		return nil, fmt.Errorf("nomad client config for %s: vault integration %q is not %q or %q", c.Name, c.VaultIntegration, VaultToken, VaultWorkloadIdentity)
 	}
 	if tlsFiles != 0 && tlsFiles != 3 {
 		return nil, fmt.Errorf("nomad client config for %s: tls needs the CA, certificate and key files together (have %d of 3)", c.Name, tlsFiles)
@@ -153,7 +159,9 @@ func ClientConfig(c ClientParams) ([]byte, error) {
 		w.line(0, "vault {")
 		w.raw(1, "enabled", "true")
 		w.attr(1, "address", c.VaultAddr)
-		w.attr(1, "jwt_auth_backend_path", cmp.Or(c.VaultJWTPath, DefaultVaultJWTPath))
+		if c.VaultIntegration == VaultWorkloadIdentity {
+			w.attr(1, "jwt_auth_backend_path", cmp.Or(c.VaultJWTPath, DefaultVaultJWTPath))
+		}
 		w.attrIf(1, "ca_file", c.VaultCAFile)
 		w.line(0, "}")
 	}

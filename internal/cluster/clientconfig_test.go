@@ -39,7 +39,7 @@ func TestClientConfigRoundTrip(t *testing.T) {
 		Servers: []string{"10.0.0.1:4647", `10.0.0.2:4647", "6.6.6.6:4647`}, RetryJoin: []string{"provider=mdns service=${x}"},
 		Meta: meta, Worker: true, ACL: true,
 		TLSCAFile: "/etc/nomad.d/ca.pem", TLSCertFile: "/etc/nomad.d/c.pem", TLSKeyFile: "/etc/nomad.d/%{k}.pem",
-		VaultAddr: "https://vault:8200", VaultCAFile: "/etc/vault ca.pem", RawExec: true,
+		VaultAddr: "https://vault:8200", VaultIntegration: VaultWorkloadIdentity, VaultCAFile: "/etc/vault ca.pem", RawExec: true,
 	}
 	out, err := ClientConfig(p)
 	if err != nil {
@@ -87,6 +87,25 @@ func TestClientConfigRoundTrip(t *testing.T) {
 	}
 	if va := attrs(t, blocks["vault"], "enabled", "address", "jwt_auth_backend_path", "ca_file"); va["jwt_auth_backend_path"] != DefaultVaultJWTPath || va["ca_file"] != p.VaultCAFile {
 		t.Errorf("vault %q", va)
+	}
+	// The token integration: the servers derive task tokens, and Nomad
+	// before 1.7 knows no jwt_auth_backend_path.
+	tp := p
+	tp.VaultIntegration = VaultToken
+	tokenOut, err := ClientConfig(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf, diags := hclsyntax.ParseConfig(tokenOut, "client.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for _, b := range tf.Body.(*hclsyntax.Body).Blocks {
+		if b.Type == "vault" {
+			if va := attrs(t, b.Body, "enabled", "address", "ca_file"); va["enabled"] != "true" || va["address"] != p.VaultAddr {
+				t.Errorf("vault block for the token integration %q", va)
+			}
+		}
 	}
 	if ta := attrs(t, blocks["tls"], "http", "rpc", "ca_file", "cert_file", "key_file", "verify_server_hostname"); ta["key_file"] != p.TLSKeyFile {
 		t.Errorf("tls %q", ta)
@@ -203,6 +222,7 @@ func TestClientConfigRefuses(t *testing.T) {
 		{"meta key with space", func(p *ClientParams) { p.Meta = map[string]string{"a b": "x"} }, `meta key "a b"`},
 		{"meta key interpolation", func(p *ClientParams) { p.Meta = map[string]string{"${x}": "x"} }, "meta key"},
 		{"invalid utf-8", func(p *ClientParams) { p.NodeClass = "\xff" }, "not valid UTF-8"},
+		{"vault without an integration", func(p *ClientParams) { p.VaultAddr = "http://vault:8200" }, `vault integration ""`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

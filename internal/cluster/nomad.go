@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -54,6 +55,10 @@ type Nomad struct {
 	addr   string
 	cfg    NomadConfig // Token cleared: the client holds it
 	log    *slog.Logger
+
+	mu        sync.Mutex
+	version   Version // ServerVersion's cache, read at versionAt
+	versionAt time.Time
 }
 
 // NewNomad checks cfg and returns a handle; it does not contact Nomad (see
@@ -158,7 +163,11 @@ func (n *Nomad) IntroToken(ctx context.Context, nodeName string, ttl time.Durati
 		TTL: ttl, NodeName: nodeName, NodePool: n.cfg.NodePool,
 	}, n.write(ctx))
 	if err != nil {
-		return "", n.fail(fmt.Sprintf("client introduction token for %s (needs Nomad >= 1.11 and node:write)", nodeName), err)
+		what := fmt.Sprintf("client introduction token for %s", nodeName)
+		if e := n.notFound(ctx, what+" (Nomad >= 1.11)", err); e != nil {
+			return "", e
+		}
+		return "", n.fail(what+" (needs Nomad >= 1.11 and node:write)", err)
 	}
 	if resp.JWT == "" {
 		return "", fmt.Errorf("nomad at %s: client introduction token for %s: empty token in reply", n.addr, nodeName)
@@ -433,12 +442,19 @@ type WorkerJob struct {
 
 	TSAHost      string // host:port of the Concourse TSA (the web node's 2222)
 	TSAPublicKey string // the TSA host key in authorized_keys form (public)
-	VaultRole    string // Vault JWT role the worker logs in with (workload identity)
-	KVMount      string // KV v2 mount holding concourse/workers/<node name>; default DefaultVaultMount
 
-	// StandIn renders a raw_exec shell that sleeps until SIGUSR2 instead of
-	// Concourse, with no Vault: tests and the demo run it on clients
-	// without Docker or Concourse.
+	// Vault is how the worker reads its key: VaultToken (a vault block
+	// naming VaultPolicy), VaultWorkloadIdentity (one naming VaultRole), or
+	// "" for no Vault at all (only the stand-in can run so).
+	Vault       string
+	VaultPolicy string // default PolicyConcourseWorker
+	VaultRole   string // Vault JWT role the worker logs in with (workload identity)
+	KVMount     string // KV v2 mount holding concourse/workers/<node name>; default DefaultVaultMount
+
+	// StandIn renders a raw_exec shell instead of Concourse: tests and the
+	// demo run it on clients without Docker or Concourse. With Vault it
+	// checks the key Nomad rendered from Vault and fails without a valid
+	// one, then sleeps until SIGUSR2 as the real worker runs until retired.
 	StandIn bool
 
 	Driver  string // the real worker's driver: docker (default), exec or raw_exec
@@ -466,6 +482,13 @@ func RenderWorkerJob(tmplPath string, j WorkerJob) (string, error) {
 	j.KVMount = strings.Trim(cmp.Or(j.KVMount, DefaultVaultMount), "/")
 	if !kvMountPath.MatchString(j.KVMount) {
 		return "", fmt.Errorf("worker job: KV mount %q is not a plain Vault path", j.KVMount)
+	}
+	j.VaultPolicy = cmp.Or(j.VaultPolicy, PolicyConcourseWorker)
+	switch {
+	case j.Vault != "" && j.Vault != VaultToken && j.Vault != VaultWorkloadIdentity:
+		return "", fmt.Errorf("worker job: vault integration %q is not %q or %q", j.Vault, VaultToken, VaultWorkloadIdentity)
+	case j.Vault == VaultWorkloadIdentity && j.VaultRole == "":
+		return "", errors.New("worker job: no Vault role: with workload identity the worker logs in to Vault under a JWT role")
 	}
 	def := struct {
 		kill     time.Duration
@@ -533,8 +556,8 @@ func (j *WorkerJob) checkReal() error {
 		strings.Contains(j.TSAPublicKey, "{{") || strings.Contains(j.TSAPublicKey, "}}") {
 		return errors.New("TSA public key must be the one-line authorized_keys form of the TSA host key")
 	}
-	if j.VaultRole == "" {
-		return errors.New("no Vault role: the worker reads its key from Vault with workload identity")
+	if j.Vault == "" {
+		return errors.New("no Vault integration: the worker reads its key from Vault (configure the site's vault block)")
 	}
 	return nil
 }

@@ -102,8 +102,8 @@ type node struct {
 }
 
 // startNode starts a client named name the way a node uses its join
-// bundle; intro says whether it gets an introduction token minted for it.
-func (e *nomadEnv) startNode(t *testing.T, name string, worker, intro bool, meta map[string]string) *node {
+// bundle (the servers are Nomad 1.6: no introduction token).
+func (e *nomadEnv) startNode(t *testing.T, name string, worker bool, meta map[string]string) *node {
 	t.Helper()
 	cfg, err := ClientConfig(ClientParams{
 		Name: name, Datacenter: "dc1", NodePool: "default", NodeClass: "ci",
@@ -112,15 +112,8 @@ func (e *nomadEnv) startNode(t *testing.T, name string, worker, intro bool, meta
 	if err != nil {
 		t.Fatal(err)
 	}
-	var token string
-	if intro {
-		if token, err = e.n.IntroToken(ctx(t), name, 5*time.Minute); err != nil {
-			t.Fatal(err)
-		}
-		e.secrets = append(e.secrets, token)
-	}
 	start := time.Now()
-	agent := clustertest.StartClient(e.top, e.srv, cfg, token)
+	agent := clustertest.StartClient(e.top, e.srv, cfg, "")
 	e.agents[name] = agent
 	return &node{name: name, agent: agent, started: start}
 }
@@ -219,8 +212,10 @@ func named(name string, ok func(NodeEvent) bool) func(NodeEvent) bool {
 }
 
 // TestNomadCluster runs bootstrapd's whole Nomad side against one real
-// server with ACLs and strict client introduction, and real client agents
-// started from ClientConfig output: each step builds on the last.
+// server (Nomad 1.6, the last open-source release) with ACLs, and real
+// client agents started from ClientConfig output: each step builds on the
+// last. What 1.6 lacks (introduction tokens, workload identity) is tested
+// against NomadAPI in arrange_test.go.
 func TestNomadCluster(t *testing.T) {
 	begin := time.Now()
 	e := newNomadEnv(t, clustertest.StartNomad(t))
@@ -239,8 +234,21 @@ func TestNomadCluster(t *testing.T) {
 			t.Errorf("Check with an unknown token: %v", err)
 		}
 		strict, err := n.IntroductionEnforced(ctx(t))
-		if err != nil || !strict {
-			t.Errorf("IntroductionEnforced = %v, %v; want true (server runs strict)", strict, err)
+		if err != nil || strict {
+			t.Errorf("IntroductionEnforced = %v, %v; want false (Nomad 1.6 has no client introduction)", strict, err)
+		}
+		v, err := n.ServerVersion(ctx(t))
+		if err != nil || v.Major != 1 || v.Minor != 6 {
+			t.Fatalf("ServerVersion = %v, %v; want 1.6.x", v, err)
+		}
+		arr, err := Arrange(v, "", nil)
+		if err != nil || arr.VaultIntegration != VaultToken || arr.Introduction || !strings.Contains(arr.Why, "Nomad "+v.String()) {
+			t.Errorf("Arrange(%s) = %+v, %v", v, arr, err)
+		}
+		// A request these servers do not have: one line naming the version.
+		_, err = n.IntroToken(ctx(t), "n1", time.Minute)
+		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "Nomad "+v.String()) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("IntroToken against Nomad %s: %v", v, err)
 		}
 	})
 
@@ -276,10 +284,13 @@ func TestNomadCluster(t *testing.T) {
 	})
 
 	t.Run("worker job template", func(t *testing.T) {
+		// Nomad 1.6 parses the token integration's vault { policies };
+		// workload identity's vault { role } is checked in
+		// TestRenderWorkerJobVault.
 		real := WorkerJob{
 			Datacenters: []string{"dc1", `dc"2`}, NodePool: "default",
 			TSAHost: "tsa.lab:2222", TSAPublicKey: "ssh-rsa AAAAB3Nza tsa@${host}%{x}",
-			VaultRole: "concourse-worker", KVMount: "kv",
+			Vault: VaultToken, KVMount: "kv",
 		}
 		for _, driver := range []string{"docker", "exec"} {
 			real.Driver = driver
@@ -298,7 +309,7 @@ func TestNomadCluster(t *testing.T) {
 			}
 			if task.Driver != driver || task.KillSignal != "SIGUSR2" || *task.KillTimeout != time.Hour ||
 				task.Env["CONCOURSE_NAME"] != "${node.unique.name}" || task.Env["CONCOURSE_TSA_HOST"] != real.TSAHost ||
-				task.Vault == nil || task.Vault.Role != "concourse-worker" || len(task.Templates) != 2 {
+				task.Vault == nil || !slices.Equal(task.Vault.Policies, []string{PolicyConcourseWorker}) || len(task.Templates) != 2 {
 				t.Errorf("%s: task %+v", driver, task)
 				continue
 			}
@@ -318,13 +329,21 @@ func TestNomadCluster(t *testing.T) {
 		if task := job.TaskGroups[0].Tasks[0]; task.Driver != "raw_exec" || task.Vault != nil || len(task.Templates) != 0 || task.KillSignal != "SIGUSR2" {
 			t.Errorf("stand-in task %+v", task)
 		}
+		src, _ = RenderWorkerJob(workerTemplate, WorkerJob{StandIn: true, Vault: VaultToken})
+		job, err = e.api.Jobs().ParseHCLOpts(&api.JobsParseRequest{JobHCL: src, Canonicalize: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task := job.TaskGroups[0].Tasks[0]; task.Vault == nil || !slices.Equal(task.Vault.Policies, []string{PolicyConcourseWorker}) || len(task.Templates) != 1 {
+			t.Errorf("stand-in task with Vault %+v", task)
+		}
 	})
 
 	w := startWatch(t, n, 0)
 	var worker *node
 
 	t.Run("worker node joins and runs the worker", func(t *testing.T) {
-		worker = e.startNode(t, "w1", true, true, map[string]string{"rack": "r1"})
+		worker = e.startNode(t, "w1", true, map[string]string{"rack": "r1"})
 		joined := w.waitFor(t, "w1 joined", named("w1", NodeEvent.Joined))
 		tJoined := time.Since(worker.started)
 		running := w.waitFor(t, "w1 worker running", named("w1", func(ev NodeEvent) bool { return ev.WorkerRunning }))
@@ -346,7 +365,7 @@ func TestNomadCluster(t *testing.T) {
 		for i, v := range hostile {
 			meta[fmt.Sprintf("h%d", i)] = v
 		}
-		e.startNode(t, "p1", false, true, meta)
+		e.startNode(t, "p1", false, meta)
 		ev := w.waitFor(t, "p1 joined", named("p1", NodeEvent.Joined))
 		// The servers evaluate every system job for a node that registers;
 		// once that evaluation is complete, the worker would be placed.
@@ -375,32 +394,11 @@ func TestNomadCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("strict enforcement refuses a client without its intro token", func(t *testing.T) {
-		// One with none, one with a token minted for another name.
-		noToken := e.startNode(t, "x1", true, false, nil)
-		cfg, _ := ClientConfig(ClientParams{Name: "x2", Datacenter: "dc1", Servers: []string{e.srv.RPC}, ACL: true, RawExec: true})
-		tok, err := n.IntroToken(ctx(t), "someone-else", time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.secrets = append(e.secrets, tok)
-		wrongToken := clustertest.StartClient(e.top, e.srv, cfg, tok)
-		for _, c := range []*clustertest.NomadClient{noToken.agent, wrongToken} {
-			waitLog(t, c, "error registering")
-			c.Stop()
-		}
-		for _, name := range []string{"x1", "x2"} {
-			if _, found, err := nodeStatus(ctx(t), n, name); found || err != nil {
-				t.Errorf("%s registered without a valid intro token (%v)", name, err)
-			}
-		}
-	})
-
 	t.Run("watch resumes from its last index", func(t *testing.T) {
 		last := w.last()
 		w.stop(t)
 		// A node joins while nobody watches.
-		e.startNode(t, "w2", true, true, nil)
+		e.startNode(t, "w2", true, nil)
 		w2 := startWatch(e.top, n, last.Index) // it goes on into the next step
 		got := w2.waitFor(t, "w2 worker running", named("w2", func(ev NodeEvent) bool { return ev.WorkerRunning }))
 		for _, ev := range w2.events() {
@@ -548,7 +546,7 @@ func TestNewNomadRefuses(t *testing.T) {
 }
 
 func TestRenderWorkerJobRefuses(t *testing.T) {
-	ok := WorkerJob{TSAHost: "tsa.lab:2222", TSAPublicKey: "ssh-rsa AAAA tsa", VaultRole: "concourse-worker"}
+	ok := WorkerJob{TSAHost: "tsa.lab:2222", TSAPublicKey: "ssh-rsa AAAA tsa", Vault: VaultWorkloadIdentity, VaultRole: "concourse-worker"}
 	if _, err := RenderWorkerJob(workerTemplate, ok); err != nil {
 		t.Fatal(err)
 	}
@@ -563,6 +561,8 @@ func TestRenderWorkerJobRefuses(t *testing.T) {
 		{"tsa key with a template", func(j *WorkerJob) { j.TSAPublicKey = `ssh-rsa {{ with secret "x" }}` }, "TSA public key"},
 		{"tsa key of two lines", func(j *WorkerJob) { j.TSAPublicKey = "ssh-rsa A\nssh-rsa B" }, "TSA public key"},
 		{"no vault role", func(j *WorkerJob) { j.VaultRole = "" }, "Vault role"},
+		{"no vault", func(j *WorkerJob) { j.Vault = "" }, "no Vault integration"},
+		{"unknown vault integration", func(j *WorkerJob) { j.Vault = "approle" }, `vault integration "approle"`},
 		{"kv mount leaving the template", func(j *WorkerJob) { j.KVMount = `kv" }}{{ env "X` }, "KV mount"},
 		{"kv mount dot dot", func(j *WorkerJob) { j.KVMount = "../sys" }, "KV mount"},
 		{"datacenter not UTF-8", func(j *WorkerJob) { j.Datacenters = []string{"\xff"} }, "UTF-8"},

@@ -91,22 +91,17 @@ func (p *cutProxy) resume() {
 // reported once, in order; with the buffer moved past it, a snapshot
 // reports the node's new state once.
 func TestWatchReconnects(t *testing.T) {
-	// A small buffer, so that the second outage outlasts it. No ACLs and
-	// Nomad's default enforcement ("warn"): the client joins without an
-	// introduction token, as an older cluster's would.
+	// A small buffer, so that the second outage outlasts it. No ACLs.
 	srv := clustertest.StartNomadWith(t, clustertest.NomadOptions{EventBufferSize: 30})
 	e := newNomadEnv(t, srv)
 	if err := e.n.Check(ctx(t)); err != nil {
 		t.Errorf("Check without ACLs: %v", err)
 	}
-	if strict, err := e.n.IntroductionEnforced(ctx(t)); err != nil || strict {
-		t.Errorf("IntroductionEnforced under Nomad's default (warn) = %v, %v", strict, err)
-	}
 	e.initWorkerJob(t)
 	proxy := startCutProxy(t, strings.TrimPrefix(srv.Addr, "http://"))
 	w := startWatch(t, e.handle(t, proxy.addr()), 0)
 
-	e.startNode(t, "c1", true, false, nil)
+	e.startNode(t, "c1", true, nil)
 	ready := w.waitFor(t, "c1 worker running", named("c1", func(ev NodeEvent) bool { return ev.WorkerRunning }))
 	toggle := func(eligible bool) {
 		t.Helper()
@@ -154,7 +149,7 @@ func TestWatchReconnects(t *testing.T) {
 		proxy.resume()
 		w.waitFor(t, "c1 eligible", named("c1", func(ev NodeEvent) bool { return ev.Eligible }))
 		// Let any stale event arrive before checking none was reported.
-		e.startNode(t, "c2", false, false, nil)
+		e.startNode(t, "c2", false, nil)
 		w.waitFor(t, "c2 joined", named("c2", NodeEvent.Joined))
 		if got := eligibility(before); len(got) != 1 {
 			t.Errorf("eligibility reported after the outage: %v, want [true] once", got)

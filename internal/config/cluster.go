@@ -37,16 +37,21 @@ type Nomad struct {
 	TokenFile string   `hcl:"token_file,optional"` // or NOMAD_TOKEN
 	CAFile    string   `hcl:"ca_file,optional"`
 	Region    string   `hcl:"region,optional"`
-	// Introduction mints a client introduction token per node (Nomad >=
-	// 1.11, servers with client_introduction enforcement).
-	Introduction bool `hcl:"introduction,optional"`
+	// Introduction: a client introduction token per node. Unset, nodes get
+	// one wherever the servers have them (Nomad >= 1.11); true insists
+	// (servers older than 1.11 are an error), false never asks.
+	Introduction *bool `hcl:"introduction,optional"`
+	// VaultIntegration is how the worker job reads Vault: "token" (the
+	// servers hold a Vault token; Nomad < 1.10) or "workload_identity"
+	// (Nomad >= 1.7). Unset, it follows the servers' version.
+	VaultIntegration string `hcl:"vault_integration,optional"`
 	// WorkerTemplate is the Concourse worker job template; default
 	// concourse-worker.nomad.hcl.tmpl in the profiles directory.
 	WorkerTemplate string `hcl:"worker_template,optional"`
 	TSAHost        string `hcl:"tsa_host,optional"`
 	TSAPublicKey   string `hcl:"tsa_public_key,optional"`
 	// WorkerVaultRole is the Vault JWT role the worker job logs in with
-	// (workload identity) to read its key.
+	// to read its key (workload identity); default "concourse-worker".
 	WorkerVaultRole string `hcl:"worker_vault_role,optional"`
 	// StandIn runs a stand-in worker (raw_exec, no Concourse): the demo.
 	StandIn       bool   `hcl:"stand_in,optional"`
@@ -79,6 +84,9 @@ func (s *Site) clusterDefaults(dir string) {
 	if n := s.Nomad; n != nil {
 		abs(&n.TokenFile)
 		abs(&n.CAFile)
+		if n.WorkerVaultRole == "" {
+			n.WorkerVaultRole = "concourse-worker"
+		}
 		if n.WorkerTemplate == "" {
 			n.WorkerTemplate = filepath.Join(s.ProfilesDir, "concourse-worker.nomad.hcl.tmpl")
 		}
@@ -102,6 +110,17 @@ func (s *Site) validateCluster() error {
 		var err error
 		if v.token, err = s.credential("vault.token_file", v.TokenFile, "VAULT_TOKEN", "Vault token", true); err != nil {
 			return err
+		}
+	}
+	if n := s.Nomad; n != nil {
+		switch n.VaultIntegration {
+		case "", "token", "workload_identity":
+		default:
+			return s.Errorf("nomad.vault_integration", "vault_integration %q must be \"token\" (Nomad < 1.10) or \"workload_identity\" (Nomad >= 1.7)", n.VaultIntegration)
+		}
+		if n.Address == "" && n.VaultIntegration == "" && s.Vault != nil {
+			// Nothing to read the servers' version from.
+			return s.Errorf("nomad", "set vault_integration (\"token\" or \"workload_identity\") or address: without the servers' API bootstrapd cannot tell which way their jobs read Vault")
 		}
 	}
 	if n := s.Nomad; n != nil && n.Address != "" {

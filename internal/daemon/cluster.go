@@ -40,12 +40,36 @@ func NewCluster(site *config.Site, log *slog.Logger) (Cluster, error) {
 	return c, err
 }
 
-// WorkerJob renders the site's Concourse worker job.
-func WorkerJob(site *config.Site) (string, error) {
+// Arrange decides how nodes join and how the worker job reads Vault: from
+// the Nomad servers' version where the site gives their API, else from
+// the site's own vault_integration (config.Load insists on one when Vault
+// is used); introduction tokens need the API.
+func (c Cluster) Arrange(ctx context.Context, n *config.Nomad) (cluster.Arrangement, error) {
+	if c.Nomad == nil {
+		why := "no nomad address to read the servers' version from: as configured"
+		if n.VaultIntegration == "" {
+			why = "no nomad address: no Vault integration"
+		}
+		return cluster.Arrangement{VaultIntegration: n.VaultIntegration, Why: why}, nil
+	}
+	v, err := c.Nomad.ServerVersion(ctx)
+	if err != nil {
+		return cluster.Arrangement{}, err
+	}
+	a, err := cluster.Arrange(v, n.VaultIntegration, n.Introduction)
+	if err != nil {
+		return a, fmt.Errorf("nomad at %s: %w", n.Address, err)
+	}
+	return a, nil
+}
+
+// WorkerJob renders the site's Concourse worker job for the arrangement.
+func WorkerJob(site *config.Site, a cluster.Arrangement) (string, error) {
 	n := site.Nomad
 	j := cluster.WorkerJob{TSAHost: n.TSAHost, TSAPublicKey: n.TSAPublicKey, VaultRole: n.WorkerVaultRole, StandIn: n.StandIn}
 	if site.Vault != nil {
 		j.KVMount = site.Vault.KVMount
+		j.Vault = a.VaultIntegration
 	}
 	return cluster.RenderWorkerJob(n.WorkerTemplate, j)
 }
@@ -89,6 +113,10 @@ func (c *clusterOps) Mint(ctx context.Context, n inventory.Node) (files []pxe.Bu
 	if nomad == nil {
 		nomad = &config.Nomad{} // a site with Vault but no Nomad: keys and tokens only
 	}
+	arr, err := c.Arrange(ctx, nomad)
+	if err != nil {
+		return nil, "", err
+	}
 	params := cluster.ClientParams{Name: n.Hostname, Region: nomad.Region, Datacenter: p.Datacenter,
 		NodePool: p.NodePool, NodeClass: p.NodeClass, Servers: nomad.Servers, Meta: p.Meta, Worker: worker(p),
 		ACL: nomad.Token() != "", RawExec: nomad.RawExec}
@@ -105,8 +133,9 @@ func (c *clusterOps) Mint(ctx context.Context, n inventory.Node) (files []pxe.Bu
 		accessor = tok.Accessor
 		files = append(files, pxe.BundleFile{Path: "etc/bootstrapd/vault-token.wrapped", Mode: 0o600, Body: []byte(tok.Wrapped + "\n")})
 		params.VaultAddr = c.site.Vault.Address
+		params.VaultIntegration = arr.VaultIntegration
 	}
-	if c.Nomad != nil && nomad.Introduction {
+	if arr.Introduction {
 		jwt, err := c.Nomad.IntroToken(ctx, n.Hostname, introTTL)
 		if err != nil {
 			return nil, accessor, err

@@ -30,14 +30,19 @@ func CheckCluster(e *Env) []Result {
 		out = append(out, r)
 	}
 	if c.Nomad != nil {
-		r := Result{Name: "nomad", OK: true, Detail: e.Site.Nomad.Address + ": reachable, leader elected, token valid"}
+		r := Result{Name: "nomad", OK: true}
 		if err := c.Nomad.Check(ctx); err != nil {
 			r = Result{Name: "nomad", Detail: oneLine(err.Error()),
 				Fix: "check nomad.address and the token (nomad.token_file or NOMAD_TOKEN)"}
-		} else if strict, err := c.Nomad.IntroductionEnforced(ctx); err == nil && strict && !e.Site.Nomad.Introduction {
+		} else if arr, err := c.Arrange(ctx, e.Site.Nomad); err != nil {
+			r = Result{Name: "nomad", Detail: oneLine(err.Error()),
+				Fix: "set nomad.vault_integration and nomad.introduction to what these servers have, or leave them unset to follow the servers' version"}
+		} else if strict, err := c.Nomad.IntroductionEnforced(ctx); err == nil && strict && !arr.Introduction {
 			// Every node would install, then be refused by the servers.
 			r = Result{Name: "nomad", Detail: e.Site.Nomad.Address + ": the servers enforce client introduction (strict), but nodes get no introduction token",
-				Fix: "set introduction = true in the site's nomad block"}
+				Fix: "remove introduction = false from the site's nomad block"}
+		} else {
+			r.Detail = e.Site.Nomad.Address + ": reachable, leader elected, token valid; " + arr.Why
 		}
 		out = append(out, r)
 	}

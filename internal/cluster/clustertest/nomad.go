@@ -30,21 +30,27 @@ type NomadServer struct {
 }
 
 // NomadOptions shape a server. The zero value is Nomad's defaults: no
-// ACLs, introduction enforcement "warn".
+// ACLs, no Vault.
+//
+// The binary is an open-source release (Nomad 1.6): it has the token
+// integration for Vault but neither workload identity for Vault (1.7) nor
+// client introduction tokens (1.11); those are tested against NomadAPI.
 type NomadOptions struct {
-	ACL         bool   // enable ACLs and bootstrap them (Token)
-	Enforcement string // server.client_introduction.enforcement: none, warn, strict
+	ACL bool // enable ACLs and bootstrap them (Token)
 	// EventBufferSize is how many Raft writes' events the server keeps for
 	// event stream subscribers to resume from; 0 is Nomad's 100.
 	EventBufferSize int
+	// Vault, with VaultToken, turns on the token integration: the server
+	// derives task tokens from the nomad-cluster role with VaultToken (a
+	// token from `bootstrapd cluster server-token`), given by environment.
+	Vault      *VaultServer
+	VaultToken string
 }
 
-// StartNomad starts the server bootstrapd is meant for: ACLs bootstrapped
-// and client introduction enforced ("strict"), so clients register only
-// with an introduction token.
+// StartNomad starts the server bootstrapd is meant for: ACLs bootstrapped.
 func StartNomad(t testing.TB) *NomadServer {
 	t.Helper()
-	return StartNomadWith(t, NomadOptions{ACL: true, Enforcement: "strict"})
+	return StartNomadWith(t, NomadOptions{ACL: true})
 }
 
 // StartNomadWith starts a server for t, stopped when t ends; its output
@@ -71,7 +77,11 @@ func StartNomadWith(t testing.TB, o NomadOptions) *NomadServer {
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		p, err := startNomadAgent(t, bin, dir, s.LogPath, nil, "-config="+cfgPath)
+		var env []string
+		if o.VaultToken != "" {
+			env = []string{"VAULT_TOKEN=" + o.VaultToken}
+		}
+		p, err := startNomadAgent(t, bin, dir, s.LogPath, nil, env, "-config="+cfgPath)
 		if err != nil {
 			t.Fatalf("clustertest: %v", err)
 		}
@@ -103,15 +113,16 @@ func serverHCL(o NomadOptions) string {
 	// A client that stops heartbeating is down after about 3s instead of
 	// Nomad's 10s TTL plus 10s grace: tests switch machines off.
 	b.WriteString("server {\n  enabled = true\n  bootstrap_expect = 1\n  min_heartbeat_ttl = \"1s\"\n  heartbeat_grace = \"2s\"\n")
-	if o.Enforcement != "" {
-		fmt.Fprintf(&b, "  client_introduction {\n    enforcement = %q\n  }\n", o.Enforcement)
-	}
 	if o.EventBufferSize > 0 {
 		fmt.Fprintf(&b, "  event_buffer_size = %d\n", o.EventBufferSize)
 	}
 	b.WriteString("}\n")
 	if o.ACL {
 		b.WriteString("acl {\n  enabled = true\n}\n")
+	}
+	if o.Vault != nil {
+		// The token comes from VAULT_TOKEN, never this file.
+		fmt.Fprintf(&b, "vault {\n  enabled = true\n  address = %q\n  create_from_role = \"nomad-cluster\"\n}\n", o.Vault.Addr)
 	}
 	return b.String()
 }
@@ -169,7 +180,7 @@ func StartClient(t testing.TB, srv *NomadServer, configHCL []byte, introToken st
 		t.Fatal(err)
 	}
 	// Later -config files override earlier ones: local.hcl's data_dir wins.
-	p, err := startNomadAgent(t, bin, dir, c.LogPath, []string{c.DataDir}, "-config="+bundle, "-config="+local)
+	p, err := startNomadAgent(t, bin, dir, c.LogPath, []string{c.DataDir}, nil, "-config="+bundle, "-config="+local)
 	if err != nil {
 		t.Fatalf("clustertest: %v", err)
 	}
@@ -213,10 +224,10 @@ type nomadProc struct {
 // tasks live in sessions of their own, so no process group holds them
 // all) and then lazily unmounts whatever the client mounted under
 // mountRoots (the tmpfs secrets and private dirs of each task).
-func startNomadAgent(t testing.TB, bin, dir, logPath string, mountRoots []string, args ...string) (*nomadProc, error) {
+func startNomadAgent(t testing.TB, bin, dir, logPath string, mountRoots, env []string, args ...string) (*nomadProc, error) {
 	// No NOMAD_* of the caller's: an intro token in the environment would
 	// override the file.
-	p, err := startProc(bin, dir, logPath, nil, append([]string{"agent"}, args...)...)
+	p, err := startProc(bin, dir, logPath, env, append([]string{"agent"}, args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -304,12 +315,9 @@ func unmountUnder(t testing.TB, roots []string) {
 	}
 }
 
-// waitNomadReady polls until the server has a leader and its keyring is
-// initialized (the JWKS lists a key), the agent exits, or the time is up.
-// A leader alone is not enough: for a moment after the election, signing
-// anything (an introduction token, a workload identity) fails with
-// "keyring has not been initialized yet". Polling is fine here: it only
-// waits for a process to start.
+// waitNomadReady polls until the server has a leader, the agent exits, or
+// the time is up. Polling is fine here: it only waits for a process to
+// start.
 func waitNomadReady(addr string, exited <-chan struct{}, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
@@ -317,16 +325,9 @@ func waitNomadReady(addr string, exited <-chan struct{}, limit time.Duration) er
 	defer tick.Stop()
 	for {
 		var leader string
-		var jwks struct{ Keys []json.RawMessage }
 		err := getJSON(ctx, addr+"/v1/status/leader", &leader)
 		if err == nil && leader == "" {
 			err = errors.New("no leader yet")
-		}
-		if err == nil {
-			err = getJSON(ctx, addr+"/.well-known/jwks.json", &jwks)
-		}
-		if err == nil && len(jwks.Keys) == 0 {
-			err = errors.New("keyring not initialized yet")
 		}
 		if err == nil {
 			return nil
