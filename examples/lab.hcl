@@ -50,7 +50,6 @@ nomad {
   address           = "https://nomad.lab.example:4646"
   token_file        = "/etc/bootstrapd/nomad-token"
   ca_file           = "/etc/bootstrapd/lab-ca.pem"
-  introduction      = true
   tsa_host          = "ci.lab.example:2222"
   tsa_public_key    = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 ci-web"
   worker_vault_role = "concourse-worker"

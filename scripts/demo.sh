@@ -7,14 +7,15 @@
 # In network namespaces it makes a provisioning network (bridge br0
 # 10.77.0.1/24, a tap per node) and starts, on it: a RouterOS *stand-in*
 # (bootstrapd's test router, which speaks the API wire protocol; it is not
-# a MikroTik), Vault and Nomad dev agents, and bootstrapd with
+# a MikroTik), Vault (1.14.1) and Nomad (1.6.1) agents, the open-source
+# releases, with Nomad's token integration for Vault, and bootstrapd with
 # examples/demo/site.hcl. Then `router apply` and `cluster init`, and for
 # each node: enroll, PXE-boot in QEMU through the stand-in installer (it
 # honours the Void autoinstaller's contract and runs the real void-nomad
 # post-install script), then "boot from disk": a Nomad client in the node's
 # own namespace with the config and tokens its join bundle put on its disk.
-# The Concourse worker job (a stand-in task) runs there and the node is
-# ready. Everything it creates is removed on exit or Ctrl-C.
+# The Concourse worker job (a stand-in task) reads the node's key from
+# Vault through Nomad, checks it, and runs: the node is ready. Everything it creates is removed on exit or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -107,9 +108,12 @@ say "starting the RouterOS stand-in (test router, not a MikroTik) at 10.77.0.254
 ROUTEROS_STANDIN_PASSWORD=$(cat "$WORK/router-password") start ip netns exec "$NS" bin/routeros-standin \
 	-listen 10.77.0.254:8729 -cert examples/demo/router-standin.pem >"$WORK/router.log" 2>&1
 STANDIN=${PIDS[-1]}
-say "starting Vault and Nomad dev agents (logs in $WORK)"
+say "starting Vault 1.14.1 (dev) and Nomad 1.6.1 (logs in $WORK)"
 VAULT_DEV_ROOT_TOKEN_ID=$(cat "$WORK/vault-token") HOME=$WORK start ip netns exec "$NS" "$VAULT" server -dev \
 	-dev-listen-address=10.77.0.1:8200 -dev-no-store-token >"$WORK/vault.log" 2>&1
+waitfor 60 "Vault" in_ns curl -fs http://10.77.0.1:8200/v1/sys/health
+say "bootstrapd cluster server-token   (Vault: the nomad-server policy and nomad-cluster role; the servers' token, to a file)"
+in_ns "$BIN" cluster server-token -config "$SITE" "$WORK/nomad-vault-token" | sed 's/^/    /'
 cat >"$WORK/nomad-server.hcl" <<HCL
 data_dir  = "$WORK/nomad-server"
 bind_addr = "10.77.0.1"
@@ -117,17 +121,19 @@ disable_update_check = true
 server {
   enabled          = true
   bootstrap_expect = 1
-  client_introduction {
-    enforcement = "strict" # clients register only with an introduction token
-  }
 }
 acl {
   enabled = true
 }
+vault {
+  enabled          = true # the token integration: the token is VAULT_TOKEN
+  address          = "http://10.77.0.1:8200"
+  create_from_role = "nomad-cluster"
+}
 HCL
-start ip netns exec "$NS" "$NOMAD" agent -config "$WORK/nomad-server.hcl" >"$WORK/nomad-server.log" 2>&1
-waitfor 60 "Vault" in_ns curl -fs http://10.77.0.1:8200/v1/sys/health
-waitfor 60 "Nomad's leader and keyring" sh -c "ip netns exec $NS curl -fs http://10.77.0.1:4646/.well-known/jwks.json | grep -q kid"
+# The servers' Vault token goes by environment from its file, never argv.
+VAULT_TOKEN=$(cat "$WORK/nomad-vault-token") start ip netns exec "$NS" "$NOMAD" agent -config "$WORK/nomad-server.hcl" >"$WORK/nomad-server.log" 2>&1
+waitfor 60 "Nomad's leader" sh -c "ip netns exec $NS curl -fs http://10.77.0.1:4646/v1/status/leader | grep -q 4647"
 # The secret goes from its file to jq to curl's stdin: never an argument.
 jq -n --rawfile s "$WORK/nomad-token" '{BootstrapSecret: ($s | rtrimstr("\n"))}' |
 	in_ns curl -fs -X POST --data-binary @- http://10.77.0.1:4646/v1/acl/bootstrap >/dev/null
@@ -139,7 +145,7 @@ waitfor 20 "bootstrapd" "$BIN" nodes
 
 say "bootstrapd router apply   (bootstrapd synced the router when it started: VLAN, address, NAT, identity, api-ssl)"
 "$BIN" router apply | sed 's/^/    /'
-say "bootstrapd cluster init   (Vault: KV, policies, token role; Nomad: the Concourse worker system job)"
+say "bootstrapd cluster init   (Vault: KV, policies, token roles; Nomad: the Concourse worker system job)"
 in_ns "$BIN" cluster init -config "$SITE" 2>&1 | sed 's/^/    /'
 
 say "enrolling $NODES node(s) and powering them on (QEMU, PXE under TCG: a minute or two)"
@@ -165,8 +171,9 @@ for n in $(seq "$NODES"); do
 done
 
 # The node reboots from its disk: its Nomad client starts with what the
-# join bundle put there (client config and introduction token), in the
-# node's own namespace at the node's address.
+# join bundle put there (client config, and an introduction token where the
+# servers have them: Nomad 1.11), in the node's own namespace at the
+# node's address.
 for n in $(seq "$NODES"); do
 	ip=$("$BIN" node show "demo$n" -json | jq -r .ip)
 	say "demo$n boots from disk: Nomad client at $ip with the join bundle from its disk"
@@ -181,7 +188,9 @@ for n in $(seq "$NODES"); do
 	dir=$WORK/node$n
 	mkdir -p "$dir/data/client"
 	debugfs -R "cat /etc/nomad.d/20-join.hcl" "$WORK/disk$n.img" >"$dir/20-join.hcl" 2>/dev/null
-	(umask 077 && debugfs -R "cat /var/lib/nomad/client/intro_token.jwt" "$WORK/disk$n.img" >"$dir/data/client/intro_token.jwt" 2>/dev/null)
+	if debugfs -R "stat /var/lib/nomad/client/intro_token.jwt" "$WORK/disk$n.img" 2>/dev/null | grep -q '^Inode:'; then
+		(umask 077 && debugfs -R "cat /var/lib/nomad/client/intro_token.jwt" "$WORK/disk$n.img" >"$dir/data/client/intro_token.jwt" 2>/dev/null)
+	fi
 	printf 'data_dir = "%s"\nbind_addr = "%s"\n' "$dir/data" "$ip" >"$dir/local.hcl"
 	start ip netns exec "$NS-n$n" "$NOMAD" agent -config "$dir/20-join.hcl" -config "$dir/local.hcl" >"$dir/nomad.log" 2>&1
 done

@@ -14,7 +14,7 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/daemon"
 )
 
-const clusterUsage = "usage: bootstrapd cluster init [-config site.hcl] | server-token [-config site.hcl] -o FILE"
+const clusterUsage = "usage: bootstrapd cluster init [-config site.hcl] | server-token [-config site.hcl] FILE"
 
 // cmdCluster: `cluster init` sets up what bootstrapd needs in Vault and
 // Nomad; `cluster server-token` mints the Nomad servers' Vault token for
@@ -97,7 +97,7 @@ func clusterInit(ctx context.Context, e *env, args []string) error {
 		changes = append(changes, done...)
 		if err != nil {
 			if arr.VaultIntegration == cluster.VaultToken && strings.Contains(err.Error(), "Vault not enabled") {
-				return fmt.Errorf("nomad: %w\nthe servers have no Vault integration yet: `bootstrapd cluster server-token -o FILE`, then give them vault { enabled = true, address = %q, create_from_role = %q } and VAULT_TOKEN from FILE (README: Vault, Nomad and Concourse)",
+				return fmt.Errorf("nomad: %w\nthe servers have no Vault integration yet: `bootstrapd cluster server-token FILE`, then give them vault { enabled = true, address = %q, create_from_role = %q } and VAULT_TOKEN from FILE (README: Vault, Nomad and Concourse)",
 					err, site.Vault.Address, cluster.NomadClusterRole)
 			}
 			return fmt.Errorf("nomad: %w", err)
@@ -118,13 +118,14 @@ func clusterInit(ctx context.Context, e *env, args []string) error {
 func clusterServerToken(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("cluster server-token", flag.ContinueOnError)
 	cfg := fs.String("config", "site.hcl", "site config file (its vault block)")
-	out := fs.String("o", "", "file to write the token to (created with mode 0600; must not exist)")
-	if _, err := parse(fs, e, args); err != nil {
+	pos, err := parse(fs, e, args)
+	if err != nil {
 		return err
 	}
-	if *out == "" {
-		return usageError{"cluster server-token: -o FILE is required (the token is never printed)"}
+	if len(pos) != 1 {
+		return usageError{"usage: bootstrapd cluster server-token [-config site.hcl] FILE (the token goes to FILE, created 0600; it is never printed)"}
 	}
+	out := &pos[0]
 	_, c, err := loadCluster(e, *cfg)
 	if err != nil {
 		return err

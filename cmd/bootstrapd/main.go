@@ -45,7 +45,7 @@ func commands() map[string]command {
 		"doctor":    {"preflight: interface, ports, netboot files, profiles", cmdDoctor},
 		"netboot":   {"netboot import <tarball>: add a Void NETBOOT kernel and initrd", cmdNetboot},
 		"router":    {"router plan | apply [-prune] | bootstrap-script | fingerprint: configure the MikroTik", cmdRouter},
-		"cluster":   {"cluster init: set up Vault (policies, token role, KV) and the Concourse worker job in Nomad", cmdCluster},
+		"cluster":   {"cluster init | server-token FILE: set up Vault and the Concourse worker job in Nomad; mint the Nomad servers' Vault token", cmdCluster},
 		"version": {"print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "bootstrapd", version)
 			return nil

@@ -44,7 +44,6 @@ nomad {
   servers        = ["10.77.0.1:4647"]
   address        = "http://10.77.0.1:4646"
   token_file     = "/tmp/bootstrapd-demo/nomad-token"
-  introduction   = true
   stand_in       = true # the worker job runs a stand-in task, not Concourse
   raw_exec       = true
   drain_deadline = "30s"

@@ -153,7 +153,8 @@ func (n *Nomad) Check(ctx context.Context) error {
 // IntroToken mints a client introduction token (Nomad >= 1.11) for one
 // node: its claims name the node and the configured node pool, so it
 // registers only that node name in that pool, once, within ttl (0 is the
-// servers' default_identity_ttl; more than max_identity_ttl is refused).
+// servers' default_identity_ttl; the servers cut a longer one to their
+// max_identity_ttl).
 // The token needs node:write. It goes into the join bundle, never a log.
 func (n *Nomad) IntroToken(ctx context.Context, nodeName string, ttl time.Duration) (string, error) {
 	if nodeName == "" {

@@ -11,12 +11,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	nomadapi "github.com/hashicorp/nomad/api"
 	vaultapi "github.com/hashicorp/vault/api"
 
+	"github.com/bootstrapd/bootstrapd/internal/cluster"
 	"github.com/bootstrapd/bootstrapd/internal/cluster/clustertest"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
@@ -44,40 +47,73 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestClusterEnrollment runs bootstrapd against real Vault and Nomad (ACLs
-// on, client introduction strict): cluster init, then one node from
-// enrolled to ready and back to retired. The node's install is played over
-// HTTP (the PXE tests prove that part); its Nomad client agent runs from
-// exactly the join bundle.
+// TestClusterEnrollment runs bootstrapd against real Vault (1.14.1) and
+// Nomad (1.6.1, ACLs on) with the token integration, as seeds 000 and 003
+// run it: the servers' Vault token from `cluster server-token`, cluster
+// init, then one node from enrolled to ready, where ready means the
+// worker read its key from Vault through Nomad, and back to retired. A
+// stand-in of Concourse's web node renders seed 000's
+// authorized_worker_keys template after the join and after the retire.
+// The node's install is played over HTTP (the PXE tests prove that part);
+// its Nomad client agent runs from exactly the join bundle.
 func TestClusterEnrollment(t *testing.T) {
 	netlab.NeedRoot(t)
-	nomad := clustertest.StartNomad(t)
 	vault := clustertest.StartVault(t)
-	dir, httpAddr := clusterSite(t, vault.Addr, vault.RootToken, nomad.Addr, nomad.RPC, nomad.Token)
-
+	dir, httpAddr := clusterSite(t, vault.Addr, vault.RootToken)
+	site := filepath.Join(dir, "site.hcl")
 	d := &daemon{bin: binary(t)}
-	initOut, err := d.cli(t, "cluster", "init", "-config", filepath.Join(dir, "site.hcl"))
-	if err != nil || !strings.Contains(initOut, "concourse-worker") {
+
+	// The servers' token first: Nomad refuses jobs with a vault block
+	// until its servers have the integration.
+	serverToken := filepath.Join(dir, "nomad-vault-token")
+	out, err := d.cli(t, "cluster", "server-token", "-config", site, serverToken)
+	if err != nil || !strings.Contains(out, "created policy nomad-server") || !strings.Contains(out, "created token role nomad-cluster") {
+		t.Fatalf("cluster server-token: %v\n%s", err, out)
+	}
+	tok, err := os.ReadFile(serverToken)
+	fi, _ := os.Stat(serverToken)
+	if err != nil || fi.Mode().Perm() != 0o600 || len(tok) < 10 || strings.Contains(out, strings.TrimSpace(string(tok))) {
+		t.Fatalf("the servers' token file: %v, mode %v, or the token was printed:\n%s", err, fi.Mode(), out)
+	}
+	if again, err := d.cli(t, "cluster", "server-token", "-config", site, serverToken); err == nil || !strings.Contains(again, "exists") {
+		t.Errorf("a second server-token over the first: %v\n%s", err, again)
+	}
+	nomad := clustertest.StartNomadWith(t, clustertest.NomadOptions{ACL: true, Vault: vault, VaultToken: strings.TrimSpace(string(tok))})
+	addNomad(t, dir, nomad.Addr, nomad.RPC, nomad.Token, "")
+
+	initOut, err := d.cli(t, "cluster", "init", "-config", site)
+	if err != nil || !strings.Contains(initOut, "registered job concourse-worker") {
 		t.Fatalf("cluster init: %v\n%s", err, initOut)
 	}
-	if again, err := d.cli(t, "cluster", "init", "-config", filepath.Join(dir, "site.hcl")); err != nil || !strings.Contains(again, "No changes") {
+	if !strings.Contains(initOut, "Nomad 1.6.1: the token integration for Vault") {
+		t.Errorf("cluster init does not say which arrangement it chose:\n%s", initOut)
+	}
+	if again, err := d.cli(t, "cluster", "init", "-config", site); err != nil || !strings.Contains(again, "No changes") {
 		t.Errorf("second cluster init: %v\n%s", err, again)
 	}
-	// Workload identity as `nomad setup vault` sets it up: Vault trusts the
-	// servers' JWKS and the worker job's tasks get the worker policy.
-	for _, want := range []string{"enabled JWT auth at jwt-nomad/", "created JWT auth config (jwks_url " + nomad.Addr + "/.well-known/jwks.json)", "created JWT role concourse-worker"} {
-		if !strings.Contains(initOut, want) {
-			t.Errorf("cluster init did not say %q:\n%s", want, initOut)
-		}
+	// Doctor says which arrangement it found, and refuses what these
+	// servers cannot do.
+	if out, err := d.cli(t, "doctor", "-config", site); !strings.Contains(out, "no client introduction tokens (they arrived in Nomad 1.11)") {
+		t.Errorf("doctor: %v\n%s", err, out)
+	}
+	withIntro := filepath.Join(dir, "with-intro.hcl")
+	b, _ := os.ReadFile(site)
+	os.WriteFile(withIntro, []byte(strings.Replace(string(b), "  stand_in ", "  introduction = true\n  stand_in ", 1)), 0o644)
+	if out, err := d.cli(t, "doctor", "-config", withIntro); err == nil || !strings.Contains(out, "FAIL nomad") || !strings.Contains(out, "run 1.6.1, which has no client introduction tokens") {
+		t.Errorf("doctor with introduction = true against Nomad 1.6: %v\n%s", err, out)
 	}
 
-	// Doctor notices a site that would leave nodes without the
-	// introduction token these servers insist on.
-	noIntro := filepath.Join(dir, "no-intro.hcl")
-	site, _ := os.ReadFile(filepath.Join(dir, "site.hcl"))
-	os.WriteFile(noIntro, []byte(strings.Replace(string(site), "introduction    = true", "introduction    = false", 1)), 0o644)
-	if out, err := d.cli(t, "doctor", "-config", noIntro); err == nil || !strings.Contains(out, "FAIL nomad") || !strings.Contains(out, "introduction = true") {
-		t.Errorf("doctor with introduction off against strict servers: %v\n%s", err, out)
+	// Concourse's web node, stand-in: a client of its own that renders the
+	// authorized_worker_keys template with the concourse-web policy.
+	webCfg, err := cluster.ClientConfig(cluster.ClientParams{Name: "web", Servers: []string{nomad.RPC}, ACL: true, RawExec: true,
+		VaultAddr: vault.Addr, VaultIntegration: cluster.VaultToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clustertest.StartClient(t, nomad, webCfg, "")
+	nc, err := nomadapi.NewClient(&nomadapi.Config{Address: nomad.Addr, SecretID: nomad.Token})
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	d = startDaemon(t, nil, dir)
@@ -88,7 +124,8 @@ func TestClusterEnrollment(t *testing.T) {
 	joinURL := strings.TrimSuffix(status, "/status") + "/join"
 	report(t, client, status, mac, "installing: packages")
 
-	// The join bundle: client config, introduction token, wrapped token.
+	// The join bundle: client config and wrapped token; no introduction
+	// token, which Nomad 1.6 does not have.
 	resp, err := client.PostForm(joinURL, url.Values{"mac": {mac}})
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("join: %v %v", err, resp.Status)
@@ -109,9 +146,12 @@ func TestClusterEnrollment(t *testing.T) {
 		}
 	}
 	resp.Body.Close()
-	hcl, intro, wrapped := files["etc/nomad.d/20-join.hcl"], string(files["var/lib/nomad/client/intro_token.jwt"]), strings.TrimSpace(string(files["etc/bootstrapd/vault-token.wrapped"]))
-	if len(hcl) == 0 || intro == "" || wrapped == "" {
+	hcl, wrapped := files["etc/nomad.d/20-join.hcl"], strings.TrimSpace(string(files["etc/bootstrapd/vault-token.wrapped"]))
+	if len(hcl) == 0 || wrapped == "" || len(files) != 2 {
 		t.Fatalf("join bundle: %v", keys(files))
+	}
+	if !strings.Contains(string(hcl), "address = "+strconv.Quote(vault.Addr)) || strings.Contains(string(hcl), "jwt_auth_backend_path") {
+		t.Errorf("the client's vault block is not the token integration's:\n%s", hcl)
 	}
 	if again, _ := client.PostForm(joinURL, url.Values{"mac": {mac}}); again == nil || again.StatusCode != http.StatusGone {
 		t.Errorf("second claim: %v", again)
@@ -121,13 +161,25 @@ func TestClusterEnrollment(t *testing.T) {
 	// The worker key is in Vault before the node joins.
 	vc, _ := vaultapi.NewClient(&vaultapi.Config{Address: vault.Addr})
 	vc.SetToken(vault.RootToken)
-	if s, err := vc.Logical().Read("kv/data/concourse/workers/n1"); err != nil || s == nil {
-		t.Fatalf("worker key: %v %v", s, err)
+	key, err := vc.KVv2("kv").Get(t.Context(), "concourse/workers/n1")
+	if err != nil {
+		t.Fatalf("worker key: %v", err)
+	}
+	pub, _ := key.Data["public_key"].(string)
+	if pub = strings.TrimSpace(pub); pub == "" {
+		t.Fatalf("worker key without a public_key: %d fields", len(key.Data))
 	}
 
-	// The node boots from disk: its Nomad client starts from the bundle.
-	agent := clustertest.StartClient(t, nomad, hcl, intro)
+	// The node boots from disk: its Nomad client starts from the bundle,
+	// the worker renders its key from Vault through Nomad, checks it, runs.
+	agent := clustertest.StartClient(t, nomad, hcl, "")
 	eventually(t, 90*time.Second, "n1 ready", func() bool { return nodeState(t, d, "n1") == inventory.Ready })
+	if out := workerOutput(t, nc, "n1"); !strings.Contains(out, "stand-in worker: key for n1 read from Vault") {
+		t.Errorf("the worker did not say it read its key: %q", out)
+	}
+	if got := webKeys(t, nc, 1); !strings.Contains(got, pub) {
+		t.Errorf("authorized_worker_keys lacks n1's key after the join:\n%s", got)
+	}
 
 	// The wrapped token unwraps once, to a token whose accessor bootstrapd
 	// recorded.
@@ -158,7 +210,11 @@ func TestClusterEnrollment(t *testing.T) {
 	if s, _ := vc.Logical().Read("kv/metadata/concourse/workers/n1"); s != nil {
 		t.Error("the worker key outlived retire")
 	}
-	for name, secret := range map[string]string{"vault root token": vault.RootToken, "nomad token": nomad.Token, "wrapped token": wrapped, "intro token": intro} {
+	if got := webKeys(t, nc, 2); strings.Contains(got, pub) || strings.TrimSpace(got) != "" {
+		t.Errorf("authorized_worker_keys still has a key after retire:\n%s", got)
+	}
+	for name, secret := range map[string]string{"vault root token": vault.RootToken, "nomad token": nomad.Token, "wrapped token": wrapped,
+		"servers' vault token": strings.TrimSpace(string(tok))} {
 		if secret != "" && strings.Contains(d.log.String(), secret) {
 			t.Errorf("the %s is in the daemon's log", name)
 		}
@@ -185,14 +241,10 @@ func nodeJSON(t *testing.T, d *daemon, ref string) inventory.Node {
 func nodeState(t *testing.T, d *daemon, ref string) inventory.State { return nodeJSON(t, d, ref).State }
 
 // clusterSite lays out a loopback-only site (dhcp off) with one worker
-// profile and the given Vault and Nomad; it returns the directory and the
-// node HTTP address.
-func clusterSite(t *testing.T, vaultAddr, vaultToken, nomadAddr, nomadRPC, nomadToken string) (string, string) {
+// profile and the given Vault; it returns the directory and the node HTTP
+// address. addNomad adds the nomad block.
+func clusterSite(t *testing.T, vaultAddr, vaultToken string) (string, string) {
 	t.Helper()
-	root, err := netlab.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	nb := filepath.Join(dir, "netboot")
 	os.MkdirAll(filepath.Join(dir, "profiles"), 0o755)
@@ -203,7 +255,6 @@ func clusterSite(t *testing.T, vaultAddr, vaultToken, nomadAddr, nomadRPC, nomad
 	os.WriteFile(filepath.Join(nb, "vmlinuz"), []byte("not a kernel"), 0o644)
 	os.WriteFile(filepath.Join(dir, "profiles", "worker.hcl"), []byte(workerProfile), 0o644)
 	os.WriteFile(filepath.Join(dir, "vault-token"), []byte(vaultToken), 0o600)
-	os.WriteFile(filepath.Join(dir, "nomad-token"), []byte(nomadToken), 0o600)
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	site := fmt.Sprintf(`interface       = "lo"
 server_address  = "127.0.0.1"
@@ -226,21 +277,34 @@ vault {
   token_file = "vault-token"
   wrap_ttl   = "5m"
 }
-nomad {
+`, freePort(t), httpAddr, vaultAddr)
+	os.WriteFile(filepath.Join(dir, "site.hcl"), []byte(site), 0o644)
+	return dir, httpAddr
+}
+
+// addNomad adds the nomad block, with extra lines in it, to the site in dir.
+func addNomad(t *testing.T, dir, nomadAddr, nomadRPC, nomadToken, extra string) {
+	t.Helper()
+	root, err := netlab.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "nomad-token"), []byte(nomadToken), 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, "site.hcl"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, `nomad {
   servers         = [%q]
   address         = %q
   token_file      = "nomad-token"
-  introduction    = true
   stand_in        = true
   raw_exec        = true
   drain_deadline  = "10s"
-  worker_vault_role = "concourse-worker"
   worker_template = %q
-}
-`, freePort(t), httpAddr, vaultAddr, nomadRPC, nomadAddr, filepath.Join(root, "profiles", "concourse-worker.nomad.hcl.tmpl"))
-	os.WriteFile(filepath.Join(dir, "site.hcl"), []byte(site), 0o644)
-
-	return dir, httpAddr
+%s}
+`, nomadRPC, nomadAddr, filepath.Join(root, "profiles", "concourse-worker.nomad.hcl.tmpl"), extra)
 }
 
 // TestClusterUnreachable: with Vault and Nomad away, the join claim is
@@ -249,7 +313,8 @@ nomad {
 func TestClusterUnreachable(t *testing.T) {
 	netlab.NeedRoot(t)
 	gone := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	dir, httpAddr := clusterSite(t, gone, "vault-tok", gone, "127.0.0.1:4647", "nomad-tok")
+	dir, httpAddr := clusterSite(t, gone, "vault-tok")
+	addNomad(t, dir, gone, "127.0.0.1:4647", "nomad-tok", "")
 	d := startDaemon(t, nil, dir)
 	const mac = "52:54:00:c1:00:02"
 	d.mustCLI(t, "enroll", mac, "-hostname", "n2")
@@ -303,4 +368,63 @@ func installScript(t *testing.T, client *http.Client, httpAddr, mac string) stri
 		t.Fatalf("no install script:\n%s", script)
 	}
 	return string(m[1])
+}
+
+// TestClusterJoinNewerNomad: against servers newer than the open-source
+// test agent, the join bundle follows their version: workload identity
+// (the client's vault block names the JWT auth path) and a client
+// introduction token minted for the node. Vault is real (1.14.1); Nomad
+// is clustertest.NomadAPI, a stand-in answering as the Nomad v1.11.x API
+// documentation describes, not Nomad.
+func TestClusterJoinNewerNomad(t *testing.T) {
+	netlab.NeedRoot(t)
+	vault := clustertest.StartVault(t)
+	const nomadToken = "5eed5eed-0000-4000-8000-00000000000a"
+	fake := clustertest.StartNomadAPI(t, clustertest.NomadAPIOptions{Version: "1.11.3", Enforcement: "strict", ACLToken: nomadToken})
+	dir, httpAddr := clusterSite(t, vault.Addr, vault.RootToken)
+	addNomad(t, dir, fake.Addr, "127.0.0.1:4647", nomadToken, "")
+	// The Vault side of cluster init (its Nomad side would register the
+	// worker job, which needs a real Nomad's job parser).
+	v, err := cluster.NewVault(cluster.VaultConfig{Addr: vault.Addr, Token: vault.RootToken}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Init(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	d := startDaemon(t, nil, dir)
+	if out, err := d.cli(t, "doctor", "-config", filepath.Join(dir, "site.hcl")); !strings.Contains(out, "Nomad 1.11.3: workload identity for Vault") ||
+		!strings.Contains(out, "client introduction tokens (Nomad >= 1.11)") {
+		t.Errorf("doctor: %v\n%s", err, out)
+	}
+	const mac = "52:54:00:c1:00:03"
+	d.mustCLI(t, "enroll", mac, "-hostname", "n3")
+	client := &http.Client{Timeout: 30 * time.Second}
+	status := installScript(t, client, httpAddr, mac)
+	resp, err := client.PostForm(strings.TrimSuffix(status, "/status")+"/join", url.Values{"mac": {mac}})
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("join: %v %v", err, resp.Status)
+	}
+	files := map[string][]byte{}
+	tr := tar.NewReader(resp.Body)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		files[h.Name], _ = io.ReadAll(tr)
+	}
+	resp.Body.Close()
+	hcl, intro := string(files["etc/nomad.d/20-join.hcl"]), string(files["var/lib/nomad/client/intro_token.jwt"])
+	if !strings.Contains(hcl, `jwt_auth_backend_path = "jwt-nomad"`) || intro == "" || len(files["etc/bootstrapd/vault-token.wrapped"]) == 0 {
+		t.Fatalf("join bundle %v:\n%s", keys(files), hcl)
+	}
+	reqs := fake.IntroRequests()
+	if len(reqs) != 1 || reqs[0].NodeName != "n3" || reqs[0].NodePool != "default" {
+		t.Errorf("introduction token requests: %+v", reqs)
+	}
+	if strings.Contains(d.log.String(), intro) || strings.Contains(d.log.String(), nomadToken) {
+		t.Error("a Nomad token is in the daemon's log")
+	}
 }

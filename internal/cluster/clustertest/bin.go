@@ -1,6 +1,8 @@
 // Package clustertest runs the real vault and nomad binaries for the
 // cluster package's tests: dev-mode servers on loopback, one per test,
-// stopped when the test ends.
+// stopped when the test ends. Both are open-source releases (Vault 1.14.1,
+// Nomad 1.6.1, built by scripts/clusterbins.sh); what newer Nomad releases
+// added is answered by NomadAPI, a stand-in labelled as such.
 package clustertest
 
 import (

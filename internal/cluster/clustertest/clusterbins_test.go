@@ -68,7 +68,7 @@ func fakeProxy(t *testing.T, module, version, license string) string {
 
 // runClusterbins runs scripts/clusterbins.sh for one fake nomad module,
 // with a module cache of its own.
-func runClusterbins(t *testing.T, module, version, license string) (out string, err error, binDir string) {
+func runClusterbins(t *testing.T, module, version, license string) (out, binDir string, err error) {
 	t.Helper()
 	proxy := fakeProxy(t, module, version, license)
 	binDir = t.TempDir()
@@ -92,7 +92,7 @@ func runClusterbins(t *testing.T, module, version, license string) (out string, 
 	cmd.Env = env
 	cmd.Dir = t.TempDir()
 	b, err := cmd.CombinedOutput()
-	return string(b), err, binDir
+	return string(b), binDir, err
 }
 
 func repoRoot(t *testing.T) string {
@@ -115,7 +115,7 @@ func TestClusterbinsLicenceGuard(t *testing.T) {
 	t.Parallel()
 	t.Run("BSL refused", func(t *testing.T) {
 		t.Parallel()
-		out, err, bin := runClusterbins(t, "example.com/fakenomad", "v1.7.0", bslLicense)
+		out, bin, err := runClusterbins(t, "example.com/fakenomad", "v1.7.0", bslLicense)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
 			t.Fatalf("clusterbins.sh accepted a BSL module: %v\n%s", err, out)
@@ -131,7 +131,7 @@ func TestClusterbinsLicenceGuard(t *testing.T) {
 	})
 	t.Run("MPL built", func(t *testing.T) {
 		t.Parallel()
-		out, err, bin := runClusterbins(t, "example.com/fakenomad", "v1.6.9", mplLicense)
+		out, bin, err := runClusterbins(t, "example.com/fakenomad", "v1.6.9", mplLicense)
 		if err != nil {
 			t.Fatalf("clusterbins.sh refused an MPL module: %v\n%s", err, out)
 		}
