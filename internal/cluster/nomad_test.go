@@ -487,19 +487,6 @@ func waitEvalComplete(t *testing.T, c *api.Client, nodeID, job string) {
 	t.Fatalf("no complete evaluation of %s for node %s", job, nodeID)
 }
 
-// waitLog waits for the agent to log substr.
-func waitLog(t *testing.T, c *clustertest.NomadClient, substr string) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		if strings.Contains(c.Log(), substr) {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("client never logged %q", substr)
-}
-
 func TestNomadUnreachable(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

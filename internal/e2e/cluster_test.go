@@ -126,26 +126,7 @@ func TestClusterEnrollment(t *testing.T) {
 
 	// The join bundle: client config and wrapped token; no introduction
 	// token, which Nomad 1.6 does not have.
-	resp, err := client.PostForm(joinURL, url.Values{"mac": {mac}})
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("join: %v %v", err, resp.Status)
-	}
-	files := map[string][]byte{}
-	tr := tar.NewReader(resp.Body)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			break
-		}
-		b, _ := io.ReadAll(tr)
-		if h.Typeflag == tar.TypeReg {
-			files[h.Name] = b
-			if h.Mode&0o077 != 0 && !strings.HasSuffix(h.Name, ".hcl") {
-				t.Errorf("%s has mode %o", h.Name, h.Mode)
-			}
-		}
-	}
-	resp.Body.Close()
+	files := joinBundle(t, client, joinURL, mac)
 	hcl, wrapped := files["etc/nomad.d/20-join.hcl"], strings.TrimSpace(string(files["etc/bootstrapd/vault-token.wrapped"]))
 	if len(hcl) == 0 || wrapped == "" || len(files) != 2 {
 		t.Fatalf("join bundle: %v", keys(files))
@@ -219,6 +200,36 @@ func TestClusterEnrollment(t *testing.T) {
 			t.Errorf("the %s is in the daemon's log", name)
 		}
 	}
+}
+
+// joinBundle claims a node's join bundle, as its post-install script
+// does, and returns its files; secrets in it must be readable by root only.
+func joinBundle(t *testing.T, client *http.Client, joinURL, mac string) map[string][]byte {
+	t.Helper()
+	resp, err := client.PostForm(joinURL, url.Values{"mac": {mac}})
+	if err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("join: %s", resp.Status)
+	}
+	files := map[string][]byte{}
+	tr := tar.NewReader(resp.Body)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		b, _ := io.ReadAll(tr)
+		if h.Typeflag == tar.TypeReg {
+			files[h.Name] = b
+			if h.Mode&0o077 != 0 && !strings.HasSuffix(h.Name, ".hcl") {
+				t.Errorf("%s has mode %o", h.Name, h.Mode)
+			}
+		}
+	}
+	return files
 }
 
 func keys(m map[string][]byte) []string {
@@ -402,20 +413,7 @@ func TestClusterJoinNewerNomad(t *testing.T) {
 	d.mustCLI(t, "enroll", mac, "-hostname", "n3")
 	client := &http.Client{Timeout: 30 * time.Second}
 	status := installScript(t, client, httpAddr, mac)
-	resp, err := client.PostForm(strings.TrimSuffix(status, "/status")+"/join", url.Values{"mac": {mac}})
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("join: %v %v", err, resp.Status)
-	}
-	files := map[string][]byte{}
-	tr := tar.NewReader(resp.Body)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			break
-		}
-		files[h.Name], _ = io.ReadAll(tr)
-	}
-	resp.Body.Close()
+	files := joinBundle(t, client, strings.TrimSuffix(status, "/status")+"/join", mac)
 	hcl, intro := string(files["etc/nomad.d/20-join.hcl"]), string(files["var/lib/nomad/client/intro_token.jwt"])
 	if !strings.Contains(hcl, `jwt_auth_backend_path = "jwt-nomad"`) || intro == "" || len(files["etc/bootstrapd/vault-token.wrapped"]) == 0 {
 		t.Fatalf("join bundle %v:\n%s", keys(files), hcl)
