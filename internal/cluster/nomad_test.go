@@ -334,8 +334,11 @@ func TestNomadCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if task := job.TaskGroups[0].Tasks[0]; task.Vault == nil || !slices.Equal(task.Vault.Policies, []string{PolicyConcourseWorker}) || len(task.Templates) != 1 {
-			t.Errorf("stand-in task with Vault %+v", task)
+		tasks := job.TaskGroups[0].Tasks
+		if len(tasks) != 2 || tasks[0].Name != "key-check" || tasks[0].Lifecycle == nil || tasks[0].Lifecycle.Hook != "prestart" ||
+			tasks[0].Vault == nil || !slices.Equal(tasks[0].Vault.Policies, []string{PolicyConcourseWorker}) || len(tasks[0].Templates) != 1 ||
+			tasks[1].Name != WorkerTask || tasks[1].Vault != nil {
+			t.Errorf("stand-in tasks with Vault %+v", tasks)
 		}
 	})
 

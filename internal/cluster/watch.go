@@ -230,6 +230,22 @@ type watchNode struct {
 	index        uint64
 }
 
+// WorkerTask is the name of the worker job's main task. An allocation
+// counts as a running worker when this task runs, not merely when the
+// allocation does: prestart tasks (the stand-in's key check) run first.
+const WorkerTask = "worker"
+
+// workerRunning tells whether an allocation of the worker job runs its
+// worker: the allocation runs and so does its task WorkerTask (a job
+// without a task of that name counts when the allocation runs).
+func workerRunning(clientStatus string, tasks map[string]*api.TaskState) bool {
+	if clientStatus != api.AllocClientStatusRunning {
+		return false
+	}
+	ts, ok := tasks[WorkerTask]
+	return !ok || ts != nil && ts.State == "running" // the api has no constant for task states
+}
+
 type watchAlloc struct {
 	node    string
 	running bool
@@ -279,7 +295,7 @@ func (st *watchState) snapshot(nodes []*api.NodeListStub, nodesIndex uint64, all
 	seen = map[string]bool{}
 	for _, a := range allocs {
 		seen[a.ID] = true
-		if node, ok := st.setAlloc(a.ID, watchAlloc{node: a.NodeID, running: a.ClientStatus == api.AllocClientStatusRunning, index: a.ModifyIndex}); ok {
+		if node, ok := st.setAlloc(a.ID, watchAlloc{node: a.NodeID, running: workerRunning(a.ClientStatus, a.TaskStates), index: a.ModifyIndex}); ok {
 			touched[node] = true
 		}
 	}
@@ -317,7 +333,7 @@ func (st *watchState) apply(ev *api.Event, touched map[string]bool, unseen map[s
 		if a.JobID != st.job {
 			return nil // its ID happened to equal the job's
 		}
-		if node, ok := st.setAlloc(a.ID, watchAlloc{node: a.NodeID, running: a.ClientStatus == api.AllocClientStatusRunning, index: ev.Index}); ok {
+		if node, ok := st.setAlloc(a.ID, watchAlloc{node: a.NodeID, running: workerRunning(a.ClientStatus, a.TaskStates), index: ev.Index}); ok {
 			touched[node] = true
 		}
 	case api.TopicEvaluation:

@@ -243,3 +243,35 @@ func TestWatchState(t *testing.T) {
 		t.Errorf("stale registration revived a purged node: %+v", got)
 	}
 }
+
+// TestWorkerRunning: an allocation runs its worker only when its worker
+// task runs; a prestart task running (the stand-in's key check), or one
+// that failed with the worker task never started, is not a worker.
+func TestWorkerRunning(t *testing.T) {
+	ts := func(states ...string) map[string]*api.TaskState {
+		m := map[string]*api.TaskState{}
+		for i := 0; i+1 < len(states); i += 2 {
+			m[states[i]] = &api.TaskState{State: states[i+1]}
+		}
+		return m
+	}
+	for _, tt := range []struct {
+		client string
+		tasks  map[string]*api.TaskState
+		want   bool
+	}{
+		{"running", ts("worker", "running"), true},
+		{"running", ts("key-check", "dead", "worker", "running"), true},
+		{"running", ts("key-check", "running", "worker", "pending"), false},
+		{"running", ts("key-check", "dead", "worker", "pending"), false},
+		{"running", nil, true}, // no task states reported yet: the allocation's word
+		{"running", ts("main", "running"), true},
+		{"pending", ts("worker", "pending"), false},
+		{"failed", ts("key-check", "dead"), false},
+		{"complete", ts("worker", "dead"), false},
+	} {
+		if got := workerRunning(tt.client, tt.tasks); got != tt.want {
+			t.Errorf("workerRunning(%s, %v) = %v, want %v", tt.client, tt.tasks, got, tt.want)
+		}
+	}
+}

@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,9 +15,9 @@ import (
 	"github.com/zclconf/go-cty/cty"
 )
 
-// taskBlocks parses a rendered worker job and returns the worker task's
-// nested blocks by type.
-func taskBlocks(t *testing.T, src string) map[string][]*hclsyntax.Block {
+// taskBlocks parses a rendered worker job and returns the nested blocks
+// of its task name, by type.
+func taskBlocks(t *testing.T, src, name string) map[string][]*hclsyntax.Block {
 	t.Helper()
 	f, diags := hclsyntax.ParseConfig([]byte(src), "job.hcl", hcl.InitialPos)
 	if diags.HasErrors() {
@@ -29,7 +27,7 @@ func taskBlocks(t *testing.T, src string) map[string][]*hclsyntax.Block {
 	var walk func(b *hclsyntax.Body)
 	walk = func(b *hclsyntax.Body) {
 		for _, blk := range b.Blocks {
-			if blk.Type == "task" {
+			if blk.Type == "task" && blk.Labels[0] == name {
 				task = blk
 				return
 			}
@@ -38,7 +36,7 @@ func taskBlocks(t *testing.T, src string) map[string][]*hclsyntax.Block {
 	}
 	walk(f.Body.(*hclsyntax.Body))
 	if task == nil {
-		t.Fatalf("no task in\n%s", src)
+		t.Fatalf("no task %q in\n%s", name, src)
 	}
 	out := map[string][]*hclsyntax.Block{}
 	for _, blk := range task.Body.Blocks {
@@ -62,29 +60,34 @@ func attrValue(t *testing.T, b *hclsyntax.Block, name string) cty.Value {
 
 // TestRenderWorkerJobVault: each Vault integration renders its own vault
 // block (policies for the token integration, a role for workload
-// identity) and the key template; no Vault renders neither. Nomad 1.6
-// parses the token form in TestNomadCluster; this covers the role form,
-// which 1.6 does not know.
+// identity) and the key template, in the task that reads the key (the
+// stand-in's prestart key check, the real worker); no Vault renders
+// neither. Nomad 1.6 parses the token form in TestNomadCluster; this
+// covers the role form, which 1.6 does not know.
 func TestRenderWorkerJobVault(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		job       WorkerJob
+		task      string // the one that reads the key
 		policies  []string
 		role      string
 		templates int
 	}{
-		{"stand-in without vault", WorkerJob{StandIn: true}, nil, "", 0},
-		{"stand-in, token", WorkerJob{StandIn: true, Vault: VaultToken}, []string{PolicyConcourseWorker}, "", 1},
-		{"stand-in, workload identity", WorkerJob{StandIn: true, Vault: VaultWorkloadIdentity, VaultRole: "cw"}, nil, "cw", 1},
-		{"real, token, own policy", WorkerJob{Vault: VaultToken, VaultPolicy: "ci-worker", TSAHost: "tsa:2222", TSAPublicKey: "ssh-rsa AAAA"}, []string{"ci-worker"}, "", 2},
-		{"real, workload identity", WorkerJob{Vault: VaultWorkloadIdentity, VaultRole: "concourse-worker", TSAHost: "tsa:2222", TSAPublicKey: "ssh-rsa AAAA"}, nil, "concourse-worker", 2},
+		{"stand-in without vault", WorkerJob{StandIn: true}, "worker", nil, "", 0},
+		{"stand-in, token", WorkerJob{StandIn: true, Vault: VaultToken}, "key-check", []string{PolicyConcourseWorker}, "", 1},
+		{"stand-in, workload identity", WorkerJob{StandIn: true, Vault: VaultWorkloadIdentity, VaultRole: "cw"}, "key-check", nil, "cw", 1},
+		{"real, token, own policy", WorkerJob{Vault: VaultToken, VaultPolicy: "ci-worker", TSAHost: "tsa:2222", TSAPublicKey: "ssh-rsa AAAA"}, "worker", []string{"ci-worker"}, "", 2},
+		{"real, workload identity", WorkerJob{Vault: VaultWorkloadIdentity, VaultRole: "concourse-worker", TSAHost: "tsa:2222", TSAPublicKey: "ssh-rsa AAAA"}, "worker", nil, "concourse-worker", 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			src, err := RenderWorkerJob(workerTemplate, tt.job)
 			if err != nil {
 				t.Fatal(err)
 			}
-			blocks := taskBlocks(t, src)
+			blocks := taskBlocks(t, src, tt.task)
+			if tt.task != WorkerTask && len(taskBlocks(t, src, WorkerTask)["vault"]) != 0 {
+				t.Errorf("the stand-in worker task has a vault block of its own:\n%s", src)
+			}
 			if got := len(blocks["template"]); got != tt.templates {
 				t.Errorf("%d templates, want %d", got, tt.templates)
 			}
@@ -119,25 +122,29 @@ func TestRenderWorkerJobVault(t *testing.T) {
 	}
 }
 
-// TestStandInWorkerChecksKey runs the stand-in worker's own shell command
-// (as rendered) against a secrets directory the way Nomad's template would
-// fill it: a valid key keeps it running until SIGUSR2 (exit 0); a missing
-// or malformed key makes it exit non-zero at once, so the allocation fails
-// and the node never reaches ready.
+// TestStandInWorkerChecksKey runs the stand-in's key check (its prestart
+// task's shell command, as rendered) against a secrets directory the way
+// Nomad's template would fill it: a valid key passes (exit 0, and the
+// worker task starts); a missing or malformed one fails it, so the worker
+// task never runs and the node never reaches ready. The worker task itself
+// runs until SIGUSR2, as a drain sends.
 func TestStandInWorkerChecksKey(t *testing.T) {
 	src, err := RenderWorkerJob(workerTemplate, WorkerJob{StandIn: true, Vault: VaultToken})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := taskBlocks(t, src)["config"][0]
-	if cmd := attrValue(t, cfg, "command"); cmd.AsString() != "/bin/sh" {
-		t.Fatalf("command %v", cmd)
+	script := func(task string) string {
+		cfg := taskBlocks(t, src, task)["config"][0]
+		if cmd := attrValue(t, cfg, "command"); cmd.AsString() != "/bin/sh" {
+			t.Fatalf("%s: command %v", task, cmd)
+		}
+		args := attrValue(t, cfg, "args").AsValueSlice()
+		if len(args) != 2 || args[0].AsString() != "-c" {
+			t.Fatalf("%s: args %v", task, args)
+		}
+		return args[1].AsString()
 	}
-	args := attrValue(t, cfg, "args").AsValueSlice()
-	if len(args) != 2 || args[0].AsString() != "-c" {
-		t.Fatalf("args %v", args)
-	}
-	script := args[1].AsString()
+	check := script("key-check")
 	priv, pub, err := GenerateWorkerKey()
 	if err != nil {
 		t.Fatal(err)
@@ -160,38 +167,39 @@ func TestStandInWorkerChecksKey(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var out bytes.Buffer
-			cmd := exec.Command("/bin/sh", "-c", script)
-			cmd.Env = []string{"PATH=/usr/bin:/bin", "NOMAD_SECRETS_DIR=" + dir, "CONCOURSE_NAME=n1"}
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				var ee *exec.ExitError
-				if tt.ok || !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(out.String(), "no RSA private key") {
-					t.Errorf("exited: %v, output %q", err, out.String())
-				}
-				return
-			case <-time.After(time.Second):
-			}
-			if !tt.ok {
-				_ = cmd.Process.Kill()
-				t.Fatalf("still running with a bad key; output %q", out.String())
-			}
-			_ = cmd.Process.Signal(syscall.SIGUSR2) // what a drain sends
-			select {
-			case err := <-done:
-				if err != nil || !strings.Contains(out.String(), "key for n1 read from Vault") {
-					t.Errorf("after SIGUSR2: %v, output %q", err, out.String())
-				}
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				t.Fatal("did not exit on SIGUSR2")
+			cmd := exec.Command("/bin/sh", "-c", check)
+			cmd.Env = []string{"PATH=/usr/bin:/bin", "NOMAD_SECRETS_DIR=" + dir, "NODE_NAME=n1"}
+			out, err := cmd.CombinedOutput()
+			switch {
+			case tt.ok && (err != nil || !strings.Contains(string(out), "key for n1 read from Vault")):
+				t.Errorf("a valid key: %v, output %q", err, out)
+			case !tt.ok && (err == nil || !strings.Contains(string(out), "no RSA private key")):
+				t.Errorf("passed: %v, output %q", err, out)
 			}
 		})
 	}
+
+	t.Run("worker runs until SIGUSR2", func(t *testing.T) {
+		cmd := exec.Command("/bin/sh", "-c", script(WorkerTask))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			t.Fatalf("the stand-in worker exited on its own: %v", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+		_ = cmd.Process.Signal(syscall.SIGUSR2)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("after SIGUSR2: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatal("did not exit on SIGUSR2")
+		}
+	})
 }

@@ -11,9 +11,10 @@ import (
 )
 
 // TestDemo runs `make demo` (one node) end to end, twice: the node must
-// end ready, having passed every state, with its DNS record on the router
-// stand-in and registered in Nomad; and the second run passing shows the
-// first left nothing behind (namespaces, processes, files).
+// end ready (its worker read its key from Vault through Nomad's token
+// integration), having passed every state, with its DNS record on the
+// router stand-in and registered in Nomad; and the second run passing
+// shows the first left nothing behind (namespaces, processes, files).
 func TestDemo(t *testing.T) {
 	netlab.NeedRoot(t)
 	root, err := netlab.RepoRoot()
@@ -31,6 +32,8 @@ func TestDemo(t *testing.T) {
 		}
 		for _, want := range []string{
 			"demo1  enrolled", "demo1  installing", "demo1  installed", "demo1  joined",
+			"wrote the Nomad servers' Vault token",
+			"Nomad 1.6.1: the token integration for Vault",
 			"registered job concourse-worker",
 			"name=demo1.demo.lab",
 			"demo: cleaned up",

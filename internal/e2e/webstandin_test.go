@@ -87,8 +87,8 @@ func webKeys(t *testing.T, nc *nomadapi.Client, run int) string {
 	return allocLog(t, nc, alloc.ID, "web")
 }
 
-// workerOutput is the stdout of the worker job's task on the named node.
-func workerOutput(t *testing.T, nc *nomadapi.Client, node string) string {
+// workerOutput is the stdout of a task of the worker job on the named node.
+func workerOutput(t *testing.T, nc *nomadapi.Client, node, task string) string {
 	t.Helper()
 	allocs, _, err := nc.Jobs().Allocations("concourse-worker", true, nil)
 	if err != nil {
@@ -96,7 +96,7 @@ func workerOutput(t *testing.T, nc *nomadapi.Client, node string) string {
 	}
 	for _, a := range allocs {
 		if a.NodeName == node {
-			return allocLog(t, nc, a.ID, "worker")
+			return allocLog(t, nc, a.ID, task)
 		}
 	}
 	t.Fatalf("no worker allocation on %s", node)
