@@ -69,7 +69,7 @@ build() {
 		log "refusing $module@$version: $src/LICENSE is not an open-source licence we accept: $first"
 		exit 3
 	fi
-	log "building $name $version (first run only; vault takes ~20 min on 2 cores)"
+	log "building $name $version (first run only; both take about 11 min on 2 cores)"
 	work=$DIR/src-$name-$version
 	rm -rf "$work"
 	cp -R "$src" "$work"

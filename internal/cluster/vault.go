@@ -235,10 +235,10 @@ func (v *Vault) nodePolicies() []string {
 
 // Revoke revokes the token behind accessor (and its children). A token
 // already revoked or expired counts as revoked, so retire can run twice.
-// Vault 1.21 answers an unknown accessor with success and the warning "No
-// token found with this accessor" (its accessor index entry goes with the
-// token), and one whose token is mid-revocation with 400 "token not
-// found"; older servers said 400 "invalid accessor".
+// Depending on its version, Vault answers an unknown accessor with success
+// and the warning "No token found with this accessor" (1.21: its accessor
+// index entry goes with the token) or 400 "invalid accessor", and one whose
+// token is mid-revocation with 400 "token not found".
 func (v *Vault) Revoke(ctx context.Context, accessor string) error {
 	if accessor == "" {
 		return errors.New("vault: revoke: empty token accessor")

@@ -118,6 +118,9 @@ func (s *Site) validateCluster() error {
 		default:
 			return s.Errorf("nomad.vault_integration", "vault_integration %q must be \"token\" (Nomad < 1.10) or \"workload_identity\" (Nomad >= 1.7)", n.VaultIntegration)
 		}
+		if n.Address == "" && n.Introduction != nil && *n.Introduction {
+			return s.Errorf("nomad.introduction", "introduction = true needs address: bootstrapd mints introduction tokens through the servers' API")
+		}
 		if n.Address == "" && n.VaultIntegration == "" && s.Vault != nil {
 			// Nothing to read the servers' version from.
 			return s.Errorf("nomad", "set vault_integration (\"token\" or \"workload_identity\") or address: without the servers' API bootstrapd cannot tell which way their jobs read Vault")

@@ -24,6 +24,10 @@ func TestClusterBlocks(t *testing.T) {
 		{"nomad bad address", "nomad {\n  address = \"10.0.0.1:4646\"\n}\n", "", 6, "nomad address"},
 		{"nomad bad drain", "nomad {\n  address = \"http://10.0.0.1:4646\"\n  drain_deadline = \"soon\"\n}\n", "", 7, "drain_deadline"},
 		{"nomad no template", "nomad {\n  address = \"http://10.0.0.1:4646\"\n  worker_template = \"/nonexistent.tmpl\"\n}\n", "", 7, "worker job template"},
+		{"nomad unknown vault integration", "nomad {\n  address = \"http://10.0.0.1:4646\"\n  worker_template = \"/dev/null\"\n  vault_integration = \"approle\"\n}\n", "", 8, `vault_integration "approle"`},
+		{"nomad servers only, vault, integration unsaid", "vault {\n  address = \"https://vault.lab:8200\"\n}\nnomad {\n  servers = [\"10.0.0.1:4647\"]\n}\n", "tok3n-vault", 8, "set vault_integration"},
+		{"nomad servers only, vault, integration said", "vault {\n  address = \"https://vault.lab:8200\"\n}\nnomad {\n  servers = [\"10.0.0.1:4647\"]\n  vault_integration = \"token\"\n}\n", "tok3n-vault", 0, ""},
+		{"nomad introduction without address", "nomad {\n  servers = [\"10.0.0.1:4647\"]\n  introduction = true\n}\n", "", 7, "introduction = true needs address"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
