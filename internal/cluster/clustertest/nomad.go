@@ -393,6 +393,7 @@ func nomadPorts() ([3]int, error) {
 	return ports, nil
 }
 
+// nomadUUID returns a random UUID, the form of Nomad's IDs and secrets.
 func nomadUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])

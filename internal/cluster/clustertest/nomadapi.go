@@ -119,8 +119,8 @@ func StartNomadAPI(t testing.TB, o NomadAPIOptions) *NomadAPI {
 		opts:       o,
 		defaultTTL: min(nomadAPIDefaultTTL, o.MaxIntroTTL),
 		key:        key,
-		kid:        nomadAPIUUID(),
-		accessor:   nomadAPIUUID(),
+		kid:        nomadUUID(),
+		accessor:   nomadUUID(),
 		started:    time.Now().UTC().Truncate(time.Second),
 	}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
@@ -318,7 +318,7 @@ func (s *NomadAPI) introToken(w http.ResponseWriter, r *http.Request) {
 		"aud":             "nomadproject.io",
 		"iat":             now.Unix(),
 		"nbf":             now.Unix(),
-		"jti":             nomadAPIUUID(),
+		"jti":             nomadUUID(),
 		"nomad_node_name": req.NodeName,
 		"nomad_node_pool": pool,
 		"sub":             strings.Join(append(sub, "default"), ":"),
@@ -450,11 +450,4 @@ func nomadAPIError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(msg))
-}
-
-// nomadAPIUUID returns a random UUID, the form of Nomad's IDs.
-func nomadAPIUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
