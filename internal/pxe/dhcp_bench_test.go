@@ -29,12 +29,12 @@ func BenchmarkDORA(b *testing.B) {
 		Subnet: netip.MustParsePrefix("10.64.0.0/10"),
 		Range:  [2]netip.Addr{netip.MustParseAddr("10.64.0.10"), netip.MustParseAddr("10.127.255.250")},
 		Lease:  time.Hour,
-	}, quietLog())
+	}, discardLog())
 	if err != nil {
 		b.Fatal(err)
 	}
 	h := &DHCP{Mode: config.ModePool, Leases: inv, Server: netip.MustParseAddr("10.64.0.1"),
-		Subnet: netip.MustParsePrefix("10.64.0.0/10"), Lease: time.Hour, Log: quietLog()}
+		Subnet: netip.MustParsePrefix("10.64.0.0/10"), Lease: time.Hour, Log: discardLog()}
 	ctx := context.Background()
 	var seq uint32
 	var mu = make(chan struct{}, 1)

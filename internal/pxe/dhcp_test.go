@@ -24,12 +24,12 @@ var (
 	stranger = "52:54:00:00:00:99"
 )
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // newInventory is a real inventory on a temp store, with one enrolled node.
 func newInventory(t *testing.T) *inventory.Inventory {
 	t.Helper()
-	inv := inventorytest.New(t, quietLog())
+	inv := inventorytest.New(t, discardLog())
 	if _, err := inv.Enroll(context.Background(), inventory.EnrollRequest{MAC: enrolled, Hostname: "n1", IP: netip.MustParseAddr("10.77.0.50")}); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func newDHCP(t *testing.T, mode string) *DHCP {
 		Lease: time.Hour,
 		Boot: BootFiles{BIOS: "undionly.kpxe", EFI: "snponly.efi", ARM64: "arm64.efi",
 			ScriptURL: "http://10.77.0.1:8080/boot.ipxe", AssetURL: "http://10.77.0.1:8080/assets/"},
-		Log: quietLog(),
+		Log: discardLog(),
 	}
 }
 
