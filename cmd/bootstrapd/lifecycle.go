@@ -98,6 +98,9 @@ func what(ev inventory.Event) string {
 	if ev.To != "" {
 		s = fmt.Sprintf("%s -> %s: %s", dash(string(ev.From)), ev.To, ev.Cause)
 	}
+	if ev.Count > 1 {
+		s += fmt.Sprintf(" (x%d)", ev.Count)
+	}
 	if ev.Actor != "" {
 		s += " [" + ev.Actor + "]"
 	}

@@ -109,10 +109,25 @@ func cmdNodes(ctx context.Context, e *env, args []string) error {
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOSTNAME\tMAC\tIP\tSTATE\tPROFILE\tSINCE")
+	var alerts []string
 	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(n.Hostname), n.MAC, dashIP(n), stateText(n), dash(n.Profile), since(n))
+		state := stateText(n)
+		if n.Alert != "" {
+			state += " !"
+			alerts = append(alerts, fmt.Sprintf("! %s (%s): %s", dash(n.Hostname), n.MAC, n.Alert))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(n.Hostname), n.MAC, dashIP(n), state, dash(n.Profile), since(n))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(alerts) > 0 {
+		// Someone else may have used a node's install: say it where the
+		// operator looks, with what to do.
+		fmt.Fprintf(e.stdout, "\n%s\nAn alert means something other than the node used its install; `bootstrapd events -node <node>` shows what, `bootstrapd reinstall <node>` starts it afresh.\n",
+			strings.Join(alerts, "\n"))
+	}
+	return nil
 }
 
 func cmdLeases(ctx context.Context, e *env, args []string) error {
@@ -161,6 +176,9 @@ func cmdNode(ctx context.Context, e *env, args []string) error {
 		return printJSON(e, n)
 	}
 	fmt.Fprintf(e.stdout, "%s (%s)\n  state:    %s\n", dash(n.Hostname), n.MAC, stateText(n))
+	if n.Alert != "" {
+		fmt.Fprintf(e.stdout, "  ALERT:    %s (bootstrapd reinstall %s starts it afresh)\n", n.Alert, dash(n.Hostname))
+	}
 	if !n.Deadline.IsZero() {
 		fmt.Fprintf(e.stdout, "  deadline: %s (in %s)\n", n.Deadline.Local().Format(time.DateTime), time.Until(n.Deadline).Round(time.Second))
 	}

@@ -163,6 +163,26 @@ func (c *clusterOps) Discard(ctx context.Context, accessor string) {
 	}
 }
 
+// Void implements pxe.Credentials for a bundle claimed twice: whoever
+// holds it can no longer use the node token (revoked by accessor, with the
+// token the wrapped one unwraps to) or the worker key (deleted, so a
+// reinstall makes a new one and the web node stops trusting the old). A
+// Nomad introduction token cannot be revoked; it lapses with its short TTL.
+func (c *clusterOps) Void(ctx context.Context, n inventory.Node) {
+	if c.Vault == nil {
+		return
+	}
+	if n.VaultAccessor != "" {
+		if err := c.Vault.Revoke(ctx, n.VaultAccessor); err != nil {
+			c.log.Error("cannot revoke the node token of a bundle claimed twice; revoke it by its accessor", "node", n.Hostname, "accessor", n.VaultAccessor, "err", err)
+		}
+	}
+	if err := c.Vault.DeleteWorkerKey(ctx, n.Hostname); err != nil {
+		c.log.Error("cannot delete the worker key of a bundle claimed twice", "node", n.Hostname, "err", err)
+	}
+	c.inv.Note(ctx, n.MAC, "join bundle voided: node token revoked, worker key deleted; reinstall the node", "bootstrapd")
+}
+
 // watch moves nodes as Nomad reports them: installed -> joined when the
 // client registers and is ready, joined -> ready when the Concourse worker
 // runs there (or at once for nodes whose profile runs no worker). Watch

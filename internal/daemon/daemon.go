@@ -66,6 +66,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	nodes := &pxe.NodeHTTP{
 		Booter: inv, Profiles: profiles, DefaultProfile: site.DefaultProfile,
 		Assets: assets, Verify: netboot.NewChecker(assets), BaseURL: baseURL, Log: log.With("svc", "http"),
+		Reservations: site.DHCP.Mode == config.ModeReservation || site.DHCP.Mode == config.ModePool,
 	}
 	if site.Nomad != nil {
 		nodes.Join.NomadServers = site.Nomad.Servers
@@ -135,17 +136,20 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 		g.Go(func() error { return ops.retirer(ctx) })
 	}
 	g.Go(func() error { return tftp.Serve(ctx, ls.tftp) })
-	g.Go(func() error { return serveHTTP(ctx, ls.http, mux) })
-	g.Go(func() error { return serveHTTP(ctx, ls.api, admin.Handler()) })
+	g.Go(func() error { return serveHTTP(ctx, pxe.LimitListener(ls.http), pxe.NodeServer(mux)) })
+	g.Go(func() error { return serveHTTP(ctx, ls.api, &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 10 * time.Second}) })
 	if ls.apiTCP != nil {
 		auth := api.RequireToken(site.API.Token(), log.With("svc", "api"))
-		g.Go(func() error { return serveHTTP(ctx, ls.apiTCP, auth(admin.Handler())) })
+		g.Go(func() error {
+			return serveHTTP(ctx, ls.apiTCP, &http.Server{Handler: auth(admin.Handler()), ReadHeaderTimeout: 10 * time.Second})
+		})
 		log.Info("admin API on TCP, token required", "addr", ls.apiTCP.Addr().String())
 	}
 
 	log.Info("bootstrapd serving", "interface", site.Interface, "mode", site.DHCP.Mode, "server", server,
 		"http", baseURL, "tftp", ls.tftp.LocalAddr().String(), "api", site.API.Socket, "store", db.Path(), "nodes", len(inv.Nodes()))
 	err = wait(ctx, g, log)
+	inv.Flush() // discovered nodes seen in the last second
 	log.Info("bootstrapd stopped")
 	return err
 }
@@ -183,8 +187,7 @@ func wait(ctx context.Context, g *errgroup.Group, log *slog.Logger) error {
 	}
 }
 
-func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+func serveHTTP(ctx context.Context, l net.Listener, srv *http.Server) error {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)

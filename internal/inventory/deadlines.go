@@ -13,7 +13,9 @@ var timeoutCause = map[State]string{
 	Retiring:   "retire timed out",
 }
 
-// RunDeadlines fails nodes whose deadline passes, until ctx ends. It sleeps
+// RunDeadlines fails nodes whose deadline passes, and forgets discovered
+// nodes not seen for Limits.DiscoveredTTL and events beyond
+// Limits.MaxEvents, until ctx ends. It sleeps
 // on a timer set to the earliest deadline and is woken when one changes, so
 // a deadline that passed while the daemon was down fires at start.
 func (inv *Inventory) RunDeadlines(ctx context.Context) {
@@ -63,6 +65,9 @@ func (inv *Inventory) expire(ctx context.Context) time.Time {
 			continue
 		}
 		inv.log.WarnContext(ctx, "node failed", "mac", n.MAC, "hostname", n.Hostname, "reason", cause)
+	}
+	if at := inv.forget(ctx, now); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+		next = at
 	}
 	return next
 }

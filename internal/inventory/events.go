@@ -25,8 +25,14 @@ const recentEvents = 1000
 // eventLog numbers events and wakes followers. Its owner's mutex guards it.
 type eventLog struct {
 	seq     uint64
+	first   uint64 // events after this one are in the store
 	recent  []LogEvent
 	changed chan struct{} // closed (and replaced) when an event is added
+	// nodes is closed (and replaced) when an event about a node that is
+	// not merely discovered is added: what the router sync and the retirer
+	// follow, so that a flood of new MACs does not make them re-read
+	// every node for each.
+	nodes chan struct{}
 }
 
 func eventKey(seq uint64) string {
@@ -36,8 +42,11 @@ func eventKey(seq uint64) string {
 }
 
 func (l *eventLog) init(db *store.DB) error {
-	l.changed = make(chan struct{})
+	l.changed, l.nodes = make(chan struct{}), make(chan struct{})
 	return store.Load(db, eventsBucket, func(_ string, e LogEvent) error {
+		if l.seq == 0 {
+			l.first = e.Seq - 1
+		}
 		l.seq = e.Seq
 		l.remember(e)
 		return nil
@@ -61,8 +70,9 @@ func (l *eventLog) number(n *Node, evs []Event) []LogEvent {
 	return out
 }
 
-// publish makes stored events visible and wakes followers.
-func (l *eventLog) publish(evs []LogEvent) {
+// publish makes stored events visible and wakes followers; enrolled says
+// they are about a node past discovered.
+func (l *eventLog) publish(evs []LogEvent, enrolled bool) {
 	if len(evs) == 0 {
 		return
 	}
@@ -71,6 +81,10 @@ func (l *eventLog) publish(evs []LogEvent) {
 	}
 	close(l.changed)
 	l.changed = make(chan struct{})
+	if enrolled {
+		close(l.nodes)
+		l.nodes = make(chan struct{})
+	}
 }
 
 // Events returns the events after seq, oldest first, and a channel that is
@@ -99,12 +113,13 @@ func (inv *Inventory) Events(since uint64) ([]LogEvent, <-chan struct{}, error) 
 	return out, wait, err
 }
 
-// Changed returns a channel that is closed when the next event is
-// recorded. A follower that only needs to know that something changed
-// takes it first, then looks at the inventory, then waits on it: nothing
-// recorded in between is missed.
+// Changed returns a channel that is closed when the next event about a
+// node past discovered is recorded (discovered nodes matter to no
+// follower of it, and anyone can make them). A follower that only needs
+// to know that something changed takes it first, then looks at the
+// inventory, then waits on it: nothing recorded in between is missed.
 func (inv *Inventory) Changed() <-chan struct{} {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	return inv.events.changed
+	return inv.events.nodes
 }

@@ -14,7 +14,10 @@ import (
 )
 
 var (
-	ctx       = context.Background()
+	ctx = context.Background()
+	// anywhere is the zero address: a token handed to it is not bound to
+	// an address (the tests of binding use real ones).
+	anywhere  netip.Addr
 	testStart = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	testPool  = Pool{
 		Subnet: netip.MustParsePrefix("10.0.0.0/24"),

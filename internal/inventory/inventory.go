@@ -5,10 +5,7 @@ package inventory
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,9 +50,11 @@ type Inventory struct {
 
 	mu     sync.Mutex
 	nodes  map[string]*Node
+	tokens map[[sha256.Size]byte]string // install token hash -> MAC
 	leases leaseTable
 	events eventLog
 	kick   chan struct{} // wakes the deadline watcher when a deadline changes
+	disc   discovery
 
 	// OnMove, when set, is told how long each node spent in a state it
 	// has just left (for the state-duration metric). It runs under the
@@ -64,17 +63,27 @@ type Inventory struct {
 	// HoldRetire makes Retire stop at retiring: the caller tears the node
 	// down (drain, revoke, delete keys) and then calls FinishRetire.
 	HoldRetire bool
+	// Limits bound what the network can make the inventory keep; Open
+	// sets the defaults.
+	Limits Limits
 }
 
 // Open loads the inventory from db.
 func Open(db *store.DB, pool Pool, log *slog.Logger) (*Inventory, error) {
-	inv := &Inventory{db: db, log: log, pool: pool, now: time.Now, nodes: map[string]*Node{}, kick: make(chan struct{}, 1)}
+	inv := &Inventory{db: db, log: log, pool: pool, now: time.Now, nodes: map[string]*Node{}, tokens: map[[sha256.Size]byte]string{},
+		kick: make(chan struct{}, 1)}
+	inv.disc.init()
+	inv.Limits = Limits{MaxDiscovered: DefaultMaxDiscovered, DiscoveredTTL: DefaultDiscoveredTTL, MaxEvents: DefaultMaxEvents}
 	inv.leases.init(pool)
 	if err := inv.events.init(db); err != nil {
 		return nil, fmt.Errorf("load events: %w", err)
 	}
 	err := store.Load(db, nodesBucket, func(_ string, n Node) error {
 		inv.nodes[n.MAC] = &n
+		inv.indexToken(nil, &n)
+		if n.State == Discovered {
+			inv.disc.count++
+		}
 		return nil
 	})
 	if err != nil {
@@ -212,6 +221,9 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 		if !inv.pool.Subnet.Contains(req.IP) {
 			return Node{}, fmt.Errorf("address %s is outside the DHCP subnet %s", req.IP, inv.pool.Subnet)
 		}
+		if req.IP == inv.pool.Subnet.Masked().Addr() || req.IP == broadcast(inv.pool.Subnet) {
+			return Node{}, fmt.Errorf("address %s is the network or broadcast address of %s; give a host address", req.IP, inv.pool.Subnet)
+		}
 		if l := inv.leases.byIP[req.IP]; l != nil && l.MAC != mac && l.live(inv.now()) {
 			return Node{}, fmt.Errorf("%w: address %s is leased to %s until %s", ErrConflict, req.IP, l.MAC, l.Expires.Format(time.RFC3339))
 		}
@@ -287,31 +299,6 @@ func (inv *Inventory) freeHostname() string {
 	}
 }
 
-// Seen records that a MAC asked to boot. An unknown MAC becomes a
-// discovered node, so the operator can enroll what actually showed up; it
-// is not persisted on every packet, only when it is new or its arch changed.
-func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	now := inv.now()
-	n := inv.nodes[mac]
-	if n != nil && n.Arch == arch {
-		n.LastSeen = now
-		return
-	}
-	next := &Node{MAC: mac, State: Discovered, Created: now}
-	if n != nil {
-		*next = n.clone()
-	} else {
-		next.History = []Event{{At: now, To: Discovered, Cause: "seen on the network"}}
-		inv.log.InfoContext(ctx, "node discovered", "mac", mac, "arch", arch)
-	}
-	next.Arch, next.LastSeen = arch, now
-	if err := inv.save(next); err != nil {
-		inv.log.ErrorContext(ctx, "record discovered node", "mac", mac, "err", err)
-	}
-}
-
 // Move makes a checked transition and records it.
 func (inv *Inventory) Move(ctx context.Context, mac string, to State, cause, actor string) (Node, error) {
 	inv.mu.Lock()
@@ -342,94 +329,12 @@ func (n *Node) move(now time.Time, to State, cause, actor string) error {
 		n.Reason = cause
 	}
 	if to != Installing {
-		n.TokenHash, n.TokenExpires = nil, time.Time{}
+		n.TokenHash, n.TokenExpires, n.TokenAddr = nil, time.Time{}, netip.Addr{}
 	}
-	return nil
-}
-
-// StartInstall is called when a node fetches its install script. It mints
-// the one-time token the installer uses to report back and moves the node to
-// installing. A node that reboots mid-install gets a fresh token; the old one
-// stops working.
-func (inv *Inventory) StartInstall(ctx context.Context, mac string, ttl time.Duration) (Node, string, error) {
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	token := base64.RawURLEncoding.EncodeToString(raw)
-	sum := sha256.Sum256([]byte(token))
-
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	n := inv.nodes[mac]
-	if n == nil {
-		return Node{}, "", fmt.Errorf("%w: %s", ErrNotFound, mac)
-	}
-	next := n.clone()
-	now := inv.now()
-	if next.State == Installing {
-		next.History = append(next.History, Event{At: now, Cause: "install restarted (node booted the installer again)"})
-	} else if err := next.move(now, Installing, "booted the installer", "node"); err != nil {
-		return Node{}, "", err
-	}
-	next.TokenHash, next.TokenExpires, next.JoinClaimed = sum[:], now.Add(ttl), time.Time{}
-	next.Deadline = next.TokenExpires
-	if err := inv.save(&next); err != nil {
-		return Node{}, "", err
-	}
-	return next.clone(), token, nil
-}
-
-// Report is the installer calling back with its token. The token must be
-// the current one for a node that is installing, and the MAC the caller
-// gives must be that node's: anything else is refused and recorded.
-func (inv *Inventory) Report(ctx context.Context, token, mac, status string) (Node, error) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	n := inv.tokenHolder(token)
-	now := inv.now()
-	switch {
-	case n == nil:
-		inv.log.WarnContext(ctx, "install report refused: unknown or used token", "claimed_mac", mac)
-		if o := inv.nodes[mac]; o != nil {
-			inv.note(o, Event{At: now, Cause: "refused install report: unknown or already used token"})
-		}
-		return Node{}, ErrToken
-	case now.After(n.TokenExpires):
-		inv.log.WarnContext(ctx, "install report refused: token expired", "mac", n.MAC)
-		inv.note(n, Event{At: now, Cause: "refused install report: token expired"})
-		return Node{}, ErrToken
-	case mac != "" && mac != n.MAC:
-		inv.log.WarnContext(ctx, "install report refused: token belongs to another node", "mac", n.MAC, "claimed_mac", mac)
-		inv.note(n, Event{At: now, Cause: "refused install report claiming MAC " + mac})
-		return Node{}, ErrToken
-	}
-	next := n.clone()
-	var err error
-	switch {
-	case status == "" || status == string(Installed):
-		err = next.move(now, Installed, "installer reported success", "node")
-	case strings.HasPrefix(status, "failed"):
-		err = next.move(now, Failed, strings.TrimSpace(strings.TrimPrefix(status, "failed:")), "node")
-	default:
-		next.History = append(next.History, Event{At: now, Cause: status, Actor: "node"})
-	}
-	if err != nil {
-		return Node{}, err
-	}
-	if err := inv.save(&next); err != nil {
-		return Node{}, err
-	}
-	inv.log.InfoContext(ctx, "install report", "mac", n.MAC, "hostname", n.Hostname, "status", status, "state", next.State)
-	return next.clone(), nil
-}
-
-// tokenHolder is the node whose current install token this is, or nil.
-// Only hashes are compared, in constant time. Callers hold mu.
-func (inv *Inventory) tokenHolder(token string) *Node {
-	sum := sha256.Sum256([]byte(token))
-	for _, n := range inv.nodes {
-		if len(n.TokenHash) > 0 && subtle.ConstantTimeCompare(n.TokenHash, sum[:]) == 1 {
-			return n
-		}
+	if to == Enrolled {
+		// A fresh install: a new bundle may be claimed, and the operator
+		// who asked for it has seen the alert.
+		n.JoinClaimed, n.Alert = time.Time{}, ""
 	}
 	return nil
 }
@@ -437,15 +342,52 @@ func (inv *Inventory) tokenHolder(token string) *Node {
 // note records an event that changes nothing else. Callers hold mu.
 func (inv *Inventory) note(n *Node, ev Event) {
 	next := n.clone()
-	next.History = append(next.History, ev)
-	if err := inv.save(&next); err != nil {
-		inv.log.Error("record event", "mac", n.MAC, "err", err)
+	inv.noteOn(&next, ev)
+}
+
+// noteOn adds ev to next (a clone of the stored node, maybe changed) and
+// saves it. A note that repeats the last one (a client retrying a refused
+// request, say) is counted on it, not appended: whatever the network
+// sends, a node's history keeps its transitions. Callers hold mu.
+func (inv *Inventory) noteOn(next *Node, ev Event) {
+	if k := len(next.History) - 1; k >= 0 {
+		last := &next.History[k]
+		if last.To == "" && last.From == "" && last.Cause == ev.Cause && last.Actor == ev.Actor {
+			last.Count = max(last.Count, 1) + 1
+			last.At = ev.At
+			ev = Event{}
+		}
+	}
+	if ev.Cause != "" {
+		next.History = append(next.History, ev)
+	}
+	if err := inv.save(next); err != nil {
+		inv.log.Error("record event", "mac", next.MAC, "err", err)
 	}
 }
 
-// maxHistory bounds a node's event list: refused reports from a hostile
-// client must not grow a record (and every write of it) without limit.
+// maxHistory bounds a node's event list: notes from a hostile client must
+// not grow a record (and every write of it) without limit. Notes go first
+// when it is full; transitions are kept.
 const maxHistory = 200
+
+// trimHistory drops the oldest notes, then if need be the oldest
+// transitions, until at most maxHistory events remain.
+func trimHistory(h []Event) []Event {
+	over := len(h) - maxHistory
+	if over <= 0 {
+		return h
+	}
+	out := make([]Event, 0, maxHistory)
+	for _, e := range h {
+		if over > 0 && e.To == "" {
+			over--
+			continue
+		}
+		out = append(out, e)
+	}
+	return out[max(0, len(out)-maxHistory):]
+}
 
 // save writes n, and the events it gained since it was last saved, durably
 // and in one transaction; then it publishes them. n must be a new value, not
@@ -455,9 +397,8 @@ func (inv *Inventory) save(n *Node) error {
 	if old := inv.nodes[n.MAC]; old != nil {
 		fresh = n.History[min(len(old.History), len(n.History)):]
 	}
-	if over := len(n.History) - maxHistory; over > 0 {
-		n.History = append(n.History[:0:0], n.History[over:]...)
-	}
+	n.History = trimHistory(n.History)
+	inv.waitFlush(n.MAC)
 	seq := inv.events.seq
 	logged := inv.events.number(n, fresh)
 	entries := []store.Entry{{Bucket: nodesBucket, Key: n.MAC, Value: n}}
@@ -477,8 +418,10 @@ func (inv *Inventory) save(n *Node) error {
 		default:
 		}
 	}
+	inv.indexToken(inv.nodes[n.MAC], n)
+	inv.disc.saved(inv.nodes[n.MAC], n)
 	inv.nodes[n.MAC] = n
-	inv.events.publish(logged)
+	inv.events.publish(logged, n.State != Discovered)
 	return nil
 }
 

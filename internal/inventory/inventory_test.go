@@ -227,7 +227,7 @@ func (ti *testInv) install(t *testing.T, mac string, ttl time.Duration) string {
 	if _, ok := ti.Node(mac); !ok {
 		ti.enroll(t, EnrollRequest{MAC: mac})
 	}
-	n, token, err := ti.StartInstall(ctx, mac, ttl)
+	n, token, err := ti.StartInstall(ctx, mac, anywhere, ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,33 +262,35 @@ func TestInstallTokens(t *testing.T) {
 		{
 			name: "success",
 			run: func(t *testing.T, ti *testInv, tok string) (Node, error) {
-				return ti.Report(ctx, tok, mac, "installed")
+				return ti.Report(ctx, tok, anywhere, mac, "installed")
 			},
 			state:     Installed,
 			eventLike: "success",
 		},
 		{
-			name:  "success without a MAC or status",
-			run:   func(t *testing.T, ti *testInv, tok string) (Node, error) { return ti.Report(ctx, tok, "", "") },
+			name: "success without a MAC or status",
+			run: func(t *testing.T, ti *testInv, tok string) (Node, error) {
+				return ti.Report(ctx, tok, anywhere, "", "")
+			},
 			state: Installed,
 		},
 		{
 			name: "replay",
 			run: func(t *testing.T, ti *testInv, tok string) (Node, error) {
-				if _, err := ti.Report(ctx, tok, mac, "installed"); err != nil {
+				if _, err := ti.Report(ctx, tok, anywhere, mac, "installed"); err != nil {
 					t.Fatal(err)
 				}
-				return ti.Report(ctx, tok, mac, "installed")
+				return ti.Report(ctx, tok, anywhere, mac, "installed")
 			},
 			wantErr:   ErrToken,
 			state:     Installed,
-			eventLike: "refused install report",
+			eventLike: "refused an install report",
 		},
 		{
 			name: "expired",
 			run: func(t *testing.T, ti *testInv, tok string) (Node, error) {
 				ti.clock.Advance(time.Hour + time.Second)
-				return ti.Report(ctx, tok, mac, "installed")
+				return ti.Report(ctx, tok, anywhere, mac, "installed")
 			},
 			wantErr:   ErrToken,
 			state:     Installing,
@@ -297,20 +299,20 @@ func TestInstallTokens(t *testing.T) {
 		{
 			name: "another node's MAC",
 			run: func(t *testing.T, ti *testInv, tok string) (Node, error) {
-				return ti.Report(ctx, tok, other, "installed")
+				return ti.Report(ctx, tok, anywhere, other, "installed")
 			},
 			wantErr:   ErrToken,
 			state:     Installing,
-			eventLike: "claiming MAC " + other,
+			eventLike: "claiming another node's MAC",
 		},
 		{
 			name: "garbage token",
 			run: func(t *testing.T, ti *testInv, tok string) (Node, error) {
-				return ti.Report(ctx, tok+"x", mac, "installed")
+				return ti.Report(ctx, tok+"x", anywhere, mac, "installed")
 			},
 			wantErr:   ErrToken,
 			state:     Installing,
-			eventLike: "unknown or already used token",
+			eventLike: "unknown, used or expired token",
 		},
 		{
 			name: "restarted install voids the old token",
@@ -319,20 +321,20 @@ func TestInstallTokens(t *testing.T) {
 				if tok2 == tok {
 					t.Fatal("StartInstall twice returned the same token")
 				}
-				if _, err := ti.Report(ctx, tok, mac, "installed"); !errors.Is(err, ErrToken) {
+				if _, err := ti.Report(ctx, tok, anywhere, mac, "installed"); !errors.Is(err, ErrToken) {
 					t.Fatalf("old token after restart: %v, want ErrToken", err)
 				}
 				if n := ti.mustNode(t, mac); n.State != Installing {
 					t.Fatalf("old token moved the node to %s", n.State)
 				}
-				return ti.Report(ctx, tok2, mac, "installed")
+				return ti.Report(ctx, tok2, anywhere, mac, "installed")
 			},
 			state: Installed,
 		},
 		{
 			name: "failure with reason",
 			run: func(t *testing.T, ti *testInv, tok string) (Node, error) {
-				return ti.Report(ctx, tok, mac, "failed: disk: no such device")
+				return ti.Report(ctx, tok, anywhere, mac, "failed: disk: no such device")
 			},
 			state:     Failed,
 			reason:    "disk: no such device",
@@ -341,7 +343,7 @@ func TestInstallTokens(t *testing.T) {
 		{
 			name: "progress, then success with the same token",
 			run: func(t *testing.T, ti *testInv, tok string) (Node, error) {
-				n, err := ti.Report(ctx, tok, mac, "installing: packages")
+				n, err := ti.Report(ctx, tok, anywhere, mac, "installing: packages")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -351,14 +353,14 @@ func TestInstallTokens(t *testing.T) {
 				if got := ti.mustNode(t, mac); got.State != Installing || lastCause(got) != "installing: packages" {
 					t.Fatalf("progress report not stored: %+v", got)
 				}
-				return ti.Report(ctx, tok, mac, "installed")
+				return ti.Report(ctx, tok, anywhere, mac, "installed")
 			},
 			state: Installed,
 		},
 		{
 			name: "progress only",
 			run: func(t *testing.T, ti *testInv, tok string) (Node, error) {
-				return ti.Report(ctx, tok, mac, "installing: packages")
+				return ti.Report(ctx, tok, anywhere, mac, "installing: packages")
 			},
 			state:     Installing,
 			eventLike: "installing: packages",
@@ -410,11 +412,11 @@ func TestInstallTokens(t *testing.T) {
 func TestStartInstallRefusedWhenNotEnrolled(t *testing.T) {
 	ti := newTestInv(t, testPool)
 	mac := "52:54:00:00:00:01"
-	if _, _, err := ti.StartInstall(ctx, mac, time.Hour); !errors.Is(err, ErrNotFound) {
+	if _, _, err := ti.StartInstall(ctx, mac, anywhere, time.Hour); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("StartInstall of an unknown node = %v, want ErrNotFound", err)
 	}
 	ti.putIn(t, mac, Installed)
-	if _, _, err := ti.StartInstall(ctx, mac, time.Hour); !errors.Is(err, ErrConflict) {
+	if _, _, err := ti.StartInstall(ctx, mac, anywhere, time.Hour); !errors.Is(err, ErrConflict) {
 		t.Fatalf("StartInstall of an installed node = %v, want ErrConflict", err)
 	}
 	if n := ti.mustNode(t, mac); n.State != Installed || n.TokenHash != nil {
@@ -426,7 +428,7 @@ func TestTokenNotStoredInClear(t *testing.T) {
 	ti := newTestInv(t, testPool)
 	mac := "52:54:00:00:00:01"
 	tok := ti.install(t, mac, time.Hour)
-	n, err := ti.Report(ctx, tok, mac, "installing: partitioning")
+	n, err := ti.Report(ctx, tok, anywhere, mac, "installing: partitioning")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,20 +450,35 @@ func TestTokenNotStoredInClear(t *testing.T) {
 	}
 }
 
+// TestHistoryIsBounded: a client retrying a refused report is one event
+// with a count, not 250 (they pushed the enroll event out of the history
+// once); distinct notes beyond maxHistory drop the oldest notes, never a
+// transition.
 func TestHistoryIsBounded(t *testing.T) {
 	inv := newTestInv(t, testPool)
 	mac := "52:54:00:00:00:01"
 	if _, err := inv.Enroll(ctx, EnrollRequest{MAC: mac}); err != nil {
 		t.Fatal(err)
 	}
-	for range maxHistory + 50 {
-		inv.Report(ctx, "forged", mac, "installed")
+	seq := func() uint64 { evs, _, _ := inv.Events(0); return evs[len(evs)-1].Seq }
+	before := seq()
+	for range 250 {
+		inv.Report(ctx, "forged", anywhere, mac, "installed")
 	}
 	n, _ := inv.Node(mac)
-	if len(n.History) != maxHistory {
-		t.Fatalf("history has %d events, want it capped at %d", len(n.History), maxHistory)
+	if len(n.History) != 2 || n.History[0].To != Enrolled || n.History[1].Count != 250 || !strings.Contains(n.History[1].Cause, "refused") {
+		t.Fatalf("after 250 refused reports: %+v", n.History)
 	}
-	if last := n.History[len(n.History)-1]; !strings.Contains(last.Cause, "refused") {
-		t.Errorf("newest event %q, want the latest refusal kept", last.Cause)
+	if got := seq() - before; got != 1 {
+		t.Errorf("250 refused reports logged %d events, want 1", got)
+	}
+	for i := range maxHistory + 50 {
+		if err := inv.Note(ctx, mac, fmt.Sprintf("note %d", i), "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, _ = inv.Node(mac)
+	if len(n.History) != maxHistory || n.History[0].To != Enrolled || n.History[len(n.History)-1].Cause != fmt.Sprintf("note %d", maxHistory+49) {
+		t.Fatalf("history of %d events, first %+v, last %+v", len(n.History), n.History[0], n.History[len(n.History)-1])
 	}
 }

@@ -45,11 +45,35 @@ type leaseTable struct {
 	offers   map[string]offer      // mac -> pending offer, never persisted
 	offered  map[netip.Addr]string // ip -> mac of the pending offer
 	reserved map[netip.Addr]string // ip -> mac of the enrolled node it belongs to
+	pruneAt  int                   // offers held when expired ones are next swept out
+}
+
+// minPrune is the fewest offers worth a sweep for expired ones.
+const minPrune = 64
+
+// pruneOffers drops expired offers. Clients that never REQUEST (anyone
+// sending DISCOVERs from made-up MACs) would otherwise leave one each
+// forever. It runs when the map has doubled since the last sweep, so its
+// cost is spread over the offers that grew it.
+func (t *leaseTable) pruneOffers(now time.Time) {
+	if len(t.offers) < t.pruneAt {
+		return
+	}
+	for mac, o := range t.offers {
+		if !now.Before(o.expires) {
+			delete(t.offers, mac)
+			if t.offered[o.ip] == mac {
+				delete(t.offered, o.ip)
+			}
+		}
+	}
+	t.pruneAt = max(minPrune, 2*len(t.offers))
 }
 
 func (t *leaseTable) init(p Pool) {
 	t.byIP, t.byMAC = map[netip.Addr]*Lease{}, map[string]*Lease{}
 	t.offers, t.offered, t.reserved = map[string]offer{}, map[netip.Addr]string{}, map[netip.Addr]string{}
+	t.pruneAt = minPrune
 	if p.Range[0].IsValid() {
 		t.lo, t.hi = u32(p.Range[0]), u32(p.Range[1])
 		t.next = t.lo
@@ -141,6 +165,7 @@ func (inv *Inventory) Offer(mac string, requested netip.Addr, pool bool) (netip.
 	if o, ok := t.offers[mac]; ok && o.ip != ip {
 		delete(t.offered, o.ip)
 	}
+	t.pruneOffers(now)
 	t.offers[mac] = offer{ip: ip, expires: now.Add(offerHold)}
 	t.offered[ip] = mac
 	return ip, nil

@@ -378,3 +378,23 @@ func TestConcurrentLeases(t *testing.T) {
 		}
 	}
 }
+
+// TestOffersPruned: DISCOVERs from made-up MACs that never REQUEST leave
+// no offer behind once it has expired.
+func TestOffersPruned(t *testing.T) {
+	ti := newTestInv(t, poolOf("10.0.0.100", "10.0.0.109"))
+	for round := range 200 {
+		for i := range 10 {
+			if _, err := ti.Offer(spoofedMAC(round*10+i), netip.Addr{}, true); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		ti.clock.Advance(offerHold + time.Second)
+	}
+	ti.mu.Lock()
+	held, offered := len(ti.leases.offers), len(ti.leases.offered)
+	ti.mu.Unlock()
+	if held > 2*minPrune || offered > 10 {
+		t.Errorf("after 2,000 unanswered offers: %d offers and %d offered addresses held", held, offered)
+	}
+}

@@ -86,68 +86,6 @@ func (n *Node) entered() time.Time {
 	return n.Created
 }
 
-// NodeByToken returns the installing node whose current install token this
-// is, without using the token up: the installer fetches its files with it
-// before it reports. An unknown, used or expired token is ErrToken.
-func (inv *Inventory) NodeByToken(token string) (Node, error) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	n := inv.tokenHolder(token)
-	if n == nil || inv.now().After(n.TokenExpires) {
-		return Node{}, ErrToken
-	}
-	return n.clone(), nil
-}
-
-// JoinTarget is the node a join bundle would be for, checked as ClaimJoin
-// will check it, so credentials are minted only for a claim that can
-// succeed.
-func (inv *Inventory) JoinTarget(token string) (Node, error) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	cur, err := inv.claimable(token)
-	if err != nil {
-		return Node{}, err
-	}
-	return cur.clone(), nil
-}
-
-func (inv *Inventory) claimable(token string) (*Node, error) {
-	cur := inv.tokenHolder(token)
-	if cur == nil || inv.now().After(cur.TokenExpires) {
-		return nil, ErrToken
-	}
-	if !cur.JoinClaimed.IsZero() {
-		inv.note(cur, Event{At: inv.now(), Cause: "refused a second claim of the join bundle"})
-		return nil, fmt.Errorf("%w: the join bundle of %s was already claimed at %s", ErrConflict, cur.Hostname, cur.JoinClaimed.Format(time.RFC3339))
-	}
-	return cur, nil
-}
-
-// ClaimJoin hands out a node's join bundle, once per install: the token
-// must be the node's current one, and the bundle must not have been
-// claimed with it already (it carries credentials). accessor is that of
-// the Vault token in the bundle, if any, recorded in the same write.
-func (inv *Inventory) ClaimJoin(ctx context.Context, token, accessor string) (Node, error) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	cur, err := inv.claimable(token)
-	if err != nil {
-		return Node{}, err
-	}
-	next := cur.clone()
-	next.JoinClaimed = inv.now()
-	if accessor != "" {
-		next.VaultAccessor = accessor
-	}
-	next.History = append(next.History, Event{At: next.JoinClaimed, Cause: "join bundle claimed", Actor: "node"})
-	if err := inv.save(&next); err != nil {
-		return Node{}, err
-	}
-	inv.log.InfoContext(ctx, "join bundle claimed", "mac", next.MAC, "hostname", next.Hostname)
-	return next.clone(), nil
-}
-
 // Note records an event on a node without moving it: a step of its
 // teardown, or why a step must be retried.
 func (inv *Inventory) Note(ctx context.Context, mac, cause, actor string) error {

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestDeadlines(t *testing.T) {
 			}
 			ti.clock.Advance(c.advance)
 			if c.report {
-				if _, err := ti.Report(ctx, token, mac, "installed"); err != nil {
+				if _, err := ti.Report(ctx, token, anywhere, mac, "installed"); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -71,7 +72,7 @@ func TestEventLog(t *testing.T) {
 		t.Fatal("followers were not woken by a new event")
 	}
 	ti.install(t, mac, time.Hour)
-	ti.Report(ctx, "forged", mac, "installed") // refused: recorded too
+	ti.Report(ctx, "forged", anywhere, mac, "installed") // refused: recorded too
 	evs, _, _ = ti.Events(0)
 	var got []string
 	for i, e := range evs {
@@ -80,7 +81,7 @@ func TestEventLog(t *testing.T) {
 		}
 		got = append(got, string(e.To)+":"+e.Cause)
 	}
-	want := "enrolled:enroll|installing:booted the installer|:refused install report: unknown or already used token"
+	want := "enrolled:enroll|installing:booted the installer|:refused an install report: unknown, used or expired token"
 	if strings.Join(got, "|") != want {
 		t.Errorf("events\n%s\nwant\n%s", strings.Join(got, "|"), want)
 	}
@@ -98,8 +99,8 @@ func TestEventsOlderThanMemory(t *testing.T) {
 	ti := newTestInv(t, testPool)
 	mac := "52:54:00:00:00:01"
 	ti.enroll(t, EnrollRequest{MAC: mac})
-	for range 2*recentEvents + 10 {
-		ti.Report(ctx, "forged", mac, "")
+	for i := range 2*recentEvents + 10 {
+		ti.Note(ctx, mac, fmt.Sprintf("note %d", i), "test")
 	}
 	evs, _, err := ti.Events(0)
 	if err != nil || len(evs) != 2*recentEvents+11 || evs[0].Seq != 1 {

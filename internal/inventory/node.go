@@ -73,6 +73,10 @@ type Node struct {
 	// not let anyone claim a node's install.
 	TokenHash    []byte    `json:"token_hash,omitempty"`
 	TokenExpires time.Time `json:"token_expires,omitzero"`
+	// TokenAddr is the address the install token was handed to (the node's
+	// reservation, or whatever fetched its script where bootstrapd hands
+	// out no addresses): the token is accepted only from there.
+	TokenAddr netip.Addr `json:"token_addr,omitzero"`
 	// JoinClaimed is when the join bundle was handed out with the current
 	// token; it is handed out once per install.
 	JoinClaimed time.Time `json:"join_claimed,omitzero"`
@@ -80,6 +84,10 @@ type Node struct {
 	// join bundle: retire revokes the token by it. It cannot be used as
 	// the token.
 	VaultAccessor string `json:"vault_accessor,omitempty"`
+	// Alert is the last sign of someone else using the node's install: a
+	// second join claim, its token from another address, a script fetched
+	// after its bundle was out. Reinstall clears it.
+	Alert string `json:"alert,omitempty"`
 }
 
 // Event is one recorded transition or report.
@@ -89,6 +97,9 @@ type Event struct {
 	To    State     `json:"to,omitempty"`
 	Cause string    `json:"cause"`
 	Actor string    `json:"actor,omitempty"`
+	// Count is how many times in a row this note was made (0 or 1: once);
+	// repeats update At and Count instead of growing the history.
+	Count int `json:"count,omitempty"`
 }
 
 // ParseMAC accepts the notations people paste (52:54:00:aa:bb:cc,

@@ -9,8 +9,12 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"os"
+	"path"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,14 +24,17 @@ import (
 )
 
 // Booter is what the node-facing HTTP server needs from the inventory.
+// Every use of an install token says which address it came from: a token
+// is accepted only from the address its script was served to.
 type Booter interface {
 	Node(mac string) (inventory.Node, bool)
 	Seen(ctx context.Context, mac, arch string)
-	StartInstall(ctx context.Context, mac string, ttl time.Duration) (inventory.Node, string, error)
-	Report(ctx context.Context, token, mac, status string) (inventory.Node, error)
-	NodeByToken(token string) (inventory.Node, error)
-	JoinTarget(token string) (inventory.Node, error)
-	ClaimJoin(ctx context.Context, token, accessor string) (inventory.Node, error)
+	Note(ctx context.Context, mac, cause, actor string) error
+	StartInstall(ctx context.Context, mac string, from netip.Addr, ttl time.Duration) (inventory.Node, string, error)
+	Report(ctx context.Context, token string, from netip.Addr, mac, status string) (inventory.Node, error)
+	NodeByToken(ctx context.Context, token string, from netip.Addr) (inventory.Node, error)
+	JoinTarget(ctx context.Context, token string, from netip.Addr) (inventory.Node, error)
+	ClaimJoin(ctx context.Context, token string, from netip.Addr, accessor string) (inventory.Node, error)
 }
 
 // NodeHTTP serves iPXE scripts, netboot assets and installer callbacks.
@@ -43,14 +50,22 @@ type NodeHTTP struct {
 	}
 	BaseURL string // how nodes reach us, e.g. http://10.77.0.1:8080
 	Join    Join   // what every node's join bundle holds
-	Log     *slog.Logger
+	// Reservations says bootstrapd's DHCP hands nodes their addresses
+	// (modes reservation and pool): a node's install script, and with it
+	// its install token, is then served only to the node's reserved
+	// address. Otherwise (proxy, off) the token is bound to whichever
+	// address fetched the script.
+	Reservations bool
+	Log          *slog.Logger
 
 	metrics *httpMetrics
+	refused *quietLog
 }
 
 // Register adds the HTTP counters to reg.
 func (h *NodeHTTP) Register(reg prometheus.Registerer) {
 	h.metrics = newHTTPMetrics(reg)
+	h.refused = newQuietLog(h.Log, "http", reg)
 }
 
 // route names a request for metrics: a few fixed values, never a path
@@ -76,21 +91,41 @@ func (h *NodeHTTP) Handler() http.Handler {
 	return h.logged(mux)
 }
 
-// logged writes one line per request. Install tokens are cut out of the
-// path first: they are credentials, and logs are read by many.
+// logged writes one line per request; refused ones (4xx and 5xx, which
+// anyone can cause) through the rate-limited log. Install tokens are cut
+// out of the path first: they are credentials, and logs are read by many.
 func (h *NodeHTTP) logged(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		h.metrics.observe(route(r.URL.Path), rec.code, rec.bytes)
-		level := slog.LevelInfo
+		args := []any{"method", r.Method, "path", cleanLog(RedactPath(r.URL.Path)), "status", rec.code, "bytes", rec.bytes,
+			"remote", r.RemoteAddr, "duration", time.Since(start).Round(time.Microsecond)}
 		if rec.code >= 400 {
-			level = slog.LevelWarn
+			h.refused.Warn("http_"+strconv.Itoa(rec.code), "http", args...)
+			return
 		}
-		h.Log.Log(r.Context(), level, "http", "method", r.Method, "path", RedactPath(r.URL.Path),
-			"status", rec.code, "bytes", rec.bytes, "remote", r.RemoteAddr, "duration", time.Since(start).Round(time.Microsecond))
+		h.Log.InfoContext(r.Context(), "http", args...)
 	})
+}
+
+// cleanLog cuts what a client sent to a loggable size.
+func cleanLog(s string) string {
+	const max = 256
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
+
+// remote is the address a request came from.
+func remote(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // RedactPath replaces the token in /install/<token>/... with "REDACTED".
@@ -173,6 +208,14 @@ func (h *NodeHTTP) nodeScript(w http.ResponseWriter, r *http.Request) {
 	}
 	switch n.State {
 	case inventory.Enrolled, inventory.Installing:
+		if from := remote(r); h.Reservations && n.IP.IsValid() && from != n.IP {
+			// Only the node itself, at its reservation, gets a token: its
+			// MAC is no secret (every DHCP packet carries it).
+			h.refused.Warn("script_elsewhere", "install script refused: not asked from the node's address", "mac", mac, "remote", from, "node_ip", n.IP)
+			h.Booter.Note(ctx, n.MAC, "refused an install script asked for from another address", "network")
+			ipxe(w, "#!ipxe\necho bootstrapd: the install script of %s is served only to its address %s\nsleep 10\nexit 1\n", mac, n.IP)
+			return
+		}
 		h.installScript(w, r, n)
 	case inventory.Installed, inventory.Joined, inventory.Ready:
 		h.localBoot(w, n)
@@ -201,7 +244,12 @@ func (h *NodeHTTP) installScript(w http.ResponseWriter, r *http.Request, n inven
 		ipxe(w, "#!ipxe\necho bootstrapd: %s\nsleep 30\nexit 1\n", err)
 		return
 	}
-	started, token, err := h.Booter.StartInstall(ctx, n.MAC, p.Timeout)
+	started, token, err := h.Booter.StartInstall(ctx, n.MAC, remote(r), p.Timeout)
+	if errors.Is(err, inventory.ErrConflict) {
+		// Its bundle is out: no new token until the operator reinstalls.
+		ipxe(w, "#!ipxe\necho bootstrapd: %s\nsleep 30\nexit 1\n", err)
+		return
+	}
 	if err != nil {
 		h.Log.ErrorContext(ctx, "cannot start install", "mac", n.MAC, "err", err)
 		http.Error(w, "cannot start install", http.StatusInternalServerError)
@@ -248,7 +296,7 @@ func (h *NodeHTTP) data(n inventory.Node, p *profile.Profile, token string) prof
 // config, say). Only the node's current install token opens it.
 func (h *NodeHTTP) config(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
-	n, err := h.Booter.NodeByToken(token)
+	n, err := h.Booter.NodeByToken(r.Context(), token, remote(r))
 	if err != nil {
 		http.Error(w, "unknown or expired install token", http.StatusForbidden)
 		return
@@ -288,22 +336,25 @@ func (h *NodeHTTP) localBoot(w http.ResponseWriter, n inventory.Node) {
 }
 
 // asset serves netboot files with Range support. The os.Root refuses any
-// path that would leave the netboot directory, symlinks included.
+// path that would leave the netboot directory, symlinks included. The name
+// is cleaned first (the integrity checker caches by name: every spelling
+// of one file must be one name), and only regular files are served: a
+// FIFO opened for reading would wait for a writer forever, so the open
+// does not block and the type is checked on what was opened.
 func (h *NodeHTTP) asset(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("path")
-	f, err := h.Assets.Open(name)
+	name := path.Clean(r.PathValue("path"))
+	f, err := h.Assets.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		code := http.StatusNotFound
 		if !errors.Is(err, fs.ErrNotExist) {
 			code = http.StatusForbidden
 		}
-		h.Log.WarnContext(r.Context(), "asset refused", "path", name, "remote", r.RemoteAddr, "err", err)
 		http.Error(w, http.StatusText(code), code)
 		return
 	}
 	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil || fi.IsDir() {
+	if err != nil || !fi.Mode().IsRegular() {
 		http.Error(w, "not a file", http.StatusNotFound)
 		return
 	}
@@ -320,9 +371,14 @@ func (h *NodeHTTP) asset(w http.ResponseWriter, r *http.Request) {
 }
 
 // status takes the installer's report. The token in the path is the only
-// credential; it is never logged.
+// credential; it is never logged, and it is checked before the body is
+// read: nobody without it can make the server wait for a body.
 func (h *NodeHTTP) status(w http.ResponseWriter, r *http.Request) {
-	const maxReport = 64 << 10
+	const maxReport = 4 << 10 // a line of progress and a MAC
+	if _, err := h.Booter.NodeByToken(r.Context(), r.PathValue("token"), remote(r)); err != nil {
+		http.Error(w, "unknown or expired install token", http.StatusForbidden)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxReport)
 	var err error
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "multipart/form-data" {
@@ -352,7 +408,7 @@ func (h *NodeHTTP) status(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	n, err := h.Booter.Report(r.Context(), r.PathValue("token"), mac, r.PostFormValue("status"))
+	n, err := h.Booter.Report(r.Context(), r.PathValue("token"), remote(r), mac, r.PostFormValue("status"))
 	if err != nil {
 		code := http.StatusInternalServerError
 		if errors.Is(err, inventory.ErrToken) {

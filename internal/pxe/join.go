@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,9 @@ type Credentials interface {
 	Mint(ctx context.Context, n inventory.Node) (files []BundleFile, accessor string, err error)
 	// Discard revokes what Mint made for a bundle that was not handed out.
 	Discard(ctx context.Context, accessor string)
+	// Void makes what n's handed-out bundle held useless: it was claimed
+	// twice, so someone other than the node may hold it.
+	Void(ctx context.Context, n inventory.Node)
 }
 
 // BundleFile is one file of a join bundle, relative to the node's root.
@@ -58,34 +62,53 @@ func (j Join) files(n inventory.Node) []BundleFile {
 }
 
 // join hands the node its bundle, as a tar to extract into the target
-// root, once per install.
+// root, once per install, to the address its token was handed to. A
+// second claim voids what the first one got: one of the two was not the
+// node.
 func (h *NodeHTTP) join(w http.ResponseWriter, r *http.Request) {
-	token := r.PathValue("token")
-	files, accessor, err := h.mint(r.Context(), token)
+	ctx, token, from := r.Context(), r.PathValue("token"), remote(r)
+	files, accessor, err := h.mint(ctx, token, from)
 	if err != nil {
 		h.joinFailed(w, err)
 		return
 	}
-	n, err := h.Booter.ClaimJoin(r.Context(), token, accessor)
-	if err != nil && h.Join.Cluster != nil {
+	n, err := h.Booter.ClaimJoin(ctx, token, from, accessor)
+	if err != nil && h.Join.Cluster != nil && accessor != "" {
 		// Someone claimed it meanwhile: what was minted must not live on.
-		h.Join.Cluster.Discard(context.WithoutCancel(r.Context()), accessor)
+		h.Join.Cluster.Discard(context.WithoutCancel(ctx), accessor)
 	}
 	if err != nil {
 		h.joinFailed(w, err)
+		h.voidIfTwice(ctx, n, err)
 		return
 	}
 	files = append(h.Join.files(n), files...)
 	h.sendBundle(w, files)
 }
 
+// voidIfTwice voids the handed-out bundle of n the first time it is
+// claimed again.
+func (h *NodeHTTP) voidIfTwice(ctx context.Context, n inventory.Node, err error) {
+	if !errors.Is(err, inventory.ErrClaimedTwice) {
+		return
+	}
+	h.Log.Error("ALERT: join bundle claimed twice; revoking what it held", "mac", n.MAC, "hostname", n.Hostname)
+	if h.Join.Cluster != nil {
+		h.Join.Cluster.Void(context.WithoutCancel(ctx), n)
+	}
+}
+
 // mint makes the node's cluster credentials before its claim is recorded,
 // so a Vault or Nomad that is away fails the claim (the node retries) rather
 // than using it up.
-func (h *NodeHTTP) mint(ctx context.Context, token string) ([]BundleFile, string, error) {
-	n, err := h.Booter.JoinTarget(token)
-	if err != nil || h.Join.Cluster == nil {
+func (h *NodeHTTP) mint(ctx context.Context, token string, from netip.Addr) ([]BundleFile, string, error) {
+	n, err := h.Booter.JoinTarget(ctx, token, from)
+	if err != nil {
+		h.voidIfTwice(ctx, n, err)
 		return nil, "", err
+	}
+	if h.Join.Cluster == nil {
+		return nil, "", nil
 	}
 	files, accessor, err := h.Join.Cluster.Mint(ctx, n)
 	if err != nil {

@@ -36,13 +36,14 @@ type write struct {
 
 type change struct {
 	bucket, key string
-	value       []byte
+	value       []byte // nil: delete the key
 }
 
-// Entry is one value for PutAll.
+// Entry is one value for PutAll, or with Delete, a key to remove.
 type Entry struct {
 	Bucket, Key string
 	Value       any
+	Delete      bool
 }
 
 // maxGroup bounds one commit, so a burst cannot make a single transaction
@@ -126,6 +127,9 @@ func apply(tx *bolt.Tx, c change) error {
 	if err != nil {
 		return err
 	}
+	if c.value == nil {
+		return b.Delete([]byte(c.key))
+	}
 	return b.Put([]byte(c.key), c.value)
 }
 
@@ -159,11 +163,15 @@ func (db *DB) Put(bucket, key string, v any) error {
 	return db.PutAll(Entry{Bucket: bucket, Key: key, Value: v})
 }
 
-// PutAll stores several values in one transaction: after a crash either
-// all of them are there or none.
+// PutAll stores several values (and removes the keys of Delete entries) in
+// one transaction: after a crash either all of it happened or none.
 func (db *DB) PutAll(entries ...Entry) error {
 	w := write{changes: make([]change, len(entries))}
 	for i, e := range entries {
+		if e.Delete {
+			w.changes[i] = change{bucket: e.Bucket, key: e.Key}
+			continue
+		}
 		data, err := json.Marshal(e.Value)
 		if err != nil {
 			return fmt.Errorf("encode %s/%s: %w", e.Bucket, e.Key, err)

@@ -113,3 +113,25 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("put after close: %v", err)
 	}
 }
+
+// TestPutAllDeletes: a Delete entry removes its key in the same
+// transaction as the values written beside it; deleting a missing key is
+// not an error.
+func TestPutAllDeletes(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "bootstrapd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.PutAll(Entry{Bucket: "b", Key: "x", Value: rec{1}}, Entry{Bucket: "b", Key: "y", Value: rec{2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutAll(Entry{Bucket: "b", Key: "x", Delete: true}, Entry{Bucket: "b", Key: "z", Value: rec{3}}, Entry{Bucket: "b", Key: "never", Delete: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	Load(db, "b", func(k string, v rec) error { got[k] = v.N; return nil })
+	if len(got) != 2 || got["y"] != 2 || got["z"] != 3 {
+		t.Errorf("after the delete: %v", got)
+	}
+}

@@ -1,0 +1,133 @@
+package inventory
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/store"
+)
+
+func spoofedMAC(i int) string { return fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", i>>24&0xff, i>>16&0xff, i>>8&0xff, i&0xff) }
+
+func storedNodes(t *testing.T, ti *testInv) map[string]Node {
+	t.Helper()
+	out := map[string]Node{}
+	if err := store.Load(ti.db, nodesBucket, func(k string, n Node) error { out[k] = n; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestDiscoveryBounded: spoofed MACs make at most MaxDiscovered nodes, the
+// rest are counted; none waits for the disk (they are written together by
+// the flush); followers of Changed are not woken by them; and a discovered
+// node not seen for DiscoveredTTL is forgotten, in memory and on disk.
+func TestDiscoveryBounded(t *testing.T) {
+	ti := newTestInv(t, testPool)
+	ti.Limits.MaxDiscovered = 50
+	changed := ti.Changed()
+	for i := range 80 {
+		ti.Seen(ctx, spoofedMAC(i), "bios")
+	}
+	if n := len(ti.Nodes()); n != 50 {
+		t.Fatalf("%d nodes after 80 new MACs, want the cap of 50", n)
+	}
+	if got := ti.DiscoveryRefused(); got != 30 {
+		t.Errorf("refused %d, want 30", got)
+	}
+	select {
+	case <-changed:
+		t.Error("discovered nodes woke the followers of Changed")
+	default:
+	}
+	if n := len(storedNodes(t, ti)); n != 0 {
+		t.Errorf("%d nodes written before the flush; Seen must not wait for the disk", n)
+	}
+	ti.Flush()
+	if n := len(storedNodes(t, ti)); n != 50 {
+		t.Fatalf("%d nodes stored after the flush, want 50", n)
+	}
+	evs, _, _ := ti.Events(0)
+	if len(evs) != 50 {
+		t.Errorf("%d events, want one per discovered node", len(evs))
+	}
+
+	// Enrolled nodes do not expire; discovered ones not seen for the TTL do.
+	ti.enroll(t, EnrollRequest{MAC: spoofedMAC(0)})
+	ti.clock.Advance(DefaultDiscoveredTTL / 2)
+	ti.Seen(ctx, spoofedMAC(1), "bios") // still around
+	ti.clock.Advance(DefaultDiscoveredTTL/2 + time.Minute)
+	next := ti.expire(ctx)
+	if n := len(ti.Nodes()); n != 2 {
+		t.Fatalf("%d nodes after the TTL, want the enrolled one and the one seen since", n)
+	}
+	if want := ti.clock.Now().Add(DefaultDiscoveredTTL/2 - time.Minute); !next.Equal(want) {
+		t.Errorf("next wake %v, want %v (when the remaining discovered node goes)", next, want)
+	}
+	if n := len(storedNodes(t, ti)); n != 2 {
+		t.Errorf("%d nodes stored after the TTL, want 2", n)
+	}
+	// Room again for new MACs.
+	ti.Seen(ctx, spoofedMAC(1000), "bios")
+	if _, ok := ti.Node(spoofedMAC(1000)); !ok {
+		t.Error("a new MAC was refused after the old ones expired")
+	}
+}
+
+// TestArchChangeDoesNotWrite: a known MAC flapping its arch (a spoofer
+// alternating option 93) is written by the flush, not on every packet.
+func TestArchChangeDoesNotWrite(t *testing.T) {
+	ti := newTestInv(t, testPool)
+	mac := "52:54:00:00:00:01"
+	ti.enroll(t, EnrollRequest{MAC: mac})
+	before := storedNodes(t, ti)[mac]
+	for i := range 100 {
+		ti.Seen(ctx, mac, []string{"bios", "efi-x64"}[i%2])
+	}
+	if got := storedNodes(t, ti)[mac]; got.Arch != before.Arch {
+		t.Errorf("arch written at once (%q)", got.Arch)
+	}
+	ti.Flush()
+	if got := storedNodes(t, ti)[mac]; got.Arch != "efi-x64" || got.State != Enrolled {
+		t.Errorf("after the flush: %+v", got)
+	}
+}
+
+// TestFlushNeverOverwritesNewer: a node discovered, then enrolled before
+// the flush, is stored enrolled, across a restart.
+func TestFlushNeverOverwritesNewer(t *testing.T) {
+	ti := newTestInv(t, testPool)
+	mac := "52:54:00:00:00:01"
+	ti.Seen(ctx, mac, "bios")
+	ti.enroll(t, EnrollRequest{MAC: mac, Hostname: "n1"})
+	time.Sleep(flushEvery + 300*time.Millisecond) // the scheduled flush has run
+	ti = ti.reopen(t, testPool)
+	if n := ti.mustNode(t, mac); n.State != Enrolled || n.Arch != "bios" {
+		t.Errorf("after a restart: %s, arch %q", n.State, n.Arch)
+	}
+}
+
+// TestEventsBounded: the store keeps the newest MaxEvents events.
+func TestEventsBounded(t *testing.T) {
+	ti := newTestInv(t, testPool)
+	ti.Limits.MaxEvents = 10
+	mac := "52:54:00:00:00:01"
+	ti.enroll(t, EnrollRequest{MAC: mac})
+	for i := range 30 {
+		ti.Note(ctx, mac, fmt.Sprintf("note %d", i), "test")
+	}
+	ti.expire(ctx)
+	n := 0
+	first := uint64(0)
+	store.Load(ti.db, eventsBucket, func(_ string, e LogEvent) error {
+		if n == 0 {
+			first = e.Seq
+		}
+		n++
+		return nil
+	})
+	if n != 10 || first != 22 {
+		t.Errorf("store holds %d events from %d, want the last 10 (22-31)", n, first)
+	}
+}
