@@ -195,6 +195,11 @@ func (inv *Inventory) claimable(ctx context.Context, token string, from netip.Ad
 		err := fmt.Errorf("%w: the join bundle of %s was already claimed at %s", ErrConflict, cur.Hostname, cur.JoinClaimed.Format(time.RFC3339))
 		if first {
 			err = fmt.Errorf("%w (%w)", err, ErrClaimedTwice)
+			// Whoever has the token may not be the node: it opens nothing
+			// more. The install fails at its deadline unless reinstalled.
+			void := inv.nodes[cur.MAC].clone()
+			void.TokenHash, void.TokenExpires, void.TokenAddr = nil, time.Time{}, netip.Addr{}
+			inv.noteOn(&void, Event{At: inv.now(), Cause: "install token voided", Actor: "bootstrapd"})
 		}
 		return inv.nodes[cur.MAC], err
 	}

@@ -69,8 +69,11 @@ func TestOneBundlePerInstall(t *testing.T) {
 	if !errors.Is(err, ErrClaimedTwice) || n.VaultAccessor != "acc-1" {
 		t.Fatalf("second claim: %v, node accessor %q; want ErrClaimedTwice and the first bundle's accessor", err, n.VaultAccessor)
 	}
-	if _, err := ti.JoinTarget(ctx, tok, anywhere); !errors.Is(err, ErrConflict) || errors.Is(err, ErrClaimedTwice) {
-		t.Fatalf("third attempt: %v, want ErrConflict only (the bundle is already void)", err)
+	if _, err := ti.JoinTarget(ctx, tok, anywhere); !errors.Is(err, ErrToken) {
+		t.Fatalf("third attempt: %v, want ErrToken (the install token was voided with the bundle)", err)
+	}
+	if _, err := ti.Report(ctx, tok, anywhere, mac, "installed"); !errors.Is(err, ErrToken) {
+		t.Fatalf("a report with the voided token: %v", err)
 	}
 	if a := ti.mustNode(t, mac).Alert; !strings.HasPrefix(a, "join bundle claimed twice") {
 		t.Errorf("alert %q", a)
