@@ -118,12 +118,24 @@ func (ns NS) ListenPacket(t testing.TB, network, addr string) net.PacketConn {
 // Dial connects from inside the namespace. addr must be an IP literal: a name
 // resolving to several addresses would be dialled from other goroutines, outside.
 func (ns NS) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := ns.Do(func() (err error) {
-		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
+	return ns.DialFrom(netip.Addr{})(ctx, network, addr)
+}
+
+// DialFrom is Dial from a given local address of the namespace (one of
+// several on its interface: a host that took over another's address).
+func (ns NS) DialFrom(local netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := &net.Dialer{}
+		if local.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
+		}
+		var c net.Conn
+		err := ns.Do(func() (err error) {
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
 }
 
 // HTTPClient returns a client whose connections start inside the namespace, for
