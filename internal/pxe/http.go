@@ -81,6 +81,9 @@ func route(p string) string {
 
 // Handler returns the routes.
 func (h *NodeHTTP) Handler() http.Handler {
+	if h.refused == nil { // not registered: logged, not counted
+		h.refused = newQuietLog(h.Log, "http", nil)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /boot.ipxe", h.bootScript)
 	mux.HandleFunc("GET /ipxe", h.nodeScript)

@@ -447,7 +447,7 @@ func TestHTTPAssets(t *testing.T) {
 		{name: "symlink out, relative", target: "/assets/escape-rel", code: 403},
 		{name: "directory", target: "/assets/void", code: 404},
 		{name: "directory, slash", target: "/assets/void/", code: 404},
-		{name: "root directory", target: "/assets/", code: 403},
+		{name: "root directory", target: "/assets/", code: 404},
 		{name: "directory below", target: "/assets/void/sub", code: 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
