@@ -46,11 +46,17 @@ type Site struct {
 	Router *Router `hcl:"router,block"`
 	Vault  *Vault  `hcl:"vault,block"`
 
-	// Parsed forms, filled by Load.
+	// Parsed forms, filled by Load. Lease is within MinLeaseTime and
+	// MaxLeaseTime, so it and its fractions fit DHCP's uint32 seconds.
 	Server netip.Addr
 	Subnet netip.Prefix
 	Range  [2]netip.Addr
 	Lease  time.Duration
+
+	// routerAddr is dhcp.router parsed and inside Subnet, or invalid: the
+	// router block takes it from here rather than parsing it again, since
+	// validation goes on after an error and the text may not be an address.
+	routerAddr netip.Addr
 
 	// Path is the file this came from; ranges lets later checks (such as a
 	// missing boot file) point at the line that named it.
@@ -140,11 +146,11 @@ func Load(path string) (*Site, error) {
 func Parse(path string, src []byte) (*Site, error) {
 	f, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos)
 	if diags.HasErrors() {
-		return nil, diagError(diags)
+		return nil, diagError(path, diags)
 	}
 	s := &Site{Path: path, ranges: map[string]hcl.Range{}}
 	if diags := gohcl.DecodeBody(f.Body, nil, s); diags.HasErrors() {
-		return nil, diagError(diags)
+		return nil, diagError(path, diags)
 	}
 	indexRanges(f.Body.(*hclsyntax.Body), "", s.ranges)
 	dir, err := filepath.Abs(filepath.Dir(path))
@@ -196,7 +202,9 @@ func parent(key string) string {
 	return ""
 }
 
-func diagError(diags hcl.Diagnostics) error {
+// diagError is the first error among diags, at its place in path, or at
+// the top of path when HCL gave it no place: every error names a line.
+func diagError(path string, diags hcl.Diagnostics) error {
 	for _, d := range diags {
 		if d.Severity != hcl.DiagError {
 			continue
@@ -206,7 +214,7 @@ func diagError(diags hcl.Diagnostics) error {
 			msg += ": " + d.Detail
 		}
 		if d.Subject == nil {
-			return fmt.Errorf("%s", msg)
+			return &Error{File: path, Pos: hcl.InitialPos, Msg: msg}
 		}
 		return &Error{File: d.Subject.Filename, Pos: d.Subject.Start, Msg: msg}
 	}

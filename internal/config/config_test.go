@@ -116,7 +116,7 @@ func TestConfigErrors(t *testing.T) {
 		{"pool without subnet", "interface = \"br0\"\ndhcp {\n  mode = \"pool\"\n}\n", 2, "needs subnet"},
 		{"router outside", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  router = \"10.9.0.1\"\n}\n", 4, "outside subnet"},
 		{"bad dns", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  dns = [\"x\"]\n}\n", 4, "dns server"},
-		{"bad lease", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  lease_time = \"5s\"\n}\n", 4, "at least 1m"},
+		{"bad lease", "interface = \"br0\"\ndhcp {\n  subnet = \"10.0.0.0/24\"\n  lease_time = \"5s\"\n}\n", 4, "from 1m to 168h"},
 		{"bad blksize", "interface = \"br0\"\ndhcp {\n  mode = \"off\"\n}\ntftp {\n  blksize = 70000\n}\n", 6, "outside 512..65464"},
 		{"missing boot file", "interface = \"br0\"\ndhcp {\n  mode = \"off\"\n}\nboot {\n  efi = \"ipxe.efi\"\n}\n", 6, "boot file ipxe.efi is missing"},
 		{"syntax", "interface = \"br0\n", 1, ""},

@@ -159,10 +159,14 @@ func (s *Site) validateRouter() error {
 	if r.DHCP == "router" && s.DHCP.Mode != ModeProxy && s.DHCP.Mode != ModeOff {
 		return s.Errorf("router.dhcp", "router dhcp = \"router\" makes RouterOS hand out addresses, so bootstrapd's dhcp mode must be proxy or off, not %s", s.DHCP.Mode)
 	}
-	if !s.Subnet.IsValid() || s.DHCP.Router == "" {
+	if s.DHCP.Subnet == "" || s.DHCP.Router == "" {
 		return s.Errorf("router", "the router block needs dhcp subnet and dhcp router: the router's address on the provisioning network")
 	}
-	r.Address = netip.PrefixFrom(netip.MustParseAddr(s.DHCP.Router), s.Subnet.Bits())
+	// Both are written; if either did not parse, the dhcp block's error
+	// already says so at its line, and the rest of this block is still checked.
+	if s.Subnet.IsValid() && s.routerAddr.IsValid() {
+		r.Address = netip.PrefixFrom(s.routerAddr, s.Subnet.Bits())
+	}
 	for _, v := range r.APIFrom {
 		p, err := netip.ParsePrefix(v)
 		if err != nil {

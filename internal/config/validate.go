@@ -20,6 +20,17 @@ const (
 	DefaultBlockSize = 1468 // a full 1500-byte Ethernet frame
 )
 
+// Bounds of what a site may say. A lease goes on the wire as uint32 seconds
+// (and its renewal and rebinding times with it), and a subnet's size is
+// what the pool scans for a free address: the bounds keep both far from
+// overflow and from work no provisioning network needs.
+const (
+	MinLeaseTime  = time.Minute
+	MaxLeaseTime  = 7 * 24 * time.Hour
+	MinSubnetBits = 8  // a /8: 16M addresses, more than any rack
+	MaxSubnetBits = 30 // a /30: the smallest with a host besides the router
+)
+
 func (s *Site) defaults(dir string) error {
 	abs := func(p *string, def string) {
 		if *p == "" {
@@ -142,8 +153,8 @@ func (s *Site) validateDHCP() error {
 	lease := DefaultLeaseTime
 	if d.LeaseTime != "" {
 		var err error
-		if lease, err = time.ParseDuration(d.LeaseTime); err != nil || lease < time.Minute {
-			return s.Errorf("dhcp.lease_time", "lease_time %q must be a duration of at least 1m, like \"1h\"", d.LeaseTime)
+		if lease, err = time.ParseDuration(d.LeaseTime); err != nil || lease < MinLeaseTime || lease > MaxLeaseTime {
+			return s.Errorf("dhcp.lease_time", "lease_time %q must be a duration from 1m to 168h (7 days), like \"1h\"", d.LeaseTime)
 		}
 	}
 	s.Lease = lease
@@ -154,8 +165,12 @@ func (s *Site) validateDHCP() error {
 		return nil
 	}
 	p, err := netip.ParsePrefix(d.Subnet)
-	if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
-		return s.Errorf("dhcp.subnet", "subnet %q is not an IPv4 CIDR of /30 or larger, like \"10.77.0.0/24\"", d.Subnet)
+	if err != nil || !p.Addr().Is4() {
+		return s.Errorf("dhcp.subnet", "subnet %q is not an IPv4 CIDR, like \"10.77.0.0/24\"", d.Subnet)
+	}
+	if p.Bits() < MinSubnetBits || p.Bits() > MaxSubnetBits {
+		return s.Errorf("dhcp.subnet", "subnet %q must have a prefix length from /%d to /%d (the provisioning network, like \"10.77.0.0/24\")",
+			d.Subnet, MinSubnetBits, MaxSubnetBits)
 	}
 	if p != p.Masked() {
 		return s.Errorf("dhcp.subnet", "subnet %q has host bits set; did you mean %q?", d.Subnet, p.Masked().String())
@@ -172,9 +187,11 @@ func (s *Site) validateDHCP() error {
 		return a, nil
 	}
 	if d.Router != "" {
-		if _, err := inSubnet("dhcp.router", d.Router); err != nil {
+		a, err := inSubnet("dhcp.router", d.Router)
+		if err != nil {
 			return err
 		}
+		s.routerAddr = a
 	}
 	for _, v := range d.DNS {
 		if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {
@@ -207,15 +224,17 @@ func (s *Site) validateDHCP() error {
 }
 
 // defaultRange is the upper half of the subnet, leaving the lower half for
-// routers and servers that are usually numbered from the bottom.
+// routers and servers that are usually numbered from the bottom. The size
+// is a uint64 because a /0's, 1<<32, is zero in a uint32; validation keeps
+// subnets to /8../30, but the arithmetic holds for any IPv4 prefix up to /30.
 func defaultRange(p netip.Prefix) [2]netip.Addr {
-	base := u32(p.Addr())
-	size := uint32(1) << (32 - p.Bits())
-	return [2]netip.Addr{from32(base + size/2), from32(base + size - 2)}
+	base := uint64(u32(p.Addr()))
+	size := uint64(1) << (32 - p.Bits())
+	return [2]netip.Addr{from32(uint32(base + size/2)), from32(uint32(base + size - 2))}
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {
-	return from32(u32(p.Addr()) | (uint32(1)<<(32-p.Bits()) - 1))
+	return from32(uint32(uint64(u32(p.Addr())) | (uint64(1)<<(32-p.Bits()) - 1)))
 }
 
 func u32(a netip.Addr) uint32 {
