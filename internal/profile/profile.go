@@ -129,6 +129,20 @@ func loadFile(path string) ([]*Profile, error) {
 			return fmt.Sprintf("%s:%d", path, line)
 		}
 		p.File = at("")
+		// Name, kernel, initrd and command line are written into the iPXE
+		// script (IPXEScript), which has no quoting: what could change its
+		// lines or commands is refused here, at its line, not at boot.
+		if why := checkName(p.Name); why != "" {
+			return nil, fmt.Errorf("%s: %s", at(""), why)
+		}
+		if why := checkAsset("kernel", p.Kernel); why != "" {
+			return nil, fmt.Errorf("%s: %s", at("kernel"), why)
+		}
+		for _, f := range p.Initrd {
+			if why := checkAsset("initrd", f); why != "" {
+				return nil, fmt.Errorf("%s: %s", at("initrd"), why)
+			}
+		}
 		if p.Timeout = DefaultInstallTimeout; p.InstallTimeout != "" {
 			if p.Timeout, err = time.ParseDuration(p.InstallTimeout); err != nil || p.Timeout <= 0 {
 				return nil, fmt.Errorf("%s: install_timeout %q is not a duration like \"45m\"", at("install_timeout"), p.InstallTimeout)
@@ -143,8 +157,12 @@ func loadFile(path string) ([]*Profile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: cmdline template: %w", at("cmdline"), err)
 		}
-		if _, err := p.RenderCmdline(p.sample()); err != nil {
+		cmdline, err := p.RenderCmdline(p.sample())
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", at("cmdline"), err)
+		}
+		if why := checkCmdline(cmdline); why != "" {
+			return nil, fmt.Errorf("%s: %s", at("cmdline"), why)
 		}
 		if err := p.loadTemplates(filepath.Dir(path)); err != nil {
 			return nil, fmt.Errorf("%s: profile %s: %w", at("templates"), p.Name, err)
@@ -198,6 +216,13 @@ func (p *Profile) Render(name string, d Data) ([]byte, error) {
 
 // RenderCmdline renders the kernel command line for one node.
 func (p *Profile) RenderCmdline(d Data) (string, error) {
+	if p.cmdline == nil {
+		// A Profile not made by LoadDir has no parsed template.
+		if p.Cmdline != "" {
+			return "", fmt.Errorf("profile %s: cmdline template not parsed (profiles come from LoadDir)", p.Name)
+		}
+		return "", nil
+	}
 	var b strings.Builder
 	if err := p.cmdline.Execute(&b, d); err != nil {
 		return "", fmt.Errorf("cmdline template: %w", err)

