@@ -11,7 +11,7 @@ DESTDIR   ?=
 SYSTEMD   ?= $(shell test -d /run/systemd/system && echo 1)
 RUNIT     ?= $(shell test -d /etc/runit && echo 1)
 
-.PHONY: help demo build test lint netboot bench clean install
+.PHONY: help demo build test lint netboot bench fuzz clean install
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ netboot: ## put the iPXE binaries from Debian's ipxe package into netboot/
 
 bench: build ## DHCP load: bootstrapd vs Kea under perfdhcp (needs root)
 	scripts/bench-dhcp.sh
+
+fuzz: ## run every fuzz target for FUZZTIME (default 60s)
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 install: build ## install the binary, the profiles, the service file (not enabled) and /etc/bootstrapd/site.hcl.example
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/bootstrapd $(DESTDIR)$(PREFIX)/share/bootstrapd/profiles/void-nomad
