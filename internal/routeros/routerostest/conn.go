@@ -7,8 +7,10 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
 	"strings"
+	"time"
 )
 
 const (
@@ -68,6 +70,10 @@ func (r *Router) serve(c net.Conn, service string) {
 		if !r.waitIfHung() {
 			return
 		}
+		if raw, ok := r.takeRaw(words[0]); ok {
+			s.sendRaw(raw)
+			return
+		}
 		replies, last := s.dispatch(words)
 		if s.write(replies) != nil || last {
 			return
@@ -82,6 +88,29 @@ func (s *session) write(sentences [][]string) error {
 	}
 	_, err := s.c.Write(b)
 	return err
+}
+
+// sendRaw writes a RawNext's bytes; it stops early when the client has
+// gone (a write fails) or the router closes.
+func (s *session) sendRaw(raw Raw) {
+	for i, chunk := range raw.Chunks {
+		if i > 0 && raw.Gap > 0 {
+			select {
+			case <-time.After(raw.Gap):
+			case <-s.r.closed:
+				return
+			}
+		}
+		if _, err := s.c.Write(chunk); err != nil {
+			return
+		}
+	}
+	if raw.Hold > 0 {
+		// Reading until the client hangs up (or Hold passes) notices a
+		// client that gave up; Close ends the read too.
+		_ = s.c.SetReadDeadline(time.Now().Add(raw.Hold))
+		_, _ = io.Copy(io.Discard, s.c)
+	}
 }
 
 func (r *Router) record(word string) {

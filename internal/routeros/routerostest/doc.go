@@ -12,5 +12,9 @@
 //
 // Tests drive it through hooks that a real router lacks: Seed and Rows to set
 // up and inspect state, Commands to count what a client sent, FailNext to make
-// one command fail mid-apply, and Hang/Resume to test deadlines.
+// one command fail mid-apply, Hang/Resume to test deadlines, RawNext to answer
+// with bytes no RouterOS sends (a 4 GiB length, a trickle), and Reboot and
+// Upgrade to end every session under a client, the latter into another
+// release. Like RouterOS, it closes connections from outside a service's
+// address list (available-from on 7.24).
 package routerostest

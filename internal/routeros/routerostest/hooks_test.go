@@ -1,6 +1,7 @@
 package routerostest
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5" //nolint:gosec // the legacy login under test is MD5
 	"crypto/tls"
@@ -9,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -267,4 +269,150 @@ func TestSeedAndRows(t *testing.T) {
 	if r.Version() != "7.19" {
 		t.Errorf("default version %q", r.Version())
 	}
+}
+
+// TestRawNext: the next matching command gets the raw bytes, trickled
+// Gap apart, and the connection closes after them; other commands and
+// later ones are answered as usual.
+func TestRawNext(t *testing.T) {
+	r := New(Options{Password: "secret"})
+	addr := r.Listen(t)
+	r.RawNext("/ip/address/print", Raw{Chunks: [][]byte{{0xF0, 0xFF}, {0xFF, 0xFF, 0xFF}}, Gap: 50 * time.Millisecond})
+	rc := dialRaw(t, addr)
+	rc.send(encodeSentence("/login", "=name=admin", "=password=secret"))
+	rc.expect([]string{"!done"})
+	rc.send(encodeSentence("/ip/pool/print")) // not the target
+	rc.expect([]string{"!empty"})
+	rc.expect([]string{"!done"})
+	start := time.Now()
+	rc.send(encodeSentence("/ip/address/print"))
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(rc.br, got); err != nil || !bytes.Equal(got, []byte{0xF0, 0xFF, 0xFF, 0xFF, 0xFF}) {
+		t.Fatalf("raw reply % x, %v", got, err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Errorf("two chunks 50ms apart came in %v", d)
+	}
+	rc.expectClosed()
+	// Once only.
+	c, err := routeros.Dial(addr, "admin", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	run(t, c, "/ip/address/print")
+}
+
+// TestRawNextHold: with Hold, the connection stays open after the bytes,
+// until the client hangs up.
+func TestRawNextHold(t *testing.T) {
+	r, c := testRouter(t, "7.19")
+	r.RawNext("/ip/address/print", Raw{Chunks: [][]byte{{0x05}}, Hold: time.Minute})
+	res := make(chan error, 1)
+	go func() { _, err := c.Run("/ip/address/print"); res <- err }()
+	select {
+	case err := <-res:
+		t.Fatalf("the client's read ended (%v) while the router held the connection", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	c.Close()
+	<-res
+	r.Close() // returns: the held session ended with the client
+}
+
+// TestReboot: a reboot ends every session, keeps the configuration, and
+// the next login works.
+func TestReboot(t *testing.T) {
+	r, c := testRouter(t, "7.19")
+	run(t, c, "/ip/pool/add", "=name=p", "=ranges=10.0.0.1-10.0.0.9")
+	r.Reboot()
+	if _, err := c.Run("/ip/pool/print"); err == nil {
+		t.Fatal("the old session still answers after a reboot")
+	}
+	c2, err := routeros.Dial(r.lnAddr(t), "admin", "secret")
+	if err != nil {
+		t.Fatalf("login after a reboot: %v", err)
+	}
+	defer c2.Close()
+	if got := names(run(t, c2, "/ip/pool/print"), "name"); !slices.Equal(got, []string{"p"}) {
+		t.Errorf("pools after a reboot: %q", got)
+	}
+}
+
+// TestUpgrade: an upgrade ends the sessions, reports the new version and
+// carries renamed properties over; a downgrade carries them back.
+func TestUpgrade(t *testing.T) {
+	r, c := testRouter(t, "7.19")
+	run(t, c, "/ip/service/set", "=.id=api-ssl", "=address=10.0.0.0/8")
+	r.Upgrade("7.24.1")
+	if _, err := c.Run("/ip/service/print"); err == nil {
+		t.Fatal("the old session still answers after an upgrade")
+	}
+	for _, step := range []struct {
+		version, prop, gone, resource string
+	}{
+		{"", "available-from", "address", "7.24.1 (stable)"},
+		{"7.19", "address", "available-from", "7.19 (stable)"},
+	} {
+		if step.version != "" {
+			r.Upgrade(step.version)
+		}
+		c2, err := routeros.Dial(r.lnAddr(t), "admin", "secret")
+		if err != nil {
+			t.Fatalf("login after the upgrade: %v", err)
+		}
+		if v := run(t, c2, "/system/resource/print").Re[0].Map["version"]; v != step.resource {
+			t.Errorf("version %q, want %q", v, step.resource)
+		}
+		rep := run(t, c2, "/ip/service/print", "?name=api-ssl", "?dynamic=false")
+		if got := rep.Re[0].Map; got[step.prop] != "10.0.0.0/8" || got[step.gone] != "" {
+			t.Errorf("api-ssl after the move to %s: %v", r.Version(), got)
+		}
+		c2.Close()
+	}
+}
+
+// TestServiceAddressList: a connection from outside the service's address
+// list is closed before any word.
+func TestServiceAddressList(t *testing.T) {
+	for _, c := range []struct {
+		version, prop, list string
+		allowed             bool
+	}{
+		{"7.19", "address", "", true},
+		{"7.19", "address", "10.0.0.0/8", false},
+		{"7.19", "address", "10.0.0.0/8,127.0.0.1", true},
+		{"7.24", "available-from", "192.0.2.1/32", false},
+		{"7.24", "available-from", "127.0.0.0/8", true},
+	} {
+		r := New(Options{Version: c.version, Password: "secret"})
+		addr := r.Listen(t)
+		if c.list != "" {
+			r.mu.Lock()
+			for _, row := range r.st.tables[pathService].rows {
+				if row.vals["name"] == "api" {
+					row.vals[c.prop] = c.list
+				}
+			}
+			r.mu.Unlock()
+		}
+		cl, err := routeros.Dial(addr, "admin", "secret")
+		if (err == nil) != c.allowed {
+			t.Errorf("%s %s=%q: login error %v, want allowed %v", c.version, c.prop, c.list, err, c.allowed)
+		}
+		if err == nil {
+			cl.Close()
+		}
+	}
+}
+
+// lnAddr is the address of the router's first listener.
+func (r *Router) lnAddr(t *testing.T) string {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.lns) == 0 {
+		t.Fatal("the router listens nowhere")
+	}
+	return r.lns[0].Addr().String()
 }
