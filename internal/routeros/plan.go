@@ -289,7 +289,7 @@ func (e *ApplyError) Unwrap() error { return e.Err }
 func (p *Planner) Apply(ctx context.Context, plan Plan) (done int, err error) {
 	if len(plan.Conflicts) > 0 {
 		c := plan.Conflicts[0]
-		return 0, fmt.Errorf("the plan has %d conflict(s) with objects bootstrapd does not own; resolve them first: %s", len(plan.Conflicts), c.Hint)
+		return 0, fmt.Errorf("the plan has %d conflict(s); resolve them first: %s", len(plan.Conflicts), c.Hint)
 	}
 	for _, c := range plan.Changes {
 		words := []string{c.Path + "/" + string(c.Op)}

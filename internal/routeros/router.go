@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,11 +20,10 @@ type Router struct {
 	Marker string
 	Log    *slog.Logger
 
-	mu      sync.Mutex // one plan or apply at a time
-	version string     // asked once per connection's life; RouterOS upgrades reboot
-	status  Status
-	nodes   []Node // as of the last successful apply, whoever asked for it
-	synced  bool
+	mu     sync.Mutex // one plan or apply at a time
+	status Status
+	nodes  []Node // as of the last successful apply, whoever asked for it
+	synced bool
 }
 
 // upToDate reports whether the last successful apply was for these nodes.
@@ -55,17 +56,26 @@ func (r *Router) Plan(ctx context.Context, s Site, prune bool) (Plan, error) {
 }
 
 func (r *Router) plan(ctx context.Context, s Site, prune bool) (Plan, error) {
-	if r.version == "" {
-		v, err := r.Conn.Version(ctx)
+	// The version decides property names; it is the session's. A redial
+	// while the menus are read may land on a router that rebooted into
+	// another release meanwhile: then plan again, once, on the new one.
+	var plan Plan
+	for attempt := 0; attempt < 2; attempt++ {
+		info, err := r.Conn.info(ctx)
 		if err != nil {
 			return Plan{}, err
 		}
-		r.version = v
-	}
-	p := &Planner{Conn: r.Conn, Marker: r.Marker, Prune: prune, Version: r.version}
-	plan, err := p.Plan(ctx, Desired(s, r.version))
-	if err != nil {
-		return Plan{}, err
+		p := &Planner{Conn: r.Conn, Marker: r.Marker, Prune: prune, Version: info.version}
+		plan, err = p.Plan(ctx, Desired(s, info.version))
+		if err != nil {
+			return Plan{}, err
+		}
+		if c, ok := lockout(plan, info.local); ok {
+			plan.Conflicts = append(plan.Conflicts, c)
+		}
+		if r.Conn.login() == info.login {
+			break
+		}
 	}
 	if s.BootstrapInUse() {
 		plan.Notes = append(plan.Notes, fmt.Sprintf(
@@ -73,6 +83,49 @@ func (r *Router) plan(ctx context.Context, s Site, prune bool) (Plan, error) {
 			s.Bootstrap.Address, s.Address.Addr()))
 	}
 	return plan, nil
+}
+
+// lockout finds a change to the api-ssl service's allowed addresses that
+// leaves out local, the address bootstrapd's session comes from: applying
+// it would shut bootstrapd out of the router it manages.
+func lockout(plan Plan, local netip.Addr) (Conflict, bool) {
+	for _, c := range plan.Changes {
+		if c.Path != "/ip/service" || c.Object != "name=api-ssl" {
+			continue
+		}
+		for _, prop := range []string{"address", "available-from"} {
+			list, ok := c.Props[prop]
+			if !ok || allows(list, local) {
+				continue
+			}
+			host := netip.PrefixFrom(local, local.BitLen())
+			return Conflict{Path: c.Path, Object: c.Object, ID: c.ID, Hint: fmt.Sprintf(
+				"api_from (%s) leaves out %s, the address bootstrapd reaches the router from: applying it would lock bootstrapd out; add %s to api_from",
+				list, local, host)}, true
+		}
+	}
+	return Conflict{}, false
+}
+
+// allows reports whether a RouterOS address list ("10.0.0.0/24,192.0.2.1")
+// admits addr. An empty list admits everyone, as on RouterOS.
+func allows(list string, addr netip.Addr) bool {
+	if strings.TrimSpace(list) == "" {
+		return true
+	}
+	if !addr.IsValid() {
+		return false
+	}
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimSpace(item)
+		if p, err := netip.ParsePrefix(item); err == nil && p.Contains(addr) {
+			return true
+		}
+		if a, err := netip.ParseAddr(item); err == nil && a.Unmap() == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // Apply plans and applies the site; the plan is returned with how many of
@@ -84,7 +137,7 @@ func (r *Router) Apply(ctx context.Context, s Site, prune bool) (Plan, int, erro
 	if err != nil {
 		return Plan{}, 0, r.failed(err)
 	}
-	p := &Planner{Conn: r.Conn, Marker: r.Marker, Version: r.version}
+	p := &Planner{Conn: r.Conn, Marker: r.Marker}
 	n, err := p.Apply(ctx, plan)
 	if err != nil {
 		return plan, n, r.failed(err)
@@ -97,8 +150,6 @@ func (r *Router) Apply(ctx context.Context, s Site, prune bool) (Plan, int, erro
 func (r *Router) failed(err error) error {
 	r.status.LastError = err.Error()
 	r.status.Failures++
-	// The router may have been upgraded or replaced: ask again.
-	r.version = ""
 	return err
 }
 

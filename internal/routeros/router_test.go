@@ -25,6 +25,7 @@ func TestRunRetriesAndFollowsNodes(t *testing.T) {
 		Marker: marker, Log: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil))}
 	var mu sync.Mutex
 	s := site(0, "bootstrapd")
+	s.APIFrom = append(s.APIFrom, "127.0.0.1/32") // where bootstrapd connects from
 	current := func() Site { mu.Lock(); defer mu.Unlock(); c := s; c.Nodes = append([]Node(nil), s.Nodes...); return c }
 	// As the inventory signals: a channel closed at the next change.
 	changedCh := make(chan struct{})
@@ -90,4 +91,29 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+func TestAllows(t *testing.T) {
+	local := netip.MustParseAddr("10.77.0.2")
+	for _, c := range []struct {
+		list string
+		want bool
+	}{
+		{"", true},
+		{"10.77.0.2/32", true},
+		{"10.77.0.0/24", true},
+		{"10.77.0.2", true},
+		{"192.0.2.1, 10.77.0.0/16", true},
+		{"10.77.0.3/32", false},
+		{"10.78.0.0/16,192.0.2.1", false},
+		{"not-an-address", false},
+		{"::ffff:10.77.0.2", true},
+	} {
+		if got := allows(c.list, local); got != c.want {
+			t.Errorf("allows(%q, %s) = %v", c.list, local, got)
+		}
+	}
+	if allows("10.0.0.0/8", netip.Addr{}) {
+		t.Error("an unknown local address passed a list")
+	}
 }
