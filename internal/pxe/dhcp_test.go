@@ -27,7 +27,7 @@ var (
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // newInventory is a real inventory on a temp store, with one enrolled node.
-func newInventory(t *testing.T) *inventory.Inventory {
+func newInventory(t testing.TB) *inventory.Inventory {
 	t.Helper()
 	inv := inventorytest.New(t, discardLog())
 	if _, err := inv.Enroll(context.Background(), inventory.EnrollRequest{MAC: enrolled, Hostname: "n1", IP: netip.MustParseAddr("10.77.0.50")}); err != nil {
@@ -36,7 +36,7 @@ func newInventory(t *testing.T) *inventory.Inventory {
 	return inv
 }
 
-func newDHCP(t *testing.T, mode string) *DHCP {
+func newDHCP(t testing.TB, mode string) *DHCP {
 	return &DHCP{
 		Mode: mode, Leases: newInventory(t), Server: serverIP,
 		Subnet: netip.MustParsePrefix("10.77.0.0/24"),

@@ -77,7 +77,7 @@ type nhFixture struct {
 	dbPath  string
 }
 
-func newNodeHTTP(t *testing.T) *nhFixture {
+func newNodeHTTP(t testing.TB) *nhFixture {
 	t.Helper()
 	dir := t.TempDir()
 	must := func(err error) {
@@ -145,7 +145,7 @@ func (f *nhFixture) report(token string, form url.Values) *httptest.ResponseReco
 		"Content-Type", "application/x-www-form-urlencoded")
 }
 
-func (f *nhFixture) enroll(t *testing.T, req inventory.EnrollRequest) {
+func (f *nhFixture) enroll(t testing.TB, req inventory.EnrollRequest) {
 	t.Helper()
 	if _, err := f.inv.Enroll(context.Background(), req); err != nil {
 		t.Fatal(err)
