@@ -38,7 +38,7 @@ func serve(t *testing.T) (*Client, *inventory.Inventory, string) {
 
 // newServer is the API over a real inventory with two profiles, not yet
 // listening anywhere.
-func newServer(t *testing.T, log *slog.Logger) (*Server, *inventory.Inventory) {
+func newServer(t testing.TB, log *slog.Logger) (*Server, *inventory.Inventory) {
 	t.Helper()
 	inv := inventorytest.New(t, log)
 	s := &Server{Inv: inv, Log: log, DefaultProfile: "void-nomad", Profiles: map[string]*profile.Profile{
