@@ -22,7 +22,12 @@ demo: ## PXE-boot one node in QEMU through bootstrapd, in a network namespace (n
 build: ## build bin/bootstrapd
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/bootstrapd
 
-test: netboot ## run every test (needs root: tests make network namespaces and run QEMU)
+# Packages whose goroutines share state: their tests run under the race
+# detector too.
+RACE_PKGS := ./internal/inventory/... ./internal/store/... ./internal/pxe/... ./internal/daemon/... ./internal/api/... ./internal/routeros/...
+
+test: netboot ## run every test, and the race detector on the concurrent packages (needs root: network namespaces, QEMU)
+	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 40m ./...
 
 lint: ## gofmt, go vet, staticcheck, shellcheck
