@@ -3,9 +3,9 @@ package pxe
 import (
 	"net"
 	"net/http"
+	"net/netip"
+	"sync"
 	"time"
-
-	"golang.org/x/net/netutil"
 )
 
 // Limits of the node-facing HTTP server. Anyone on the provisioning
@@ -15,6 +15,9 @@ const (
 	// MaxNodeConns is how many connections are served at once; more wait
 	// in the kernel's backlog until one closes.
 	MaxNodeConns = 256
+	// MaxConnsPerClient is how many of them one address may hold; its
+	// next ones are closed at once. iPXE and an installer use one or two.
+	MaxConnsPerClient = 16
 	// A request's headers and body (a report is a few hundred bytes) must
 	// arrive within nodeReadTimeout.
 	nodeReadTimeout = 15 * time.Second
@@ -40,5 +43,68 @@ func NodeServer(h http.Handler) *http.Server {
 	}
 }
 
-// LimitListener serves at most MaxNodeConns connections of l at once.
-func LimitListener(l net.Listener) net.Listener { return netutil.LimitListener(l, MaxNodeConns) }
+// LimitListener serves at most MaxNodeConns connections of l at once, and
+// at most MaxConnsPerClient from one address: one host holding idle
+// connections cannot starve the nodes.
+func LimitListener(l net.Listener) net.Listener {
+	return &limitListener{Listener: l, slots: make(chan struct{}, MaxNodeConns), per: map[netip.Addr]int{}}
+}
+
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+	mu    sync.Mutex
+	per   map[netip.Addr]int
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		l.slots <- struct{}{}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.slots
+			return nil, err
+		}
+		ip := remoteIP(c)
+		l.mu.Lock()
+		if l.per[ip] >= MaxConnsPerClient {
+			l.mu.Unlock()
+			c.Close()
+			<-l.slots
+			continue
+		}
+		l.per[ip]++
+		l.mu.Unlock()
+		return &limitedConn{Conn: c, l: l, ip: ip}, nil
+	}
+}
+
+func (l *limitListener) release(ip netip.Addr) {
+	l.mu.Lock()
+	if l.per[ip]--; l.per[ip] <= 0 {
+		delete(l.per, ip)
+	}
+	l.mu.Unlock()
+	<-l.slots
+}
+
+type limitedConn struct {
+	net.Conn
+	l    *limitListener
+	ip   netip.Addr
+	once sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c.ip) })
+	return err
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
