@@ -137,7 +137,9 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	}
 	g.Go(func() error { return tftp.Serve(ctx, ls.tftp) })
 	g.Go(func() error { return serveHTTP(ctx, pxe.LimitListener(ls.http), pxe.NodeServer(mux)) })
-	g.Go(func() error { return serveHTTP(ctx, ls.api, &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 10 * time.Second}) })
+	g.Go(func() error {
+		return serveHTTP(ctx, ls.api, &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 10 * time.Second})
+	})
 	if ls.apiTCP != nil {
 		auth := api.RequireToken(site.API.Token(), log.With("svc", "api"))
 		g.Go(func() error {

@@ -8,7 +8,9 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/store"
 )
 
-func spoofedMAC(i int) string { return fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", i>>24&0xff, i>>16&0xff, i>>8&0xff, i&0xff) }
+func spoofedMAC(i int) string {
+	return fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", i>>24&0xff, i>>16&0xff, i>>8&0xff, i&0xff)
+}
 
 func storedNodes(t *testing.T, ti *testInv) map[string]Node {
 	t.Helper()
