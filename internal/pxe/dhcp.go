@@ -48,11 +48,13 @@ type DHCP struct {
 	Log    *slog.Logger
 
 	metrics *dhcpMetrics
+	refused *quietLog
 }
 
 // Register adds the DHCP counters to reg.
 func (h *DHCP) Register(reg prometheus.Registerer) {
 	h.metrics = newDHCPMetrics(reg)
+	h.refused = newQuietLog(h.Log, "dhcp", reg)
 }
 
 // Reply computes the answer to req, which arrived on port (67, or 4011 for
@@ -275,6 +277,9 @@ const maxInFlight = 1024
 
 // Handler adapts h to server4 for a listener on port.
 func (h *DHCP) Handler(port int) server4.Handler {
+	if h.refused == nil { // not registered: logged, not counted
+		h.refused = newQuietLog(h.Log, "dhcp", nil)
+	}
 	inflight := make(chan struct{}, maxInFlight)
 	return func(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
 		select {
@@ -290,7 +295,7 @@ func (h *DHCP) Handler(port int) server4.Handler {
 		resp, err := h.Reply(ctx, req, port)
 		if err != nil {
 			h.metrics.error()
-			h.Log.Warn("dhcp request not answered", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "err", err)
+			h.refused.Warn("bad_request", "dhcp request not answered", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "err", err)
 			return
 		}
 		if resp == nil {
@@ -316,7 +321,7 @@ func (h *DHCP) Handler(port int) server4.Handler {
 
 // ServeDHCP answers on conn until ctx ends.
 func ServeDHCP(ctx context.Context, conn net.PacketConn, handler server4.Handler, log *slog.Logger) error {
-	srv, err := server4.NewServer("", nil, handler, server4.WithConn(conn), server4.WithLogger(slogPrinter{log}))
+	srv, err := server4.NewServer("", nil, handler, server4.WithConn(conn), server4.WithLogger(slogPrinter{newQuietLog(log, "dhcp", nil)}))
 	if err != nil {
 		return err
 	}
@@ -355,13 +360,14 @@ func ListenDHCP(iface string, port int) (net.PacketConn, error) {
 	return server4.NewIPv4UDPConn(iface, &net.UDPAddr{Port: port})
 }
 
-// slogPrinter passes server4's messages (notably malformed packets) to slog.
-type slogPrinter struct{ log *slog.Logger }
+// slogPrinter passes server4's messages (notably malformed packets, which
+// anyone can send) to the rate-limited log.
+type slogPrinter struct{ log *quietLog }
 
 func (p slogPrinter) Printf(format string, v ...any) {
 	// Reads fail with "use of closed network connection" at every shutdown.
 	if strings.HasPrefix(format, "Error") && !strings.Contains(fmt.Sprint(v...), net.ErrClosed.Error()) {
-		p.log.Warn("dhcp: " + fmt.Sprintf(format, v...))
+		p.log.Warn("malformed", "dhcp: "+fmt.Sprintf(format, v...))
 	}
 }
 

@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -275,5 +276,22 @@ func TestRelayFromElsewhereIgnored(t *testing.T) {
 	resp, err := h.Reply(context.Background(), req, 67)
 	if resp != nil || err == nil {
 		t.Fatalf("relay from a foreign subnet: %v %v", resp, err)
+	}
+}
+
+// TestDHCPRefusalsRateLimited: requests that cannot be answered (here not
+// Ethernet) are counted, and only a few reach the log, however many come.
+func TestDHCPRefusalsRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	h := newDHCP(t, config.ModePool)
+	h.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	handle := h.Handler(67)
+	for range 1000 {
+		m, _ := dhcpv4.NewDiscovery(net.HardwareAddr{2, 0, 0, 0, 0, 1})
+		m.HWType = iana.HWTypeIEEE802
+		handle(nil, nil, m)
+	}
+	if n := strings.Count(buf.String(), "\n"); n > quietBurst {
+		t.Errorf("%d log lines for 1000 refused requests, want at most %d", n, quietBurst)
 	}
 }
