@@ -27,6 +27,9 @@ func TestClusterBlocks(t *testing.T) {
 		{"nomad unknown vault integration", "nomad {\n  address = \"http://10.0.0.1:4646\"\n  worker_template = \"/dev/null\"\n  vault_integration = \"approle\"\n}\n", "", 8, `vault_integration "approle"`},
 		{"nomad servers only, vault, integration unsaid", "vault {\n  address = \"https://vault.lab:8200\"\n}\nnomad {\n  servers = [\"10.0.0.1:4647\"]\n}\n", "tok3n-vault", 8, "set vault_integration"},
 		{"nomad servers only, vault, integration said", "vault {\n  address = \"https://vault.lab:8200\"\n}\nnomad {\n  servers = [\"10.0.0.1:4647\"]\n  vault_integration = \"token\"\n}\n", "tok3n-vault", 0, ""},
+		{"discovery max_nodes too large", "discovery {\n  max_nodes = 1000000\n}\n", "", 6, "max_nodes 1000000"},
+		{"discovery forget_after bad", "discovery {\n  forget_after = \"forever\"\n}\n", "", 6, "forget_after"},
+		{"discovery good", "discovery {\n  max_nodes = 64\n  forget_after = \"1h\"\n}\n", "", 0, ""},
 		{"nomad introduction without address", "nomad {\n  servers = [\"10.0.0.1:4647\"]\n  introduction = true\n}\n", "", 7, "introduction = true needs address"},
 	}
 	for _, c := range cases {

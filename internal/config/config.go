@@ -45,6 +45,8 @@ type Site struct {
 	// Router is the MikroTik bootstrapd configures; nil leaves it alone.
 	Router *Router `hcl:"router,block"`
 	Vault  *Vault  `hcl:"vault,block"`
+	// Discovery bounds the nodes unknown MACs leave behind.
+	Discovery *Discovery `hcl:"discovery,block"`
 
 	// Parsed forms, filled by Load. Lease is within MinLeaseTime and
 	// MaxLeaseTime, so it and its fractions fit DHCP's uint32 seconds.

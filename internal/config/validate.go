@@ -114,6 +114,7 @@ func (s *Site) validate() error {
 	add(s.validateJoin())
 	add(s.validateRouter())
 	add(s.validateCluster())
+	add(s.validateDiscovery())
 	return errors.Join(errs...)
 }
 

@@ -51,6 +51,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	inv.Limits.MaxDiscovered, inv.Limits.DiscoveredTTL = site.Discovery.MaxNodes, site.Discovery.ForgetAfterD
 	assets, err := os.OpenRoot(site.NetbootDir)
 	if err != nil {
 		return fmt.Errorf("netboot directory: %w", err)
