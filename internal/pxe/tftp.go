@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -27,17 +28,91 @@ const (
 	// tftpProbe is a client that read the size from the OACK and stopped
 	// (TFTP error 8), as EDK2 does before every real download.
 	tftpProbe = "size_probe"
+	// tftpBusy is a request refused because a TFTPLimits cap was full.
+	tftpBusy = "busy"
 )
+
+// TFTPLimits bounds what clients can make the TFTP server hold. Anyone on the
+// provisioning network can send read requests, and each admitted one holds
+// an open file, a socket and a goroutine until it ends. A zero field keeps
+// its default.
+type TFTPLimits struct {
+	// MaxTransfers caps the transfers in flight from all clients together.
+	MaxTransfers int
+	// MaxPerClient caps the transfers in flight from one IP address, so that
+	// one host cannot take every slot.
+	MaxPerClient int
+	// Lifetime is how long a transfer may run; one still running after it is
+	// ended at its next block.
+	Lifetime time.Duration
+	// Timeout is how long the server waits for the acknowledgement of each
+	// packet before it sends the packet again, and Retries how many times it
+	// sends it again before it gives the transfer up: a client that stops
+	// acknowledging loses its transfer after (Retries+1)×Timeout.
+	Timeout time.Duration
+	Retries int
+}
+
+// The defaults. A PXE ROM fetches one file at a time (EDK2 asks for the size
+// first, in a transfer of its own), and what is served over TFTP is iPXE, a
+// few hundred KiB that take about a second on a LAN; everything larger goes
+// over HTTP.
+const (
+	// 256 transfers in flight is a whole rack booting at once, each node
+	// with a stale transfer or two still timing out; dnsmasq allows 50.
+	tftpDefaultMaxTransfers = 256
+	// 8 leaves room for a client's own retried requests (each is a new
+	// transfer here while the one it replaces times out) without letting
+	// one address take more than 1/32 of the slots.
+	tftpDefaultMaxPerClient = 8
+	// ipxe.efi (850 KiB) is 1,700 blocks at the smallest blksize, under 2 s
+	// at 1 ms a block. Two minutes leaves room for slow firmware and lost
+	// packets, and still ends a transfer a client keeps alive by
+	// acknowledging each block just inside the timeout.
+	tftpDefaultLifetime = 2 * time.Minute
+	// A block unacknowledged after 5 sends 1 s apart ends the transfer, so a
+	// request that is never acknowledged holds its slot for 5 s, not the 30
+	// of pin's defaults (5 s, 5 retries). On a LAN an ACK comes back within
+	// milliseconds. pin ignores a client's repeated ACK, so a lost DATA is
+	// only ever recovered by our own resend, and a shorter timeout recovers
+	// it sooner. A client silent for 5 s has lost the link or given up; the
+	// ROMs then start the download again themselves (EDK2 resends every 4 s,
+	// 6 times; iPXE backs off from 0.25 s to 10 s). tftpd-hpa's default
+	// timeout is 1 s as well.
+	tftpDefaultTimeout = time.Second
+	tftpDefaultRetries = 4
+)
+
+func (l TFTPLimits) withDefaults() TFTPLimits {
+	if l.MaxTransfers <= 0 {
+		l.MaxTransfers = tftpDefaultMaxTransfers
+	}
+	if l.MaxPerClient <= 0 {
+		l.MaxPerClient = tftpDefaultMaxPerClient
+	}
+	if l.Lifetime <= 0 {
+		l.Lifetime = tftpDefaultLifetime
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = tftpDefaultTimeout
+	}
+	if l.Retries <= 0 {
+		l.Retries = tftpDefaultRetries
+	}
+	return l
+}
 
 // TFTP serves the netboot directory read-only over TFTP.
 type TFTP struct {
 	dir       string
 	log       *slog.Logger
+	quiet     *quietLog
 	transfers *prometheus.CounterVec
 	bytes     prometheus.Counter
 
 	mu      sync.Mutex
 	blksize int
+	limits  TFTPLimits
 }
 
 // NewTFTP serves files under dir. It refuses anything that would leave dir.
@@ -64,9 +139,10 @@ func NewTFTP(dir string, log *slog.Logger, reg prometheus.Registerer) (*TFTP, er
 			Help: "Bytes of file data sent over TFTP.",
 		}),
 		blksize: 1468, // 1500-byte MTU minus IP, UDP and TFTP headers
+		limits:  TFTPLimits{}.withDefaults(),
 	}
 	// Pre-create every label so dashboards see zeros instead of missing series.
-	for _, r := range []string{tftpOK, tftpNotFound, tftpRefused, tftpError, tftpProbe} {
+	for _, r := range []string{tftpOK, tftpNotFound, tftpRefused, tftpError, tftpProbe, tftpBusy} {
 		t.transfers.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -76,7 +152,16 @@ func NewTFTP(dir string, log *slog.Logger, reg prometheus.Registerer) (*TFTP, er
 			}
 		}
 	}
+	t.quiet = newQuietLog(log, "tftp", reg)
 	return t, nil
+}
+
+// SetLimits replaces the caps and timeouts; zero fields keep the defaults.
+// It takes effect for the next Serve.
+func (t *TFTP) SetLimits(l TFTPLimits) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.limits = l.withDefaults()
 }
 
 // SetBlockSize caps the negotiated blksize (RFC 2348); default 1468.
@@ -92,13 +177,25 @@ func (t *TFTP) SetBlockSize(n int) {
 // Serve answers requests on conn until ctx is cancelled, then shuts down and returns nil.
 // Errors other than shutdown are returned. Serve takes ownership of conn and closes it.
 func (t *TFTP) Serve(ctx context.Context, conn net.PacketConn) error {
+	t.mu.Lock()
+	blksize, lim := t.blksize, t.limits
+	t.mu.Unlock()
+	slots := &tftpSlots{max: lim.MaxTransfers, perClient: lim.MaxPerClient}
+	read := func(name string, rf io.ReaderFrom) error {
+		return t.read(ctx, slots, lim.Lifetime, name, rf)
+	}
 	// The write handler never accepts data. It exists so refused writes are
 	// logged and counted: with a nil handler pin/tftp still sends an ERROR
 	// packet, but we would never hear of the attempt.
-	srv := tftp.NewServer(t.read, t.write)
-	t.mu.Lock()
-	srv.SetBlockSize(t.blksize)
-	t.mu.Unlock()
+	srv := tftp.NewServer(read, t.write)
+	srv.SetBlockSize(blksize)
+	srv.SetTimeout(lim.Timeout)
+	srv.SetRetries(lim.Retries)
+	// pin sleeps up to a second more before each resend by default; the
+	// timeout already spaces resends, and without the sleep an
+	// unacknowledged transfer ends after exactly (Retries+1)×Timeout.
+	srv.SetBackoff(func(int) time.Duration { return 0 })
+	srv.SetHook(tftpHook{t.quiet})
 	// pin/tftp's MTU clamp reads the interface from IP_PKTINFO, which it
 	// enables only inside Serve; a request queued before that (a client
 	// retrying while we start) has no interface and is silently cut to
@@ -114,7 +211,9 @@ func (t *TFTP) Serve(ctx context.Context, conn net.PacketConn) error {
 	case err = <-errc:
 	case <-ctx.Done():
 	}
-	// Shutdown waits for transfers in flight, bounded by pin's retry timeouts.
+	// Shutdown waits for transfers in flight. With ctx done, each ends at
+	// its next block (tftpReader), so the wait is bounded by one block's
+	// retries, not by the slowest client's whole file.
 	srv.Shutdown()
 	if err == nil {
 		err = <-errc
@@ -124,35 +223,156 @@ func (t *TFTP) Serve(ctx context.Context, conn net.PacketConn) error {
 	return err
 }
 
-func (t *TFTP) read(name string, rf io.ReaderFrom) error {
+// read serves one read request. pin has already given it a socket and a
+// goroutine; the caps decide before anything else is spent on it, and a
+// refusal (an error returned here) goes to the client as an ERROR packet.
+func (t *TFTP) read(ctx context.Context, slots *tftpSlots, lifetime time.Duration, name string, rf io.ReaderFrom) error {
 	start := time.Now()
+	remote := tftpRemote(rf)
+	ip, _ := netip.AddrFromSlice(remote.IP)
+	ip = ip.Unmap()
+	if reason, err := slots.take(ip); err != nil {
+		t.record(remote, name, 0, 0, tftpBusy, reason, err)
+		return err
+	}
+	defer slots.give(ip)
 	f, size, result, err := t.open(name)
+	reason := result
 	var n int64
 	if err == nil {
-		// os.File is a Seeker so pin would find the size itself; setting it
-		// explicitly keeps tsize right whatever reader we hand over.
+		// Setting tsize explicitly keeps it right although the reader we
+		// hand over is not the file, and so not a Seeker pin could size.
 		if ot, ok := rf.(tftp.OutgoingTransfer); ok {
 			ot.SetSize(size)
 		}
-		n, err = rf.ReadFrom(f)
+		n, err = rf.ReadFrom(&tftpReader{f: f, ctx: ctx, deadline: start.Add(lifetime), lifetime: lifetime})
 		f.Close()
+		result, reason = tftpOK, ""
+		var cut *tftpCutError
+		var nerr net.Error
 		switch {
 		case err == nil:
-			result = tftpOK
 		case n == 0 && strings.Contains(err.Error(), "code=8"):
 			result, err = tftpProbe, nil
+		case errors.As(err, &cut):
+			result, reason = tftpError, cut.reason
+		case errors.As(err, &nerr) && nerr.Timeout():
+			// The client stopped acknowledging: pin gave up after its retries.
+			result, reason = tftpError, "timeout"
+		case strings.Contains(err.Error(), "code="):
+			// The client ended the transfer with an ERROR packet.
+			result, reason = tftpError, "aborted"
 		default:
-			result = tftpError
+			result, reason = tftpError, "error"
 		}
 	}
-	t.record(rf, name, n, time.Since(start), result, err)
+	t.record(remote, name, n, time.Since(start), result, reason, err)
 	return err
 }
 
 func (t *TFTP) write(name string, wt io.WriterTo) error {
 	err := errors.New("access violation: read-only server, writes are refused")
-	t.record(wt, name, 0, 0, tftpRefused, err)
+	t.record(tftpRemote(wt), name, 0, 0, tftpRefused, tftpRefused, err)
 	return err
+}
+
+func tftpRemote(xfer any) net.UDPAddr {
+	if ra, ok := xfer.(interface{ RemoteAddr() net.UDPAddr }); ok {
+		return ra.RemoteAddr()
+	}
+	return net.UDPAddr{}
+}
+
+// tftpSlots admits transfers up to the caps. A request over a cap is refused
+// at once, never queued: a queue would hold the very sockets and goroutines
+// the caps are there to bound, and PXE clients retry by themselves.
+type tftpSlots struct {
+	max, perClient int
+
+	mu     sync.Mutex
+	n      int
+	client map[netip.Addr]int
+}
+
+// take claims a slot for ip, or says why there is none: the quietLog reason
+// and the error for the client's ERROR packet.
+func (s *tftpSlots) take(ip netip.Addr) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n >= s.max {
+		return "busy", errors.New("server busy: too many transfers, try again later")
+	}
+	if s.client[ip] >= s.perClient {
+		return "busy_client", fmt.Errorf("server busy: too many transfers from %v, try again later", ip)
+	}
+	if s.client == nil {
+		s.client = make(map[netip.Addr]int)
+	}
+	s.n++
+	s.client[ip]++
+	return "", nil
+}
+
+func (s *tftpSlots) give(ip netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n--
+	// Deleting at zero keeps the map as small as the transfers in flight,
+	// however many addresses have been seen.
+	if s.client[ip]--; s.client[ip] <= 0 {
+		delete(s.client, ip)
+	}
+}
+
+// tftpReader hands the file to pin and ends the transfer, at its next block,
+// once it has run for its lifetime or the server is shutting down. pin has
+// no bound on a whole transfer: its timeout is per packet, so a client that
+// acknowledges each block just inside it could hold the transfer, its file
+// and its slot for as long as the file lasts.
+type tftpReader struct {
+	f        io.Reader
+	ctx      context.Context
+	deadline time.Time
+	lifetime time.Duration
+}
+
+func (r *tftpReader) Read(p []byte) (int, error) {
+	if r.ctx.Err() != nil {
+		return 0, &tftpCutError{reason: "shutdown", msg: "server shutting down"}
+	}
+	if time.Now().After(r.deadline) {
+		return 0, &tftpCutError{reason: "too_slow", msg: fmt.Sprintf("transfer not finished within %v", r.lifetime)}
+	}
+	return r.f.Read(p)
+}
+
+// tftpCutError is a transfer we ended; msg goes to the client.
+type tftpCutError struct{ reason, msg string }
+
+func (e *tftpCutError) Error() string { return e.msg }
+
+// tftpHook hears from pin about datagrams that never became a transfer:
+// malformed ones, and ones that are not requests, sent to the server port.
+// pin drops them without a word, and would not name their sender either.
+type tftpHook struct{ quiet *quietLog }
+
+func (tftpHook) OnSuccess(tftp.TransferStats) {}
+
+func (h tftpHook) OnFailure(stats tftp.TransferStats, err error) {
+	if stats.RemoteAddr != nil {
+		// A transfer: read and write have recorded it.
+		return
+	}
+	// pin's own parse errors are plain strings. A *net.OpError is a socket
+	// for a new transfer it could not open (out of descriptors, say), and
+	// "reading UDP" a failed read on conn, when pin could not enable
+	// IP_PKTINFO on it: both are ours, not the sender's.
+	var op *net.OpError
+	if errors.As(err, &op) || strings.HasPrefix(err.Error(), "reading UDP") {
+		h.quiet.Warn("error", "tftp request dropped", "err", err)
+		return
+	}
+	h.quiet.Warn("malformed", "tftp packet dropped", "err", err)
 }
 
 // open returns the file to send and a result label when it must not be sent.
@@ -178,28 +398,49 @@ func (t *TFTP) open(name string) (*os.File, int64, string, error) {
 		return nil, 0, tftpError, fmt.Errorf("%s: server error: %v", name, tftpReason(err))
 	}
 	defer root.Close()
-	// O_NONBLOCK so a FIFO in the directory cannot hang the handler (and with
-	// it Shutdown) in open; it changes nothing for regular files.
-	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// Stat before opening: opening is itself an action on a device (a tape
+	// rewinds, a tty may become ours) or a FIFO (its writer sees a reader),
+	// so only a regular file is ever opened.
+	fi, err := root.Stat(rel)
+	if err == nil {
+		err = tftpRegular(fi)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, tftpNotFound, fmt.Errorf("%s: file not found", name)
 	}
 	if err != nil {
 		return nil, 0, tftpRefused, fmt.Errorf("access violation: %s: %v", name, tftpReason(err))
 	}
-	fi, err := f.Stat()
-	switch {
-	case err != nil:
-	case fi.IsDir():
-		err = errors.New("is a directory")
-	case !fi.Mode().IsRegular():
-		err = errors.New("not a regular file")
+	// The name can be swapped for something else between Stat and open by
+	// someone who can write to the directory. O_NONBLOCK then keeps a FIFO
+	// from hanging the handler (and with it Shutdown) in open, O_NOCTTY keeps
+	// a terminal from becoming ours, and the check on the open file refuses
+	// them; for a regular file these flags change nothing.
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, tftpNotFound, fmt.Errorf("%s: file not found", name)
+	}
+	if err != nil {
+		return nil, 0, tftpRefused, fmt.Errorf("access violation: %s: %v", name, tftpReason(err))
+	}
+	if fi, err = f.Stat(); err == nil {
+		err = tftpRegular(fi)
 	}
 	if err != nil {
 		f.Close()
 		return nil, 0, tftpRefused, fmt.Errorf("access violation: %s: %v", name, err)
 	}
 	return f, fi.Size(), "", nil
+}
+
+func tftpRegular(fi fs.FileInfo) error {
+	switch {
+	case fi.IsDir():
+		return errors.New("is a directory")
+	case !fi.Mode().IsRegular():
+		return errors.New("not a regular file")
+	}
+	return nil
 }
 
 // tftpReason drops the path and syscall name from err: the client should learn
@@ -211,17 +452,20 @@ func tftpReason(err error) error {
 	return err
 }
 
-func (t *TFTP) record(xfer any, name string, n int64, d time.Duration, result string, err error) {
+// record counts a transfer and logs it. Failures go through quietLog under
+// reason: whoever is on the network decides how many there are, so they
+// are all counted but only a few reach the log. A transfer cut short by our
+// own shutdown is not the client's doing and is logged as it is.
+func (t *TFTP) record(remote net.UDPAddr, name string, n int64, d time.Duration, result, reason string, err error) {
 	t.transfers.WithLabelValues(result).Inc()
 	t.bytes.Add(float64(n))
-	var remote net.UDPAddr
-	if ra, ok := xfer.(interface{ RemoteAddr() net.UDPAddr }); ok {
-		remote = ra.RemoteAddr()
-	}
 	attrs := []any{"remote", remote.String(), "file", name, "bytes", n, "duration", d, "result", result}
-	if err != nil {
-		t.log.Warn("tftp transfer", append(attrs, "err", err)...)
-		return
+	switch {
+	case err == nil:
+		t.log.Info("tftp transfer", attrs...)
+	case reason == "shutdown":
+		t.log.Info("tftp transfer", append(attrs, "err", err)...)
+	default:
+		t.quiet.Warn(reason, "tftp transfer", append(attrs, "err", err)...)
 	}
-	t.log.Info("tftp transfer", attrs...)
 }

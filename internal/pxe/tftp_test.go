@@ -27,7 +27,7 @@ const tftpOutsideSecret = "outside-the-root-secret\n"
 
 // tftpFiles builds a netboot directory plus a file outside it that a symlink
 // points at, so escapes through symlinks are tested without touching /etc.
-func tftpFiles(t *testing.T) (string, map[string][]byte) {
+func tftpFiles(t testing.TB) (string, map[string][]byte) {
 	t.Helper()
 	random := make([]byte, 1<<20)
 	rand.Read(random)
@@ -52,7 +52,7 @@ func tftpFiles(t *testing.T) (string, map[string][]byte) {
 	return dir, files
 }
 
-func tftpMust(t *testing.T, err error) {
+func tftpMust(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func tftpMust(t *testing.T, err error) {
 // startTFTP serves srv on an ephemeral loopback port. stop shuts it down and
 // checks Serve returned nil; call it before reading metrics or logs, because
 // the server records a transfer only after the client has its last block.
-func startTFTP(t *testing.T, srv *TFTP) (addr string, stop func()) {
+func startTFTP(t testing.TB, srv *TFTP) (addr string, stop func()) {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	tftpMust(t, err)
@@ -87,14 +87,14 @@ func startTFTP(t *testing.T, srv *TFTP) (addr string, stop func()) {
 	return conn.LocalAddr().String(), stop
 }
 
-func newTestTFTP(t *testing.T, dir string, reg prometheus.Registerer, log *slog.Logger) *TFTP {
+func newTestTFTP(t testing.TB, dir string, reg prometheus.Registerer, log *slog.Logger) *TFTP {
 	t.Helper()
 	srv, err := NewTFTP(dir, log, reg)
 	tftpMust(t, err)
 	return srv
 }
 
-func tftpClient(t *testing.T, addr string, blksize int) *tftp.Client {
+func tftpClient(t testing.TB, addr string, blksize int) *tftp.Client {
 	t.Helper()
 	c, err := tftp.NewClient(addr)
 	tftpMust(t, err)
@@ -417,28 +417,35 @@ func TestTFTPMetricsAndLogs(t *testing.T) {
 bootstrapd_tftp_bytes_total %d
 # HELP bootstrapd_tftp_transfers_total TFTP transfers by result.
 # TYPE bootstrapd_tftp_transfers_total counter
+bootstrapd_tftp_transfers_total{result="busy"} 0
 bootstrapd_tftp_transfers_total{result="error"} 1
 bootstrapd_tftp_transfers_total{result="not_found"} 1
 bootstrapd_tftp_transfers_total{result="ok"} 2
 bootstrapd_tftp_transfers_total{result="refused"} 2
 bootstrapd_tftp_transfers_total{result="size_probe"} 1
+# HELP bootstrapd_unanswered_total Packets and requests from the network that were not answered, by protocol and reason (their log lines are rate-limited).
+# TYPE bootstrapd_unanswered_total counter
+bootstrapd_unanswered_total{proto="tftp",reason="aborted"} 1
+bootstrapd_unanswered_total{proto="tftp",reason="not_found"} 1
+bootstrapd_unanswered_total{proto="tftp",reason="refused"} 2
 `, okBytes+512)
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 
 	type entry struct {
-		Level, File, Remote, Result string
-		Bytes                       int64
-		Duration                    int64
+		Level, File, Remote, Result, Reason string
+		Bytes                               int64
+		Duration                            int64
 	}
+	// Failures go through quietLog, which adds the reason they are counted under.
 	wantLogs := map[string]entry{
 		"random.bin/ok":         {Level: "INFO", Bytes: int64(len(files["random.bin"]))},
 		"blocks.bin/ok":         {Level: "INFO", Bytes: int64(len(files["blocks.bin"]))},
-		"missing.bin/not_found": {Level: "WARN"},
-		"../etc/passwd/refused": {Level: "WARN"},
-		"new.bin/refused":       {Level: "WARN"},
-		"random.bin/error":      {Level: "WARN", Bytes: 512},
+		"missing.bin/not_found": {Level: "WARN", Reason: "not_found"},
+		"../etc/passwd/refused": {Level: "WARN", Reason: "refused"},
+		"new.bin/refused":       {Level: "WARN", Reason: "refused"},
+		"random.bin/error":      {Level: "WARN", Bytes: 512, Reason: "aborted"},
 		"random.bin/size_probe": {Level: "INFO"},
 	}
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
@@ -449,8 +456,8 @@ bootstrapd_tftp_transfers_total{result="size_probe"} 1
 		var e entry
 		tftpMust(t, json.Unmarshal([]byte(line), &e))
 		w, ok := wantLogs[e.File+"/"+e.Result]
-		if !ok || e.Level != w.Level || e.Bytes != w.Bytes || !strings.HasPrefix(e.Remote, "127.0.0.1:") {
-			t.Errorf("log line %s: want level %s, bytes %d, remote 127.0.0.1:*", line, w.Level, w.Bytes)
+		if !ok || e.Level != w.Level || e.Bytes != w.Bytes || e.Reason != w.Reason || !strings.HasPrefix(e.Remote, "127.0.0.1:") {
+			t.Errorf("log line %s: want level %s, bytes %d, reason %q, remote 127.0.0.1:*", line, w.Level, w.Bytes, w.Reason)
 		}
 	}
 }
