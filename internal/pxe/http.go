@@ -259,23 +259,16 @@ func (h *NodeHTTP) installScript(w http.ResponseWriter, r *http.Request, n inven
 		return
 	}
 	n = started
-	cmdline, err := p.RenderCmdline(h.data(n, p, token))
+	script, err := p.IPXEScript(h.data(n, p, token))
 	if err != nil {
-		h.Log.ErrorContext(ctx, "cannot render command line", "profile", p.Name, "err", err)
+		h.Log.ErrorContext(ctx, "cannot render the install script", "profile", p.Name, "err", err)
 		http.Error(w, "profile error", http.StatusInternalServerError)
 		return
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "#!ipxe\necho bootstrapd: installing %s (%s) with profile %s\n", n.Hostname, n.MAC, p.Name)
-	var initrds string
-	for i, f := range p.Initrd {
-		name := fmt.Sprintf("initrd%d", i)
-		fmt.Fprintf(&b, "initrd --name %s %s/assets/%s\n", name, h.BaseURL, f)
-		initrds += " initrd=" + name
-	}
-	fmt.Fprintf(&b, "kernel %s/assets/%s%s %s\nboot\n", h.BaseURL, p.Kernel, initrds, cmdline)
 	h.Log.InfoContext(ctx, "install script served", "mac", n.MAC, "hostname", n.Hostname, "profile", p.Name)
-	ipxe(w, "%s", b.String())
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(script)
 }
 
 // data is what a profile's templates see for node n.
