@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -43,18 +42,7 @@ const (
 func TestUnderAbuse(t *testing.T) {
 	lab := netlab.NewLab(t, "10.97.0.1/24")
 	lab.StartRA(t)
-	dir := t.TempDir()
-	root, _ := netlab.RepoRoot()
-	writeSite(t, lab, dir, `  mode   = "reservation"
-  subnet = "10.97.0.0/24"`, `default_profile = "void-nomad"
-profiles_dir    = "`+filepath.Join(root, "profiles")+`"
-nomad {
-  servers = ["10.97.0.10:4647"]
-}`)
-	if out, err := exec.Command(binary(t), "netboot", "import", standInNetboot(t, dir), "-dir", filepath.Join(dir, "netboot")).CombinedOutput(); err != nil {
-		t.Fatalf("netboot import: %v\n%s", err, out)
-	}
-	d := startDaemon(t, lab, dir)
+	dir, d := voidSite(t, lab)
 	pid := d.cmd.Process.Pid
 	const mac = "52:54:00:97:00:01"
 	d.mustCLI(t, "enroll", mac, "-hostname", "n1", "-label", "disk=/dev/vda")
@@ -68,12 +56,7 @@ nomad {
 	t.Logf("before: %d open files, RSS %d MiB, store %d KiB", fds0, rss0>>20, store0>>10)
 
 	// The node boots while the floods run.
-	disk := filepath.Join(dir, "disk.img")
-	os.WriteFile(disk, nil, 0o644)
-	os.Truncate(disk, 64<<20)
-	vm := netlab.StartQEMU(t, netlab.QEMUOpts{Lab: lab, MAC: mac, Firmware: "bios",
-		Args: []string{"-drive", "file=" + disk + ",format=raw,if=virtio"}})
-
+	vm, _ := startInstall(t, lab, dir, mac)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup

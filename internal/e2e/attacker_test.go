@@ -7,9 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -34,22 +32,7 @@ import (
 func TestAttackerCannotTakeTheBundle(t *testing.T) {
 	lab := netlab.NewLab(t, "10.98.0.1/24")
 	lab.StartRA(t)
-	dir := t.TempDir()
-	root, _ := netlab.RepoRoot()
-	writeSite(t, lab, dir, `  mode   = "reservation"
-  subnet = "10.98.0.0/24"`, `default_profile = "void-nomad"
-profiles_dir    = "`+filepath.Join(root, "profiles")+`"
-nomad {
-  servers = ["10.98.0.10:4647"]
-}
-node {
-  authorized_keys = "keys"
-}`)
-	os.WriteFile(filepath.Join(dir, "keys"), []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAtest operator@laptop\n"), 0o644)
-	if out, err := exec.Command(binary(t), "netboot", "import", standInNetboot(t, dir), "-dir", filepath.Join(dir, "netboot")).CombinedOutput(); err != nil {
-		t.Fatalf("netboot import: %v\n%s", err, out)
-	}
-	d := startDaemon(t, lab, dir)
+	dir, d := voidSite(t, lab)
 	const mac = "52:54:00:98:00:01"
 	d.mustCLI(t, "enroll", mac, "-hostname", "n1", "-label", "disk=/dev/vda")
 	nodeIP := node(t, d, mac).IP.String()
@@ -91,11 +74,7 @@ node {
 	// listens on a mirror port of the bridge and presents the node's token
 	// from its own address as soon as it sees it.
 	stolen := sniff(t, lab, regexp.MustCompile(`/install/([A-Za-z0-9_-]{20,})/`))
-	disk := filepath.Join(dir, "disk.img")
-	os.WriteFile(disk, nil, 0o644)
-	os.Truncate(disk, 64<<20)
-	vm := netlab.StartQEMU(t, netlab.QEMUOpts{Lab: lab, MAC: mac, Firmware: "bios",
-		Args: []string{"-drive", "file=" + disk + ",format=raw,if=virtio"}})
+	vm, disk := startInstall(t, lab, dir, mac)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var token string

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,22 +72,20 @@ func debugfsCat(t *testing.T, image, path string) string {
 	return string(out)
 }
 
-// TestVoidInstall installs a node with the real void-nomad profile under a
-// real kernel: PXE -> iPXE -> kernel + imported initrd -> the stand-in
-// installer sources the rendered autoinstall.cfg, formats the disk and runs
-// the rendered post-install script, which claims the join bundle, writes
-// /etc/nomad.d, reports each step and reboots. The node ends installed, its
-// disk holds the rendered config, and its next boot is the local-boot one.
-func TestVoidInstall(t *testing.T) {
-	lab := netlab.NewLab(t, "10.99.0.1/24")
-	lab.StartRA(t)
+// voidSite lays out a reservation-mode site on lab (its /24) with the
+// real void-nomad profile, Nomad servers at .10, root's keys for the join
+// bundle, and the stand-in installer imported as the Void NETBOOT files,
+// and starts bootstrapd on it.
+func voidSite(t *testing.T, lab *netlab.Lab) (string, *daemon) {
+	t.Helper()
 	dir := t.TempDir()
 	root, _ := netlab.RepoRoot()
-	writeSite(t, lab, dir, `  mode   = "reservation"
-  subnet = "10.99.0.0/24"`, `default_profile = "void-nomad"
+	net := lab.Prefix.Masked().Addr().As4()
+	writeSite(t, lab, dir, fmt.Sprintf(`  mode   = "reservation"
+  subnet = %q`, lab.Prefix.Masked().String()), `default_profile = "void-nomad"
 profiles_dir    = "`+filepath.Join(root, "profiles")+`"
 nomad {
-  servers = ["10.99.0.10:4647"]
+  servers = ["`+fmt.Sprintf("%d.%d.%d.10", net[0], net[1], net[2])+`:4647"]
 }
 node {
   authorized_keys = "keys"
@@ -96,8 +95,13 @@ node {
 	if err != nil || !strings.Contains(string(out), "imported") {
 		t.Fatalf("netboot import: %v\n%s", err, out)
 	}
-	d := startDaemon(t, lab, dir)
+	return dir, startDaemon(t, lab, dir)
+}
 
+// startInstall boots the enrolled node mac in QEMU (BIOS) with a fresh
+// 64 MiB virtio disk in dir, and returns the VM and the disk image.
+func startInstall(t *testing.T, lab *netlab.Lab, dir, mac string) (*netlab.QEMU, string) {
+	t.Helper()
 	disk := filepath.Join(dir, "disk.img")
 	if err := os.WriteFile(disk, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -105,10 +109,25 @@ node {
 	if err := os.Truncate(disk, 64<<20); err != nil {
 		t.Fatal(err)
 	}
-	mac := "52:54:00:99:00:01"
-	d.mustCLI(t, "enroll", mac, "-hostname", "n1", "-label", "disk=/dev/vda", "-label", `rack=r2 "it's $(here)"`)
 	vm := netlab.StartQEMU(t, netlab.QEMUOpts{Lab: lab, MAC: mac, Firmware: "bios",
 		Args: []string{"-drive", "file=" + disk + ",format=raw,if=virtio"}})
+	return vm, disk
+}
+
+// TestVoidInstall installs a node with the real void-nomad profile under a
+// real kernel: PXE -> iPXE -> kernel + imported initrd -> the stand-in
+// installer sources the rendered autoinstall.cfg, formats the disk and runs
+// the rendered post-install script, which claims the join bundle, writes
+// /etc/nomad.d, reports each step and reboots. The node ends installed, its
+// disk holds the rendered config, and its next boot is the local-boot one.
+func TestVoidInstall(t *testing.T) {
+	lab := netlab.NewLab(t, "10.99.0.1/24")
+	lab.StartRA(t)
+	dir, d := voidSite(t, lab)
+	root, _ := netlab.RepoRoot()
+	mac := "52:54:00:99:00:01"
+	d.mustCLI(t, "enroll", mac, "-hostname", "n1", "-label", "disk=/dev/vda", "-label", `rack=r2 "it's $(here)"`)
+	vm, disk := startInstall(t, lab, dir, mac)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if _, err := vm.WaitConsole(ctx, "bootstrapd postinstall: installed; rebooting"); err != nil {
