@@ -53,6 +53,10 @@ api {
 node {
   authorized_keys = "authorized_keys"
 }
+discovery {
+  max_nodes    = 512
+  forget_after = "24h"
+}
 router {
   api           = "10.77.0.1:8729"
   ca_file       = "ca.pem"
@@ -194,6 +198,9 @@ func checkLoaded(t *testing.T, s *Site) {
 	}
 	if b := s.TFTP.BlockSize; b < 512 || b > 65464 {
 		t.Fatalf("blksize %d loaded", b)
+	}
+	if d := s.Discovery; d == nil || d.MaxNodes < 1 || d.MaxNodes > 65536 || d.ForgetAfterD < time.Minute || d.ForgetAfterD > 30*24*time.Hour {
+		t.Fatalf("discovery %+v loaded", d)
 	}
 	if !s.Subnet.IsValid() {
 		if s.DHCP.Mode == ModeReservation || s.DHCP.Mode == ModePool {
