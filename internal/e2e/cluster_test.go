@@ -134,9 +134,6 @@ func TestClusterEnrollment(t *testing.T) {
 	if !strings.Contains(string(hcl), "address = "+strconv.Quote(vault.Addr)) || strings.Contains(string(hcl), "jwt_auth_backend_path") {
 		t.Errorf("the client's vault block is not the token integration's:\n%s", hcl)
 	}
-	if again, _ := client.PostForm(joinURL, url.Values{"mac": {mac}}); again == nil || again.StatusCode != http.StatusGone {
-		t.Errorf("second claim: %v", again)
-	}
 	report(t, client, status, mac, "installed")
 
 	// The worker key is in Vault before the node joins.
