@@ -102,7 +102,6 @@ func report(t *testing.T, client *http.Client, statusURL, mac, status string) in
 func TestCLI(t *testing.T) {
 	lab := netlab.NewLab(t, "10.97.0.1/24")
 	d := startDaemon(t, lab, lifecycleSite(t, lab))
-	client := lab.HTTPClient()
 
 	d.mustCLI(t, "enroll", "52:54:00:97:00:02", "-hostname", "web2", "-ip", "10.97.0.12")
 	d.mustCLI(t, "enroll", "52-54-00-97-00-01", "-hostname", "web1", "-ip", "10.97.0.11", "-profile", "quick")
@@ -156,7 +155,7 @@ web2      52:54:00:97:00:02  10.97.0.12   enrolled  normal   Ns ago
 		t.Fatalf("enroll -wait never printed %q", want)
 	}
 	expectLine("waiting for web4 to be installed")
-	client = nodeClient(t, lab, d, "52:54:00:97:00:04")
+	client := nodeClient(t, lab, d, "52:54:00:97:00:04")
 	status := bootInstaller(t, client, "52:54:00:97:00:04")
 	expectLine("enrolled -> installing: booted the installer")
 	// The installer fetches its rendered config with the same token.
