@@ -2,6 +2,7 @@ package pxe
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -156,16 +157,26 @@ func TestAssetCheckedByCleanName(t *testing.T) {
 	}
 }
 
-// voids records what the join handler asked to void.
+// voids records what the join handler asked to void or discard; each
+// Mint makes a new accessor.
 type voids struct {
-	mu     sync.Mutex
-	voided []inventory.Node
+	mu        sync.Mutex
+	minted    int
+	voided    []inventory.Node
+	discarded []string
 }
 
 func (v *voids) Mint(context.Context, inventory.Node) ([]BundleFile, string, error) {
-	return []BundleFile{{Path: "etc/bootstrapd/vault-token.wrapped", Mode: 0o600, Body: []byte("s.wrapped")}}, "accessor-1", nil
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.minted++
+	return []BundleFile{{Path: "etc/bootstrapd/vault-token.wrapped", Mode: 0o600, Body: []byte("s.wrapped")}}, fmt.Sprintf("accessor-%d", v.minted), nil
 }
-func (v *voids) Discard(context.Context, string) {}
+func (v *voids) Discard(_ context.Context, accessor string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.discarded = append(v.discarded, accessor)
+}
 func (v *voids) Void(_ context.Context, n inventory.Node) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -194,5 +205,28 @@ func TestSecondClaimVoids(t *testing.T) {
 	}
 	if n, _ := f.inv.Node(nhMAC); !strings.HasPrefix(n.Alert, "join bundle claimed twice") {
 		t.Errorf("alert %q", n.Alert)
+	}
+}
+
+// TestReinstallDiscardsTheLastBundle: the bundle of a reinstall replaces
+// the last one, whose node token is revoked then, not at retire.
+func TestReinstallDiscardsTheLastBundle(t *testing.T) {
+	f := newNodeHTTP(t)
+	v := &voids{}
+	f.h.Join.Cluster = v
+	f.enroll(t, inventory.EnrollRequest{MAC: nhMAC})
+	tok := f.installToken(t, nhMAC)
+	if w := f.do("POST", "/install/"+tok+"/join", nil); w.Code != http.StatusOK {
+		t.Fatalf("first install's claim: %d", w.Code)
+	}
+	if _, err := f.inv.Reinstall(context.Background(), nhMAC, "op"); err != nil {
+		t.Fatal(err)
+	}
+	tok = f.installToken(t, nhMAC)
+	if w := f.do("POST", "/install/"+tok+"/join", nil); w.Code != http.StatusOK {
+		t.Fatalf("reinstall's claim: %d", w.Code)
+	}
+	if n, _ := f.inv.Node(nhMAC); n.VaultAccessor != "accessor-2" || len(v.discarded) != 1 || v.discarded[0] != "accessor-1" {
+		t.Errorf("accessor %q, discarded %q; want accessor-2 recorded and accessor-1 revoked", n.VaultAccessor, v.discarded)
 	}
 }

@@ -67,7 +67,7 @@ func (j Join) files(n inventory.Node) []BundleFile {
 // node.
 func (h *NodeHTTP) join(w http.ResponseWriter, r *http.Request) {
 	ctx, token, from := r.Context(), r.PathValue("token"), remote(r)
-	files, accessor, err := h.mint(ctx, token, from)
+	files, accessor, prev, err := h.mint(ctx, token, from)
 	if err != nil {
 		h.joinFailed(w, err)
 		return
@@ -81,6 +81,12 @@ func (h *NodeHTTP) join(w http.ResponseWriter, r *http.Request) {
 		h.joinFailed(w, err)
 		h.voidIfTwice(ctx, n, err)
 		return
+	}
+	if prev != "" && prev != accessor && h.Join.Cluster != nil {
+		// A reinstall's bundle replaces the last one: the node token that
+		// one held (on the old disk, or in anyone's hands) must not live on
+		// until retire.
+		h.Join.Cluster.Discard(context.WithoutCancel(ctx), prev)
 	}
 	files = append(h.Join.files(n), files...)
 	h.sendBundle(w, files)
@@ -100,22 +106,22 @@ func (h *NodeHTTP) voidIfTwice(ctx context.Context, n inventory.Node, err error)
 
 // mint makes the node's cluster credentials before its claim is recorded,
 // so a Vault or Nomad that is away fails the claim (the node retries) rather
-// than using it up.
-func (h *NodeHTTP) mint(ctx context.Context, token string, from netip.Addr) ([]BundleFile, string, error) {
+// than using it up. prev is the accessor of the node's last bundle.
+func (h *NodeHTTP) mint(ctx context.Context, token string, from netip.Addr) (files []BundleFile, accessor, prev string, err error) {
 	n, err := h.Booter.JoinTarget(ctx, token, from)
 	if err != nil {
 		h.voidIfTwice(ctx, n, err)
-		return nil, "", err
+		return nil, "", "", err
 	}
 	if h.Join.Cluster == nil {
-		return nil, "", nil
+		return nil, "", "", nil
 	}
-	files, accessor, err := h.Join.Cluster.Mint(ctx, n)
+	files, accessor, err = h.Join.Cluster.Mint(ctx, n)
 	if err != nil {
 		h.Log.Warn("cannot mint cluster credentials; the node will retry", "mac", n.MAC, "hostname", n.Hostname, "err", err)
-		return nil, "", errMint
+		return nil, "", "", errMint
 	}
-	return files, accessor, nil
+	return files, accessor, n.VaultAccessor, nil
 }
 
 var errMint = errors.New("cluster credentials unavailable")
