@@ -30,7 +30,9 @@ const (
 // packet rate, and never an fsync under the lock every DHCP reply takes.
 const flushEvery = time.Second
 
-// discovery is the state behind Seen. Its owner's mutex guards it.
+// discovery is the state behind Seen, and behind the other writes that
+// may wait a second (a repeated note's count): what flush writes. Its
+// owner's mutex guards it.
 type discovery struct {
 	count    int             // discovered nodes held
 	refused  uint64          // new MACs not recorded because count was at the cap

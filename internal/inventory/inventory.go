@@ -4,6 +4,7 @@
 package inventory
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -355,6 +356,14 @@ func (inv *Inventory) noteOn(next *Node, ev Event) {
 		if last.To == "" && last.From == "" && last.Cause == ev.Cause && last.Actor == ev.Actor {
 			last.Count = max(last.Count, 1) + 1
 			last.At = ev.At
+			if prev := inv.nodes[next.MAC]; prev != nil && prev.State == next.State && bytes.Equal(prev.TokenHash, next.TokenHash) {
+				// Only a count and a time changed: written by the next
+				// flush, so a client repeating a refused request costs
+				// no fsync under the lock DHCP replies take.
+				inv.nodes[next.MAC] = next
+				inv.flushLater(next.MAC, nil)
+				return
+			}
 			ev = Event{}
 		}
 	}

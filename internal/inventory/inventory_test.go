@@ -472,6 +472,14 @@ func TestHistoryIsBounded(t *testing.T) {
 	if got := seq() - before; got != 1 {
 		t.Errorf("250 refused reports logged %d events, want 1", got)
 	}
+	// The repeats are not written one by one: the next flush has them.
+	if c := storedNodes(t, inv)[mac].History[1].Count; c >= 250 {
+		t.Errorf("every repeat was written at once (count %d on disk before the flush)", c)
+	}
+	inv.Flush()
+	if c := storedNodes(t, inv)[mac].History[1].Count; c != 250 {
+		t.Errorf("count on disk after the flush: %d, want 250", c)
+	}
 	for i := range maxHistory + 50 {
 		if err := inv.Note(ctx, mac, fmt.Sprintf("note %d", i), "test"); err != nil {
 			t.Fatal(err)

@@ -183,17 +183,25 @@ func (v *voids) Void(_ context.Context, n inventory.Node) {
 	v.voided = append(v.voided, n)
 }
 
-// TestSecondClaimVoids: the first repeated claim of a bundle voids what it
-// held (the first claim's accessor), once; the token opens nothing more.
-func TestSecondClaimVoids(t *testing.T) {
-	f := newNodeHTTP(t)
-	v := &voids{}
+// claimedOnce is an enrolled node whose bundle, minted by a voids, has
+// been claimed once with tok.
+func claimedOnce(t *testing.T) (f *nhFixture, v *voids, tok string) {
+	t.Helper()
+	f = newNodeHTTP(t)
+	v = &voids{}
 	f.h.Join.Cluster = v
 	f.enroll(t, inventory.EnrollRequest{MAC: nhMAC})
-	tok := f.installToken(t, nhMAC)
+	tok = f.installToken(t, nhMAC)
 	if w := f.do("POST", "/install/"+tok+"/join", nil); w.Code != http.StatusOK {
 		t.Fatalf("first claim: %d", w.Code)
 	}
+	return f, v, tok
+}
+
+// TestSecondClaimVoids: the first repeated claim of a bundle voids what it
+// held (the first claim's accessor), once; the token opens nothing more.
+func TestSecondClaimVoids(t *testing.T) {
+	f, v, tok := claimedOnce(t)
 	if w := f.do("POST", "/install/"+tok+"/join", nil); w.Code != http.StatusGone {
 		t.Fatalf("second claim: %d", w.Code)
 	}
@@ -211,18 +219,11 @@ func TestSecondClaimVoids(t *testing.T) {
 // TestReinstallDiscardsTheLastBundle: the bundle of a reinstall replaces
 // the last one, whose node token is revoked then, not at retire.
 func TestReinstallDiscardsTheLastBundle(t *testing.T) {
-	f := newNodeHTTP(t)
-	v := &voids{}
-	f.h.Join.Cluster = v
-	f.enroll(t, inventory.EnrollRequest{MAC: nhMAC})
-	tok := f.installToken(t, nhMAC)
-	if w := f.do("POST", "/install/"+tok+"/join", nil); w.Code != http.StatusOK {
-		t.Fatalf("first install's claim: %d", w.Code)
-	}
+	f, v, _ := claimedOnce(t)
 	if _, err := f.inv.Reinstall(context.Background(), nhMAC, "op"); err != nil {
 		t.Fatal(err)
 	}
-	tok = f.installToken(t, nhMAC)
+	tok := f.installToken(t, nhMAC)
 	if w := f.do("POST", "/install/"+tok+"/join", nil); w.Code != http.StatusOK {
 		t.Fatalf("reinstall's claim: %d", w.Code)
 	}
