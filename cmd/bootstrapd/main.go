@@ -41,7 +41,7 @@ func commands() map[string]command {
 		"retire":    {"take a node out of service", cmdRetire},
 		"reinstall": {"send a node back to enrolled: it installs again on its next PXE boot", cmdReinstall},
 		"profiles":  {"list install profiles", cmdProfiles},
-		"node":      {"show one node: node show <mac|hostname>", cmdNode},
+		"node":      {"node show <mac|hostname> | boot <mac|hostname> exit|sanboot|none: show one node; change how it boots its disk", cmdNode},
 		"doctor":    {"preflight: interface, ports, netboot files, profiles", cmdDoctor},
 		"netboot":   {"netboot import <tarball>: add a Void NETBOOT kernel and initrd", cmdNetboot},
 		"router":    {"router plan | apply [-prune] | bootstrap-script | fingerprint: configure the MikroTik", cmdRouter},

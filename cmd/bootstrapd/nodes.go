@@ -165,8 +165,20 @@ func cmdNode(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 || pos[0] != "show" {
-		return usageError{"usage: bootstrapd node show <mac|hostname>"}
+	switch {
+	case len(pos) == 2 && pos[0] == "show":
+	case len(pos) == 3 && pos[0] == "boot":
+		n, err := c.SetBootMethod(ctx, pos[1], pos[2])
+		if err != nil {
+			return err
+		}
+		if *fs.asJSON {
+			return printJSON(e, n)
+		}
+		fmt.Fprintf(e.stdout, "%s (%s) boots its disk with %q from its next PXE boot\n", dash(n.Hostname), n.MAC, n.BootMethod)
+		return nil
+	default:
+		return usageError{"usage: bootstrapd node show <mac|hostname> | node boot <mac|hostname> exit|sanboot|none"}
 	}
 	n, err := c.Node(ctx, pos[1])
 	if err != nil {

@@ -143,3 +143,45 @@ func TestSecondDaemonRefusedSocket(t *testing.T) {
 		t.Fatalf("second listener on a live socket: %v", err)
 	}
 }
+
+func TestSetBootMethod(t *testing.T) {
+	c, inv, _ := serve(t)
+	ctx := context.Background()
+	if _, err := c.Enroll(ctx, EnrollRequest{MAC: "52:54:00:aa:bb:01", Hostname: "web1"}); err != nil {
+		t.Fatal(err)
+	}
+	inv.Seen(ctx, "52:54:00:aa:bb:09", "")
+	inv.Flush()
+	for _, tc := range []struct {
+		name, ref, method string
+		want              string // error text; "" for success
+	}{
+		{"change", "web1", "exit", ""},
+		{"again", "52:54:00:aa:bb:01", "exit", ""},
+		{"unknown method", "web1", "pxe", `boot method "pxe" is not one of exit, sanboot, none`},
+		{"empty method", "web1", "", `boot method "" is not one of`},
+		{"unknown node", "web9", "exit", "neither a known MAC nor a hostname"},
+		{"discovered node", "52:54:00:aa:bb:09", "exit", "is discovered; enroll it first"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := c.SetBootMethod(ctx, tc.ref, tc.method)
+			switch {
+			case tc.want == "" && (err != nil || n.BootMethod != tc.method):
+				t.Errorf("%+v %v", n, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	// One event for the change, none for setting what is already set.
+	n, _ := c.Node(ctx, "web1")
+	var changes []string
+	for _, ev := range n.History {
+		if strings.HasPrefix(ev.Cause, "boot method") {
+			changes = append(changes, ev.Cause)
+		}
+	}
+	if len(changes) != 1 || changes[0] != "boot method exit (was sanboot)" {
+		t.Errorf("boot method events: %q", changes)
+	}
+}

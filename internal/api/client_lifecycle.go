@@ -24,6 +24,12 @@ func (c *Client) Reinstall(ctx context.Context, ref string) (inventory.Node, err
 	return out, c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(ref)+"/reinstall", nil, &out)
 }
 
+// SetBootMethod changes how an installed node boots its disk.
+func (c *Client) SetBootMethod(ctx context.Context, ref, method string) (inventory.Node, error) {
+	var out inventory.Node
+	return out, c.do(ctx, http.MethodPut, "/v1/nodes/"+url.PathEscape(ref)+"/boot-method", map[string]string{"boot_method": method}, &out)
+}
+
 // Profiles lists the loaded profiles.
 func (c *Client) Profiles(ctx context.Context) ([]ProfileInfo, error) {
 	var out []ProfileInfo

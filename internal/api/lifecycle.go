@@ -25,6 +25,23 @@ func (s *Server) lifecycleRoutes(mux *http.ServeMux) {
 		}
 		reply(w, http.StatusOK, public(n))
 	})
+	mux.HandleFunc("PUT /v1/nodes/{ref}/boot-method", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			BootMethod string `json:"boot_method"`
+		}
+		dec := json.NewDecoder(r.Body) // bounded by Handler
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			reply(w, http.StatusBadRequest, Error{Error: "bad request body: " + err.Error()})
+			return
+		}
+		n, err := s.Inv.SetBootMethod(r.Context(), r.PathValue("ref"), req.BootMethod, "api")
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		reply(w, http.StatusOK, public(n))
+	})
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("GET /v1/profiles", func(w http.ResponseWriter, r *http.Request) {
 		out := []ProfileInfo{}

@@ -28,6 +28,7 @@ type Inventory interface {
 	Events(since uint64) ([]inventory.LogEvent, <-chan struct{}, error)
 	Retire(ctx context.Context, ref, actor string) (inventory.Node, error)
 	Reinstall(ctx context.Context, ref, actor string) (inventory.Node, error)
+	SetBootMethod(ctx context.Context, ref, method, actor string) (inventory.Node, error)
 }
 
 // EnrollRequest is the body of POST /v1/nodes.

@@ -185,12 +185,11 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 			return Node{}, err
 		}
 	}
-	switch req.BootMethod {
-	case "":
+	if req.BootMethod == "" {
 		req.BootMethod = BootExit
-	case BootExit, BootSanboot, BootNone:
-	default:
-		return Node{}, fmt.Errorf("boot method %q is not one of exit, sanboot, none", req.BootMethod)
+	}
+	if err := checkBootMethod(req.BootMethod); err != nil {
+		return Node{}, err
 	}
 	if req.Hostname != "" && !validHostname(req.Hostname) {
 		return Node{}, fmt.Errorf("hostname %q is not a DNS label (letters, digits and '-', at most 63, not starting or ending with '-')", req.Hostname)

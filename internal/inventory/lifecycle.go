@@ -19,6 +19,48 @@ func (inv *Inventory) Reinstall(ctx context.Context, ref, actor string) (Node, e
 	return inv.Move(ctx, n.MAC, Enrolled, "reinstall requested", actor)
 }
 
+// SetBootMethod changes how an installed node leaves iPXE for its disk:
+// firmware disagrees on which method works (docs/local-boot.md), so an
+// operator fixes one machine without touching its profile. It takes
+// effect at the node's next PXE boot.
+func (inv *Inventory) SetBootMethod(ctx context.Context, ref, method, actor string) (Node, error) {
+	if err := checkBootMethod(method); err != nil {
+		return Node{}, err
+	}
+	n, err := inv.Find(ref)
+	if err != nil {
+		return Node{}, err
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	cur := inv.nodes[n.MAC]
+	switch {
+	case cur == nil:
+		return Node{}, fmt.Errorf("%w: %s", ErrNotFound, n.MAC)
+	case cur.State == Discovered || cur.State == Retired:
+		return Node{}, fmt.Errorf("%w: %s is %s; enroll it first", ErrConflict, cur.MAC, cur.State)
+	case cur.BootMethod == method:
+		return cur.clone(), nil
+	}
+	next := cur.clone()
+	next.History = append(next.History, Event{At: inv.now(), Cause: fmt.Sprintf("boot method %s (was %s)", method, cur.BootMethod), Actor: actor})
+	next.BootMethod = method
+	if err := inv.save(&next); err != nil {
+		return Node{}, err
+	}
+	inv.log.InfoContext(ctx, "boot method", "mac", next.MAC, "hostname", next.Hostname, "method", method)
+	return next.clone(), nil
+}
+
+// checkBootMethod says why m is not a boot method, or nil.
+func checkBootMethod(m string) error {
+	switch m {
+	case BootExit, BootSanboot, BootNone:
+		return nil
+	}
+	return fmt.Errorf("boot method %q is not one of exit, sanboot, none", m)
+}
+
 // Retire takes a node out of service. There is nothing outside bootstrapd
 // to undo yet (router records and cluster membership come later), so
 // retiring completes at once; the node keeps its record and history, and

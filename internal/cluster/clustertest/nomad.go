@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -18,15 +19,22 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/netlab"
 )
 
 // NomadServer is a running server-only Nomad agent (no client in it, so
-// every node a test sees joined the way a real one does) on loopback.
+// every node a test sees joined the way a real one does) on loopback or at
+// a Place.
 type NomadServer struct {
-	Addr    string // http://127.0.0.1:<port>
-	RPC     string // 127.0.0.1:<port>: what clients join
+	Addr    string // http://<host>:<port>
+	RPC     string // <host>:<port>: what clients join
 	Token   string // management token from the ACL bootstrap; "" without ACLs
 	LogPath string
+	// HTTP reaches Addr from the test process; give it to
+	// nomadapi.Config.HttpClient.
+	HTTP *http.Client
+	at   Place
 }
 
 // NomadOptions shape a server. The zero value is Nomad's defaults: no
@@ -45,6 +53,12 @@ type NomadOptions struct {
 	// token from `bootstrapd cluster server-token`), given by environment.
 	Vault      *VaultServer
 	VaultToken string
+	// At puts the server on a lab's network, for clients in QEMU VMs.
+	At Place
+	// HeartbeatGrace is how long a client may miss heartbeats before it
+	// is down; 0 is 2s, for tests that switch machines off. A client in
+	// a TCG VM on a busy machine needs more.
+	HeartbeatGrace time.Duration
 }
 
 // StartNomad starts the server bootstrapd is meant for: ACLs bootstrapped.
@@ -67,12 +81,15 @@ func StartNomadWith(t testing.TB, o NomadOptions) *NomadServer {
 		if err != nil {
 			t.Fatalf("clustertest: %v", err)
 		}
+		host := o.At.host()
 		s := &NomadServer{
-			Addr:    "http://127.0.0.1:" + strconv.Itoa(ports[0]),
-			RPC:     "127.0.0.1:" + strconv.Itoa(ports[1]),
+			Addr:    "http://" + net.JoinHostPort(host, strconv.Itoa(ports[0])),
+			RPC:     net.JoinHostPort(host, strconv.Itoa(ports[1])),
 			LogPath: filepath.Join(dir, fmt.Sprintf("nomad-server-%d.log", attempt)),
+			HTTP:    o.At.client(),
+			at:      o.At,
 		}
-		cfg := nomadAgentHCL(filepath.Join(dir, fmt.Sprintf("data-%d", attempt)), ports) + serverHCL(o)
+		cfg := nomadAgentHCL(filepath.Join(dir, fmt.Sprintf("data-%d", attempt)), host, ports) + serverHCL(o)
 		cfgPath := filepath.Join(dir, "server.hcl")
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -81,11 +98,11 @@ func StartNomadWith(t testing.TB, o NomadOptions) *NomadServer {
 		if o.VaultToken != "" {
 			env = []string{"VAULT_TOKEN=" + o.VaultToken}
 		}
-		p, err := startNomadAgent(t, bin, dir, s.LogPath, nil, env, "-config="+cfgPath)
+		p, err := startNomadAgent(t, o.At.NS, bin, dir, s.LogPath, nil, env, "-config="+cfgPath)
 		if err != nil {
 			t.Fatalf("clustertest: %v", err)
 		}
-		if lastErr = waitNomadReady(s.Addr, p.exited, time.Minute); lastErr != nil {
+		if lastErr = waitNomadReady(s.HTTP, s.Addr, p.exited, time.Minute); lastErr != nil {
 			p.stop()
 			logTail(t, s.LogPath)
 			continue
@@ -98,7 +115,7 @@ func StartNomadWith(t testing.TB, o NomadOptions) *NomadServer {
 		})
 		if o.ACL {
 			s.Token = nomadUUID()
-			if err := aclBootstrap(s.Addr, s.Token); err != nil {
+			if err := aclBootstrap(s.HTTP, s.Addr, s.Token); err != nil {
 				t.Fatalf("clustertest: nomad ACL bootstrap at %s: %v", s.Addr, err)
 			}
 		}
@@ -112,7 +129,8 @@ func serverHCL(o NomadOptions) string {
 	var b strings.Builder
 	// A client that stops heartbeating is down after about 3s instead of
 	// Nomad's 10s TTL plus 10s grace: tests switch machines off.
-	b.WriteString("server {\n  enabled = true\n  bootstrap_expect = 1\n  min_heartbeat_ttl = \"1s\"\n  heartbeat_grace = \"2s\"\n")
+	grace := cmp.Or(o.HeartbeatGrace, 2*time.Second)
+	fmt.Fprintf(&b, "server {\n  enabled = true\n  bootstrap_expect = 1\n  min_heartbeat_ttl = \"1s\"\n  heartbeat_grace = %q\n", grace.String())
 	if o.EventBufferSize > 0 {
 		fmt.Fprintf(&b, "  event_buffer_size = %d\n", o.EventBufferSize)
 	}
@@ -148,9 +166,10 @@ func (c *NomadClient) Log() string {
 // StartClient runs a client agent the way a node uses its join bundle:
 // configHCL (cluster.ClientConfig's output) is its configuration file and
 // introToken, when not "", goes to <data_dir>/client/intro_token.jwt. A
-// second file beside it only moves the agent onto loopback ports of its
-// own with a private data_dir, which a real node has no need for. It does
-// not wait for the node to register: tests watch for that.
+// second file beside it only moves the agent onto ports of its own (on
+// the server's network) with a private data_dir, which a real node has no
+// need for. It does not wait for the node to register: tests watch for
+// that.
 func StartClient(t testing.TB, srv *NomadServer, configHCL []byte, introToken string) *NomadClient {
 	t.Helper()
 	if !bytes.Contains(configHCL, []byte(strconv.Quote(srv.RPC))) {
@@ -176,11 +195,11 @@ func StartClient(t testing.TB, srv *NomadServer, configHCL []byte, introToken st
 	if err := os.WriteFile(bundle, configHCL, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(local, []byte(nomadAgentHCL(c.DataDir, ports)), 0o600); err != nil {
+	if err := os.WriteFile(local, []byte(nomadAgentHCL(c.DataDir, srv.at.host(), ports)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Later -config files override earlier ones: local.hcl's data_dir wins.
-	p, err := startNomadAgent(t, bin, dir, c.LogPath, []string{c.DataDir}, nil, "-config="+bundle, "-config="+local)
+	p, err := startNomadAgent(t, srv.at.NS, bin, dir, c.LogPath, []string{c.DataDir}, nil, "-config="+bundle, "-config="+local)
 	if err != nil {
 		t.Fatalf("clustertest: %v", err)
 	}
@@ -195,22 +214,22 @@ func StartClient(t testing.TB, srv *NomadServer, configHCL []byte, introToken st
 }
 
 // nomadAgentHCL is the part of an agent's configuration that puts it on
-// loopback with ports of its own: http, rpc, serf.
-func nomadAgentHCL(dataDir string, ports [3]int) string {
-	return fmt.Sprintf(`data_dir  = %q
-bind_addr = "127.0.0.1"
+// host with ports of its own: http, rpc, serf.
+func nomadAgentHCL(dataDir, host string, ports [3]int) string {
+	return fmt.Sprintf(`data_dir  = %[1]q
+bind_addr = %[2]q
 disable_update_check = true
 advertise {
-  http = "127.0.0.1"
-  rpc  = "127.0.0.1"
-  serf = "127.0.0.1"
+  http = %[2]q
+  rpc  = %[2]q
+  serf = %[2]q
 }
 ports {
-  http = %d
-  rpc  = %d
-  serf = %d
+  http = %[3]d
+  rpc  = %[4]d
+  serf = %[5]d
 }
-`, dataDir, ports[0], ports[1], ports[2])
+`, dataDir, host, ports[0], ports[1], ports[2])
 }
 
 // nomadProc is a started agent; stop kills it with all it spawned.
@@ -224,10 +243,10 @@ type nomadProc struct {
 // tasks live in sessions of their own, so no process group holds them
 // all) and then lazily unmounts whatever the client mounted under
 // mountRoots (the tmpfs secrets and private dirs of each task).
-func startNomadAgent(t testing.TB, bin, dir, logPath string, mountRoots, env []string, args ...string) (*nomadProc, error) {
+func startNomadAgent(t testing.TB, ns netlab.NS, bin, dir, logPath string, mountRoots, env []string, args ...string) (*nomadProc, error) {
 	// No NOMAD_* of the caller's: an intro token in the environment would
 	// override the file.
-	p, err := startProc(bin, dir, logPath, env, append([]string{"agent"}, args...)...)
+	p, err := startProc(ns, bin, dir, logPath, env, append([]string{"agent"}, args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -318,14 +337,14 @@ func unmountUnder(t testing.TB, roots []string) {
 // waitNomadReady polls until the server has a leader, the agent exits, or
 // the time is up. Polling is fine here: it only waits for a process to
 // start.
-func waitNomadReady(addr string, exited <-chan struct{}, limit time.Duration) error {
+func waitNomadReady(client *http.Client, addr string, exited <-chan struct{}, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var leader string
-		err := getJSON(ctx, addr+"/v1/status/leader", &leader)
+		err := getJSON(ctx, client, addr+"/v1/status/leader", &leader)
 		if err == nil && leader == "" {
 			err = errors.New("no leader yet")
 		}
@@ -342,12 +361,12 @@ func waitNomadReady(addr string, exited <-chan struct{}, limit time.Duration) er
 	}
 }
 
-func getJSON(ctx context.Context, url string, out any) error {
+func getJSON(ctx context.Context, client *http.Client, url string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -360,9 +379,9 @@ func getJSON(ctx context.Context, url string, out any) error {
 
 // aclBootstrap makes secret the management token (a chosen secret, so the
 // tests know what must never appear in output).
-func aclBootstrap(addr, secret string) error {
+func aclBootstrap(client *http.Client, addr, secret string) error {
 	body, _ := json.Marshal(map[string]string{"BootstrapSecret": secret})
-	resp, err := http.Post(addr+"/v1/acl/bootstrap", "application/json", bytes.NewReader(body))
+	resp, err := client.Post(addr+"/v1/acl/bootstrap", "application/json", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

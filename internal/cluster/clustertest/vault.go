@@ -21,11 +21,20 @@ type VaultServer struct {
 	Addr      string // http://127.0.0.1:<port>
 	RootToken string // random per server, so a test can look for it in logs
 	LogPath   string // the server's stdout and stderr
+	// HTTP reaches Addr from the test process (through the namespace of
+	// a Place); give it to vaultapi.Config.HttpClient.
+	HTTP *http.Client
 }
 
-// StartVault starts a dev-mode Vault for t and stops it when t ends. Its
-// output goes to a file that is printed if the test fails.
+// StartVault starts a dev-mode Vault on loopback for t and stops it when
+// t ends. Its output goes to a file that is printed if the test fails.
 func StartVault(t testing.TB) *VaultServer {
+	t.Helper()
+	return StartVaultIn(t, Place{})
+}
+
+// StartVaultIn is StartVault at a Place: on a lab's network.
+func StartVaultIn(t testing.TB, at Place) *VaultServer {
 	t.Helper()
 	bin := Binary(t, "vault")
 	dir := t.TempDir()
@@ -35,7 +44,7 @@ func StartVault(t testing.TB) *VaultServer {
 	var err error
 	for attempt := 1; attempt <= 3; attempt++ {
 		var s *VaultServer
-		if s, err = startVault(t, bin, dir, token, attempt); err == nil {
+		if s, err = startVault(t, at, bin, dir, token, attempt); err == nil {
 			return s
 		}
 	}
@@ -43,25 +52,27 @@ func StartVault(t testing.TB) *VaultServer {
 	return nil
 }
 
-func startVault(t testing.TB, bin, dir, token string, attempt int) (*VaultServer, error) {
+func startVault(t testing.TB, at Place, bin, dir, token string, attempt int) (*VaultServer, error) {
 	port, err := freePortPair()
 	if err != nil {
 		return nil, err
 	}
+	listen := net.JoinHostPort(at.host(), strconv.Itoa(port))
 	s := &VaultServer{
-		Addr:      "http://127.0.0.1:" + strconv.Itoa(port),
+		Addr:      "http://" + listen,
 		RootToken: token,
 		LogPath:   filepath.Join(dir, fmt.Sprintf("vault-%d.log", attempt)),
+		HTTP:      at.client(),
 	}
 	// The root token goes by environment, not argv (which `ps` shows to
 	// every user), as bootstrapd's own secrets do.
-	p, err := startProc(bin, dir, s.LogPath, []string{"VAULT_DEV_ROOT_TOKEN_ID=" + token},
-		"server", "-dev", "-dev-no-store-token", "-dev-listen-address=127.0.0.1:"+strconv.Itoa(port))
+	p, err := startProc(at.NS, bin, dir, s.LogPath, []string{"VAULT_DEV_ROOT_TOKEN_ID=" + token},
+		"server", "-dev", "-dev-no-store-token", "-dev-listen-address="+listen)
 	if err != nil {
 		return nil, err
 	}
 	cmd, exited := p.cmd, p.exited
-	if err := waitHealthy(s.Addr, exited, time.Minute); err != nil {
+	if err := waitHealthy(s.HTTP, s.Addr, exited, time.Minute); err != nil {
 		_ = cmd.Process.Kill()
 		logTail(t, s.LogPath)
 		return nil, fmt.Errorf("vault dev server at %s: %w (output above, full log %s)", s.Addr, err, s.LogPath)
@@ -83,14 +94,14 @@ func startVault(t testing.TB, bin, dir, token string, attempt int) (*VaultServer
 
 // waitHealthy polls /v1/sys/health until Vault answers 200 (initialized,
 // unsealed, active), the process exits, or the time is up.
-func waitHealthy(addr string, exited <-chan struct{}, limit time.Duration) error {
+func waitHealthy(client *http.Client, addr string, exited <-chan struct{}, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/v1/sys/health", nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
