@@ -457,6 +457,14 @@ type WorkerJob struct {
 	// checks the key Nomad rendered from Vault and fails without a valid
 	// one, then sleeps until SIGUSR2 as the real worker runs until retired.
 	StandIn bool
+	// StandInURL, with StandIn, is where nodes fetch concourse-standin
+	// (internal/concoursetest: not Concourse), which then runs as the
+	// worker with the real worker's environment and keys, and registers
+	// with the TSA at TSAHost: the node is ready only if the TSA took the
+	// key from Vault. Nomad refuses a download whose sha256 is not
+	// StandInSHA256 (hex): the provisioning network is not trusted.
+	StandInURL    string
+	StandInSHA256 string
 
 	Driver  string // the real worker's driver: docker (default), exec or raw_exec
 	Image   string // docker image; default "concourse/concourse"
@@ -497,6 +505,9 @@ func RenderWorkerJob(tmplPath string, j WorkerJob) (string, error) {
 	}{time.Hour, 1000, 2048}
 	if j.StandIn {
 		def.kill, def.cpu, def.mem = 10*time.Second, 20, 32
+		if err := j.checkStandInBinary(); err != nil {
+			return "", fmt.Errorf("worker job: %w", err)
+		}
 	} else {
 		j.Driver = cmp.Or(j.Driver, "docker")
 		j.Image = cmp.Or(j.Image, "concourse/concourse")
@@ -533,7 +544,10 @@ func RenderWorkerJob(tmplPath string, j WorkerJob) (string, error) {
 	view := struct {
 		WorkerJob
 		KillTimeout string
-	}{j, j.KillTimeout.String()}
+		// Keyed: the worker task connects to the TSA with its key from
+		// Vault (the real worker, or the stand-in binary).
+		Keyed bool
+	}{j, j.KillTimeout.String(), !j.StandIn || j.StandInURL != ""}
 	var out strings.Builder
 	if err := t.Execute(&out, view); err != nil {
 		return "", fmt.Errorf("worker job template: %w", err)
@@ -548,6 +562,27 @@ func (j *WorkerJob) checkReal() error {
 	default:
 		return fmt.Errorf("driver %q is not docker, exec or raw_exec", j.Driver)
 	}
+	return j.checkKeyed()
+}
+
+// checkStandInBinary refuses a stand-in binary Nomad could not fetch
+// safely, or that could not connect.
+func (j *WorkerJob) checkStandInBinary() error {
+	if j.StandInURL == "" && j.StandInSHA256 == "" {
+		return nil
+	}
+	if u, err := url.Parse(j.StandInURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("stand-in worker URL %q is not an http(s) URL", j.StandInURL)
+	}
+	if len(j.StandInSHA256) != 64 || strings.Trim(j.StandInSHA256, "0123456789abcdef") != "" {
+		return fmt.Errorf("stand-in worker sha256 %q is not 64 lowercase hex digits", j.StandInSHA256)
+	}
+	return j.checkKeyed()
+}
+
+// checkKeyed refuses settings a worker that connects to the TSA with its
+// key from Vault cannot start or connect with.
+func (j *WorkerJob) checkKeyed() error {
 	if _, port, err := net.SplitHostPort(j.TSAHost); err != nil || port == "" {
 		return fmt.Errorf("TSA host %q is not host:port (the web node's TSA, usually port 2222)", j.TSAHost)
 	}

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // Vault is where node tokens and Concourse worker keys come from. Its
@@ -54,7 +57,13 @@ type Nomad struct {
 	// to read its key (workload identity); default "concourse-worker".
 	WorkerVaultRole string `hcl:"worker_vault_role,optional"`
 	// StandIn runs a stand-in worker (raw_exec, no Concourse): the demo.
-	StandIn       bool   `hcl:"stand_in,optional"`
+	StandIn bool `hcl:"stand_in,optional"`
+	// StandInWorker is a concourse-standin binary (a stand-in, not
+	// Concourse): bootstrapd serves it to nodes, and the stand-in worker
+	// task runs it to register with the TSA at tsa_host with its key from
+	// Vault, so ready means the TSA took the key. Needs stand_in, tsa_host,
+	// tsa_public_key and a vault block.
+	StandInWorker string `hcl:"stand_in_worker,optional"`
 	RawExec       bool   `hcl:"raw_exec,optional"`       // enable raw_exec on nodes
 	DrainDeadline string `hcl:"drain_deadline,optional"` // default 1h
 
@@ -91,6 +100,7 @@ func (s *Site) clusterDefaults(dir string) {
 			n.WorkerTemplate = filepath.Join(s.ProfilesDir, "concourse-worker.nomad.hcl.tmpl")
 		}
 		abs(&n.WorkerTemplate)
+		abs(&n.StandInWorker)
 	}
 }
 
@@ -120,6 +130,9 @@ func (s *Site) validateCluster() error {
 		}
 		if n.Address == "" && n.Introduction != nil && *n.Introduction {
 			return s.Errorf("nomad.introduction", "introduction = true needs address: bootstrapd mints introduction tokens through the servers' API")
+		}
+		if err := s.checkStandInWorker(n); err != nil {
+			return err
 		}
 		if n.Address == "" && n.VaultIntegration == "" && s.Vault != nil {
 			// Nothing to read the servers' version from.
@@ -154,6 +167,35 @@ func (s *Site) validateCluster() error {
 func (s *Site) httpURL(key, v, example string) error {
 	if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return s.Errorf(key, "%s %q is not a URL like %q", strings.ReplaceAll(key, ".", " "), v, example)
+	}
+	return nil
+}
+
+// checkStandInWorker checks nomad.stand_in_worker: an executable regular
+// file, and the settings the stand-in worker connects with.
+func (s *Site) checkStandInWorker(n *Nomad) error {
+	if n.StandInWorker == "" {
+		return nil
+	}
+	const key = "nomad.stand_in_worker"
+	fi, err := os.Stat(n.StandInWorker)
+	switch {
+	case err != nil:
+		return s.Errorf(key, "stand_in_worker: %v (build it: go build -o concourse-standin ./internal/concoursetest/standin)", err)
+	case !fi.Mode().IsRegular():
+		return s.Errorf(key, "stand_in_worker %s is not a regular file", n.StandInWorker)
+	case fi.Mode().Perm()&0o111 == 0:
+		return s.Errorf(key, "stand_in_worker %s is not executable (chmod +x it)", n.StandInWorker)
+	case !n.StandIn:
+		return s.Errorf(key, "stand_in_worker needs stand_in = true: it is the stand-in worker's binary")
+	case s.Vault == nil:
+		return s.Errorf(key, "stand_in_worker needs a vault block: the stand-in worker reads its key from Vault")
+	}
+	if _, port, err := net.SplitHostPort(n.TSAHost); err != nil || port == "" {
+		return s.Errorf("nomad.tsa_host", "stand_in_worker needs tsa_host, the TSA's host:port (like \"10.77.0.1:2222\"), not %q", n.TSAHost)
+	}
+	if _, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(n.TSAPublicKey)); err != nil || len(rest) != 0 {
+		return s.Errorf("nomad.tsa_public_key", "stand_in_worker needs tsa_public_key, the TSA's host key as one authorized_keys line (the stand-in worker accepts no other host key)")
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,6 +57,61 @@ func TestClusterBlocks(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "tok3n") {
 				t.Errorf("error %q shows the token", err)
+			}
+		})
+	}
+}
+
+// TestStandInWorker: nomad.stand_in_worker must be an executable file,
+// relative to the site file, and comes only with what the stand-in worker
+// connects with; each mistake is reported at a line, naming the setting.
+func TestStandInWorker(t *testing.T) {
+	const head = "interface = \"br0\"\ndhcp {\n  mode = \"off\"\n}\nvault {\n  address = \"https://vault.lab:8200\"\n}\n" // lines 1-7
+	const tsa = "  tsa_host = \"10.77.0.1:2222\"\n  tsa_public_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF4bJkC1pr3cYbSwbRzr4W5hpAKH3FoQytDeGyGOiKUd tsa\"\n"
+	nomad := func(lines string) string {
+		return "nomad {\n  servers = [\"10.0.0.1:4647\"]\n  vault_integration = \"token\"\n" + lines + "}\n" // nomad on line 8, lines from 11
+	}
+	for _, tt := range []struct {
+		name, body string
+		line       int
+		want       string // "" for success
+	}{
+		{"good", head + nomad("  stand_in = true\n  stand_in_worker = \"bin/concourse-standin\"\n"+tsa), 0, ""},
+		{"missing", head + nomad("  stand_in = true\n  stand_in_worker = \"bin/nope\"\n"+tsa), 12, "no such file"},
+		{"not executable", head + nomad("  stand_in = true\n  stand_in_worker = \"bin/plain\"\n"+tsa), 12, "not executable"},
+		{"directory", head + nomad("  stand_in = true\n  stand_in_worker = \"bin\"\n"+tsa), 12, "not a regular file"},
+		{"without stand_in", head + nomad("  stand_in_worker = \"bin/concourse-standin\"\n"+tsa), 11, "needs stand_in = true"},
+		{"without tsa_host", head + nomad("  stand_in = true\n  stand_in_worker = \"bin/concourse-standin\"\n  tsa_public_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF4bJkC1pr3cYbSwbRzr4W5hpAKH3FoQytDeGyGOiKUd\"\n"), 8, "needs tsa_host"},
+		{"tsa_host without port", head + nomad("  stand_in = true\n  stand_in_worker = \"bin/concourse-standin\"\n  tsa_host = \"10.77.0.1\"\n"), 13, "needs tsa_host"},
+		{"without tsa_public_key", head + nomad("  stand_in = true\n  stand_in_worker = \"bin/concourse-standin\"\n  tsa_host = \"10.77.0.1:2222\"\n"), 8, "needs tsa_public_key"},
+		{"bad tsa_public_key", head + nomad("  stand_in = true\n  stand_in_worker = \"bin/concourse-standin\"\n  tsa_host = \"10.77.0.1:2222\"\n  tsa_public_key = \"ssh-rsa AAAA\"\n"), 14, "needs tsa_public_key"},
+		{"without vault", "interface = \"br0\"\ndhcp {\n  mode = \"off\"\n}\nnomad {\n  stand_in = true\n  stand_in_worker = \"bin/concourse-standin\"\n" + tsa + "}\n", 7, "needs a vault block"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("VAULT_TOKEN", "tok3n-vault")
+			t.Setenv("NOMAD_TOKEN", "")
+			p := writeSite(t, tt.body)
+			bin := filepath.Join(filepath.Dir(p), "bin")
+			if err := os.Mkdir(bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, mode := range map[string]os.FileMode{"concourse-standin": 0o755, "plain": 0o644} {
+				if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"), mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := Load(p)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := filepath.Join(bin, "concourse-standin"); s.Nomad.StandInWorker != want {
+					t.Errorf("stand_in_worker %q, want %q", s.Nomad.StandInWorker, want)
+				}
+				return
+			}
+			if prefix := p + ":" + strconv.Itoa(tt.line) + ":"; err == nil || !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want %q... mentioning %q", err, prefix, tt.want)
 			}
 		})
 	}
