@@ -3,9 +3,13 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/bootstrapd/bootstrapd/internal/cluster"
@@ -71,7 +75,33 @@ func WorkerJob(site *config.Site, a cluster.Arrangement) (string, error) {
 		j.KVMount = site.Vault.KVMount
 		j.Vault = a.VaultIntegration
 	}
+	if n.StandInWorker != "" {
+		server, err := ServerAddress(site)
+		if err != nil {
+			return "", err
+		}
+		j.StandInURL = nodeBaseURL(site, server) + pxe.StandInPath
+		if j.StandInSHA256, err = fileSHA256(n.StandInWorker); err != nil {
+			return "", fmt.Errorf("nomad.stand_in_worker: %w", err)
+		}
+	}
 	return cluster.RenderWorkerJob(n.WorkerTemplate, j)
+}
+
+// fileSHA256 is the hex sha256 of the file at path: the checksum Nomad
+// checks the stand-in worker against, as bootstrapd serves it now (a
+// rebuilt binary needs `bootstrapd cluster init` again).
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // introTTL bounds how long a node's introduction token is good for: from

@@ -62,8 +62,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerInventoryMetrics(reg, inv)
 
-	httpAddr := withHost(site.HTTP.Listen, server)
-	baseURL := "http://" + httpAddr
+	baseURL := nodeBaseURL(site, server)
 	nodes := &pxe.NodeHTTP{
 		Booter: inv, Profiles: profiles, DefaultProfile: site.DefaultProfile,
 		Assets: assets, Verify: netboot.NewChecker(assets), BaseURL: baseURL, Log: log.With("svc", "http"),
@@ -71,6 +70,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	}
 	if site.Nomad != nil {
 		nodes.Join.NomadServers = site.Nomad.Servers
+		nodes.StandInWorker = site.Nomad.StandInWorker
 	}
 	if site.Nodes != nil && site.Nodes.AuthorizedKeys != "" {
 		if nodes.Join.AuthorizedKeys, err = os.ReadFile(site.Nodes.AuthorizedKeys); err != nil {
@@ -256,6 +256,12 @@ func ServerAddress(site *config.Site) (netip.Addr, error) {
 
 // withHost fills in host when listen is ":port", so listeners bind to the
 // provisioning address rather than every interface of a laptop.
+// nodeBaseURL is how nodes reach the node HTTP server: the worker job's
+// stand-in URL must agree with the one the daemon serves on.
+func nodeBaseURL(site *config.Site, server netip.Addr) string {
+	return "http://" + withHost(site.HTTP.Listen, server)
+}
+
 func withHost(listen string, host netip.Addr) string {
 	h, port, err := net.SplitHostPort(listen)
 	if err != nil || h != "" {

@@ -56,7 +56,11 @@ type NodeHTTP struct {
 	// address. Otherwise (proxy, off) the token is bound to whichever
 	// address fetched the script.
 	Reservations bool
-	Log          *slog.Logger
+	// StandInWorker is the concourse-standin binary (a stand-in, not
+	// Concourse) served at StandInPath for the stand-in worker job; ""
+	// serves nothing there.
+	StandInWorker string
+	Log           *slog.Logger
 
 	metrics *httpMetrics
 	refused *quietLog
@@ -71,7 +75,7 @@ func (h *NodeHTTP) Register(reg prometheus.Registerer) {
 // route names a request for metrics: a few fixed values, never a path
 // (paths carry MACs and tokens, and would make unbounded label sets).
 func route(p string) string {
-	for _, r := range []string{"/boot.ipxe", "/ipxe", "/assets/", "/install/"} {
+	for _, r := range []string{"/boot.ipxe", "/ipxe", "/assets/", "/install/", "/stand-in/"} {
 		if strings.HasPrefix(p, r) {
 			return strings.Trim(r, "/")
 		}
@@ -91,8 +95,12 @@ func (h *NodeHTTP) Handler() http.Handler {
 	mux.HandleFunc("POST /install/{token}/status", h.status)
 	mux.HandleFunc("GET /install/{token}/config/{name}", h.config)
 	mux.HandleFunc("POST /install/{token}/join", h.join)
+	mux.HandleFunc("GET "+StandInPath, h.standIn)
 	return h.logged(mux)
 }
+
+// StandInPath is where nodes fetch the stand-in worker binary.
+const StandInPath = "/stand-in/concourse-standin"
 
 // logged writes one line per request; refused ones (4xx and 5xx, which
 // anyone can cause) through the rate-limited log. Install tokens are cut
@@ -339,21 +347,11 @@ func (h *NodeHTTP) localBoot(w http.ResponseWriter, n inventory.Node) {
 // does not block and the type is checked on what was opened.
 func (h *NodeHTTP) asset(w http.ResponseWriter, r *http.Request) {
 	name := path.Clean(r.PathValue("path"))
-	f, err := h.Assets.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		code := http.StatusNotFound
-		if !errors.Is(err, fs.ErrNotExist) {
-			code = http.StatusForbidden
-		}
-		http.Error(w, http.StatusText(code), code)
+	f, fi, ok := openRegular(w, func(flag int) (*os.File, error) { return h.Assets.OpenFile(name, flag, 0) })
+	if !ok {
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		http.Error(w, "not a file", http.StatusNotFound)
-		return
-	}
 	if h.Verify != nil {
 		if err := h.Verify.Check(name, f, fi); err != nil {
 			// A node would boot something other than what was imported:
@@ -363,6 +361,45 @@ func (h *NodeHTTP) asset(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+}
+
+// openRegular opens a file to serve, without blocking, and answers 404
+// (403 for a permission or path error) unless it is a regular file.
+func openRegular(w http.ResponseWriter, open func(flag int) (*os.File, error)) (*os.File, fs.FileInfo, bool) {
+	f, err := open(os.O_RDONLY | syscall.O_NONBLOCK)
+	if err != nil {
+		code := http.StatusNotFound
+		if !errors.Is(err, fs.ErrNotExist) {
+			code = http.StatusForbidden
+		}
+		http.Error(w, http.StatusText(code), code)
+		return nil, nil, false
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		http.Error(w, "not a file", http.StatusNotFound)
+		return nil, nil, false
+	}
+	return f, fi, true
+}
+
+// standIn serves the stand-in worker binary, when the site has one, with
+// Range support (Nomad's artifact fetcher may resume). Its integrity is
+// the job's business: the worker job names its sha256, and Nomad refuses
+// anything else, whoever answered the node.
+func (h *NodeHTTP) standIn(w http.ResponseWriter, r *http.Request) {
+	if h.StandInWorker == "" {
+		http.NotFound(w, r)
+		return
+	}
+	f, fi, ok := openRegular(w, func(flag int) (*os.File, error) { return os.OpenFile(h.StandInWorker, flag, 0) })
+	if !ok {
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
 }
 
