@@ -187,6 +187,10 @@ func hostKeyAlgorithms(keys []ssh.PublicKey) []string {
 func (w *WorkerClient) Run(ctx context.Context) {
 	minB, maxB := cmp.Or(w.MinBackoff, DefaultMinBackoff), cmp.Or(w.MaxBackoff, DefaultMaxBackoff)
 	delay := minB
+	if len(w.TSAHosts) == 0 {
+		w.event("no TSA host to register with")
+		return
+	}
 	for attempt := 0; ; attempt++ {
 		host := w.TSAHosts[attempt%len(w.TSAHosts)]
 		registered, err := w.forward(ctx, host)

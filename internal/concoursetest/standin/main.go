@@ -115,6 +115,10 @@ func tsa(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Concourse's TSA reloads its keys on SIGHUP, which a Nomad template
+	// with change_signal = "SIGHUP" sends; this one re-reads them on every
+	// connection, so SIGHUP must only not kill it.
+	signal.Ignore(syscall.SIGHUP)
 	t := &concoursetest.TSA{HostKey: key, AuthorizedKeys: *authorized, Events: stdout, Log: log, MaxConns: *maxConns}
 	fmt.Fprintf(stdout, "stand-in TSA: listening on %s (host key %s); not Concourse\n", ln.Addr(), ssh.FingerprintSHA256(key.PublicKey()))
 	err = t.Serve(ctx, ln)
