@@ -178,7 +178,7 @@ func cmdNode(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s (%s) boots its disk with %q from its next PXE boot\n", dash(n.Hostname), n.MAC, n.BootMethod)
 		return nil
 	default:
-		return usageError{"usage: bootstrapd node show <mac|hostname> | node boot <mac|hostname> exit|sanboot|none"}
+		return usageError{"usage: bootstrapd node show <mac|hostname> | boot <mac|hostname> exit|sanboot|none"}
 	}
 	n, err := c.Node(ctx, pos[1])
 	if err != nil {
