@@ -34,7 +34,7 @@ lint: ## gofmt, go vet, staticcheck, shellcheck
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
-	shellcheck scripts/*.sh .ci/run testdata/initramfs/init testdata/initramfs/udhcpc.script testdata/voidinstaller/init testdata/voidinstaller/target-passwd testdata/voidinstaller/stubs/* contrib/runit/bootstrapd/run contrib/runit/bootstrapd/log/run
+	shellcheck scripts/*.sh .ci/run testdata/initramfs/init testdata/initramfs/udhcpc.script testdata/voidinstaller/init testdata/voidinstaller/target-passwd testdata/voidinstaller/stubs/* testdata/voidinstaller/dracut-init testdata/voidinstaller/pkgs/*/etc/sv/*/* testdata/voidinstaller/pkgs/*/etc/runit/[123] testdata/voidinstaller/pkgs/*/etc/runit/ctrlaltdel testdata/voidinstaller/pkgs/*/usr/bin/* contrib/runit/bootstrapd/run contrib/runit/bootstrapd/log/run
 
 netboot: ## put the iPXE binaries from Debian's ipxe package into netboot/
 	@test -f $(IPXE_DIR)/undionly.kpxe || { echo "missing $(IPXE_DIR)/undionly.kpxe: apt-get install ipxe"; exit 1; }

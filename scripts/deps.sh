@@ -14,8 +14,15 @@ set -euo pipefail
 # iproute2                         network namespaces
 # procps bsdextrautils             pgrep (the demo test), column (the demo's summary)
 # the lint of shell scripts:       shellcheck
+# The Void stand-in (scripts/standin-void.sh) copies Debian's binaries into its installer and packages:
+# fdisk dosfstools                 sfdisk and mkfs.vfat in the installer (GPT/dos labels, the ESP)
+# runit                            runit as PID 1, runsvdir, sv, ... in base-system
+# dropbear-bin                     the sshd stand-in
+# extlinux syslinux-common         the BIOS boot loader stand-in (package grub)
+# systemd-boot-efi efibootmgr      the EFI boot loader stand-in (grub-x86_64-efi) and its NVRAM entry
 packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod e2fsprogs udhcpc isc-dhcp-client
-	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 procps bsdextrautils shellcheck)
+	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 procps bsdextrautils shellcheck
+	fdisk dosfstools runit dropbear-bin extlinux syslinux-common systemd-boot-efi efibootmgr)
 
 missing=()
 for p in "${packages[@]}"; do

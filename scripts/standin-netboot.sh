@@ -1,21 +1,11 @@
 #!/bin/sh
-# standin-netboot.sh OUT.tar.gz: a Void-style NETBOOT tarball (vmlinuz,
-# initrd) whose initrd is the test fixture's busybox initramfs with the
-# stand-in installer (testdata/voidinstaller) laid over it as a second
-# archive: it honours the Void autoinstaller's contract (sources
-# autoinstall.cfg, partitions the disk, runs end_script) without Void. For
-# the demo; `bootstrapd netboot import` takes it like a real one.
+# standin-netboot.sh OUT.tar.gz: kept for scripts/demo.sh. Copies the VOID
+# STAND-IN's NETBOOT tarball (scripts/standin-void.sh builds it, with the
+# package repository stand-in beside it) to OUT, and prints the repository
+# folder on stdout: the stand-in installer installs from it, so it must be
+# served over HTTP and named in the node's xbps_repository label.
 set -eu
 OUT=$1
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-fixture=$("$ROOT/scripts/testkernel.sh")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/overlay/stubs" "$tmp/tar"
-cp "$ROOT/testdata/voidinstaller/init" "$ROOT/testdata/voidinstaller/target-passwd" "$tmp/overlay/"
-cp "$ROOT"/testdata/voidinstaller/stubs/* "$tmp/overlay/stubs/"
-chmod 0755 "$tmp/overlay/init" "$tmp/overlay/target-passwd" "$tmp"/overlay/stubs/*
-(cd "$tmp/overlay" && find . | sort | cpio -o -H newc -R 0:0 --quiet | gzip -9) >"$tmp/overlay.cpio.gz"
-cp "$fixture/vmlinuz" "$tmp/tar/vmlinuz"
-cat "$fixture/initramfs.gz" "$tmp/overlay.cpio.gz" >"$tmp/tar/initrd"
-tar -C "$tmp/tar" -czf "$OUT" vmlinuz initrd
+dir=$("$(dirname "$0")/standin-void.sh")
+cp "$dir/void-x86_64-NETBOOT-20260101.tar.gz" "$OUT"
+echo "$dir/repo"

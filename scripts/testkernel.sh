@@ -14,6 +14,11 @@ SRC=$ROOT/testdata/initramfs
 BUSYBOX=/bin/busybox
 # NIC drivers in insmod order: e1000 (BIOS VM) and the virtio-net chain (UEFI VM).
 MODULES="e1000 virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net virtio_blk crc16 mbcache jbd2 crc32c_generic ext4"
+# Also extracted, not in the netlab initramfs: what the Void stand-in
+# (scripts/standin-void.sh) needs for disks, an ESP and EFI variables (NVMe,
+# vfat with Debian's default codepage/iocharset, efivarfs), in insmod order.
+# Written to modules/netlab.order and modules/disk.order.
+DISK_MODULES="crct10dif_common crc-t10dif crc64 crc64-rocksoft t10-pi nvme-core nvme fat vfat nls_cp437 nls_ascii efivarfs"
 
 log() { echo "testkernel: $*" >&2; }
 die() {
@@ -51,7 +56,7 @@ KDIR=
 if [ -n "$PKG" ] && [ -n "$VER" ]; then
 	KDIR=$DIR/${PKG#linux-image-}_$VER
 	missing=
-	for m in $MODULES; do [ -f "$KDIR/modules/$m.ko" ] || missing=$m; done
+	for m in $MODULES $DISK_MODULES; do [ -f "$KDIR/modules/$m.ko" ] || missing=$m; done
 	if [ ! -f "$KDIR/vmlinuz" ] || [ -n "$missing" ]; then
 		log "fetching $PKG $VER"
 		TMP=$(mktemp -d "$DIR/.tmp.XXXXXX")
@@ -60,7 +65,7 @@ if [ -n "$PKG" ] && [ -n "$VER" ]; then
 			dpkg-deb -x "$TMP"/*.deb "$TMP/x"
 			mkdir -p "$TMP/out/modules"
 			cp "$TMP"/x/boot/vmlinuz-* "$TMP/out/vmlinuz"
-			for m in $MODULES; do
+			for m in $MODULES $DISK_MODULES; do
 				f=$(find "$TMP/x/lib/modules" -name "$m.ko" -o -name "$m.ko.xz" | head -n 1)
 				[ -n "$f" ] || die "module $m not in $PKG"
 				case "$f" in
@@ -83,6 +88,13 @@ if [ -z "$KDIR" ]; then
 	KDIR=$(cd "$DIR/current" && pwd -P)
 	log "using previous build $KDIR"
 fi
+
+# The module lists, for scripts that build on the fixture.
+for list in "netlab:$MODULES" "disk:$DISK_MODULES"; do
+	f=$KDIR/modules/${list%%:*}.order
+	want=$(echo "${list#*:}" | tr ' ' '\n')
+	[ "$(cat "$f" 2>/dev/null)" = "$want" ] || echo "$want" >"$f"
+done
 
 # The initramfs: rebuilt when its inputs change (so editing init takes effect).
 SUM=$(cat "$SRC/init" "$SRC/udhcpc.script" "$BUSYBOX" | sha256sum | cut -d' ' -f1)

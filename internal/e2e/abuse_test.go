@@ -42,10 +42,10 @@ const (
 func TestUnderAbuse(t *testing.T) {
 	lab := netlab.NewLab(t, "10.97.0.1/24")
 	lab.StartRA(t)
-	dir, d := voidSite(t, lab)
+	dir, d, repo := voidSite(t, lab)
 	pid := d.cmd.Process.Pid
 	const mac = "52:54:00:97:00:01"
-	d.mustCLI(t, "enroll", mac, "-hostname", "n1", "-label", "disk=/dev/vda")
+	d.mustCLI(t, "enroll", mac, "-hostname", "n1", "-label", "disk=/dev/vda", "-label", "xbps_repository="+repo)
 	probe := lab.AddHost(t, "")
 	d.mustCLI(t, "enroll", probe.MAC, "-hostname", "probe")
 	attacker := lab.AddHost(t, "10.97.0.66/24")

@@ -32,9 +32,9 @@ import (
 func TestAttackerCannotTakeTheBundle(t *testing.T) {
 	lab := netlab.NewLab(t, "10.98.0.1/24")
 	lab.StartRA(t)
-	dir, d := voidSite(t, lab)
+	dir, d, repo := voidSite(t, lab)
 	const mac = "52:54:00:98:00:01"
-	d.mustCLI(t, "enroll", mac, "-hostname", "n1", "-label", "disk=/dev/vda")
+	d.mustCLI(t, "enroll", mac, "-hostname", "n1", "-label", "disk=/dev/vda", "-label", "xbps_repository="+repo)
 	nodeIP := node(t, d, mac).IP.String()
 	base := "http://10.98.0.1:8080"
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -42,6 +44,19 @@ type QEMUOpts struct {
 	Firmware string
 	MemoryMB int      // default 512
 	Args     []string // extra QEMU arguments
+
+	// Disk is a raw disk image attached as virtio-blk (or NVMe), booted
+	// after the network: the firmware tries PXE first and falls through to
+	// the disk when iPXE exits, as a PXE-provisioned machine is set up.
+	// SeaBIOS follows bootindex (NIC 1, disk 2). OVMF is given a boot order
+	// in NVRAM instead, see seedOVMFVars: with bootindex on the devices it
+	// would rewrite BootOrder from QEMU's list at every boot, undoing what
+	// the installed system writes there (efibootmgr).
+	Disk string
+	NVMe bool // attach Disk as an NVMe controller (/dev/nvme0n1) instead
+	// Reboot lets a guest reboot (no -no-reboot): the VM lives on through
+	// reboots as a machine does, instead of QEMU exiting.
+	Reboot bool
 }
 
 // QEMU is a running VM. Its serial console is captured to a file.
@@ -49,6 +64,7 @@ type QEMU struct {
 	MAC     string
 	Tap     string
 	console string
+	monitor string // the HMP monitor's unix socket
 	cmd     *exec.Cmd
 	done    chan struct{}
 	err     error // set before done is closed
@@ -73,14 +89,39 @@ func StartQEMU(t testing.TB, opts QEMUOpts) *QEMU {
 		opts.MemoryMB = 512
 	}
 	dir := t.TempDir()
+	// A unix socket path must stay short (108 bytes); test names make
+	// t.TempDir() long.
+	mon, err := os.MkdirTemp("", "qmon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(mon) })
 	args := []string{
 		"-accel", "tcg", "-m", fmt.Sprint(opts.MemoryMB),
-		"-nographic", "-no-reboot",
+		"-nographic",
+		"-monitor", "unix:" + filepath.Join(mon, "m") + ",server=on,wait=off",
 		"-netdev", "tap,id=n0,ifname=" + opts.Tap + ",script=no,downscript=no",
+	}
+	if !opts.Reboot {
+		args = append(args, "-no-reboot")
+	}
+	var disk []string // the disk's -drive and -device, bootindex appended by the caller
+	if opts.Disk != "" {
+		dev := "virtio-blk-pci,drive=d0,addr=0x4"
+		if opts.NVMe {
+			dev = "nvme,drive=d0,serial=standin0,addr=0x4"
+		}
+		disk = []string{"-drive", "file=" + opts.Disk + ",format=raw,if=none,id=d0", "-device", dev}
 	}
 	switch opts.Firmware {
 	case "", "bios":
-		args = append(args, "-boot", "n", "-device", "e1000,netdev=n0,mac="+opts.MAC)
+		nic := "e1000,netdev=n0,mac=" + opts.MAC
+		if disk == nil {
+			args = append(args, "-boot", "n", "-device", nic)
+		} else {
+			disk[3] += ",bootindex=2"
+			args = append(append(args, "-device", nic+",bootindex=1"), disk...)
+		}
 	case "uefi":
 		code, varsTemplate, err := ovmf()
 		if err != nil {
@@ -92,16 +133,23 @@ func StartQEMU(t testing.TB, opts QEMUOpts) *QEMU {
 		}
 		args = append(args,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
-			"-drive", "if=pflash,format=raw,unit=1,file="+vars,
-			// romfile= drops the iPXE ROM so EDK2's VirtioNetDxe + PXE boot it;
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+		// romfile= drops the iPXE ROM so EDK2's VirtioNetDxe + PXE boot it.
+		nic := "virtio-net-pci,netdev=n0,mac=" + opts.MAC + ",romfile="
+		if disk == nil {
 			// bootindex makes it the first boot option (no disks anyway).
-			"-device", "virtio-net-pci,netdev=n0,mac="+opts.MAC+",romfile=,bootindex=1")
+			args = append(args, "-device", nic+",bootindex=1")
+		} else {
+			nic += ",addr=0x3"
+			args = append(append(append(args, ovmfNoIPv6...), "-device", nic), disk...)
+			seedOVMFVars(t, dir, args, nic, disk)
+		}
 	default:
 		t.Fatalf("netlab: unknown firmware %q (want bios or uefi)", opts.Firmware)
 	}
 	args = append(args, opts.Args...)
 
-	q := &QEMU{MAC: opts.MAC, Tap: opts.Tap, console: filepath.Join(dir, "console.log"), done: make(chan struct{})}
+	q := &QEMU{MAC: opts.MAC, Tap: opts.Tap, console: filepath.Join(dir, "console.log"), monitor: filepath.Join(mon, "m"), done: make(chan struct{})}
 	out, err := newConsoleWriter(q.console)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +180,131 @@ func StartQEMU(t testing.TB, opts QEMUOpts) *QEMU {
 		}
 	})
 	return q
+}
+
+// ovmfNoIPv6 turns off OVMF's IPv6 network boot (PXEv6 and HTTPv6), so
+// that a BootOrder with the network first holds PXEv4 and HTTPv4 only:
+// when iPXE exits to boot the disk, the firmware does not spend a DHCPv6
+// timeout per IPv6 option before it reaches the disk.
+var ovmfNoIPv6 = []string{
+	"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
+	"-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no",
+}
+
+// seedOVMFVars gives a fresh OVMF VARS file (unit 1 in args) a BootOrder
+// with the network first and the disk second, as an operator sets up a
+// machine to be provisioned by PXE, by booting OVMF once with the same
+// devices (same PCI addresses and MAC) plus bootindex (NIC 1, disk 2) and
+// a dead network, until it starts PXE: by then it has written BootOrder.
+//
+// Why not bootindex on the real VM: OVMF then rewrites BootOrder from
+// QEMU's "bootorder" fw_cfg list at every boot (QemuBootOrderLib's
+// SetBootOrderFromQemu): the listed devices' options first, in QEMU's
+// order, an efibootmgr entry on the disk (HD(...) short form, matched to
+// the disk) among them. The new entry that grub-install puts first would be
+// put back behind the network at the next boot, hiding the real failure
+// (the node never PXE-boots again, MAAS LP #1642298) and any fix of it.
+// Without bootindex QEMU gives no list, and the firmware follows NVRAM as
+// a real machine does; but a fresh VARS file would then get OVMF's default
+// order, disks before the network.
+func seedOVMFVars(t testing.TB, dir string, args []string, nic string, disk []string) {
+	t.Helper()
+	seed := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		switch {
+		case args[i] == "-netdev" || args[i] == "-monitor":
+			i++ // replaced below, or not needed
+		case args[i] == "-device" && args[i+1] == nic:
+			i++
+		case args[i] == "-device" && args[i+1] == disk[3]:
+			i++
+		default:
+			seed = append(seed, args[i])
+		}
+	}
+	seed = append(seed, "-netdev", "user,id=n0,restrict=on",
+		"-device", nic+",bootindex=1", "-device", disk[3]+",bootindex=2")
+	log := filepath.Join(dir, "ovmf-seed.log")
+	out, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command("qemu-system-x86_64", seed...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("netlab: seeding OVMF's BootOrder: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		b, _ := os.ReadFile(log)
+		if strings.Contains(string(b), "Start PXE over IPv4") {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("netlab: seeding OVMF's BootOrder: no PXE start in 2 minutes:\n%s", cleanConsole(string(b)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// SIGTERM: QEMU flushes the VARS file before it exits.
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+}
+
+// Reset presses the VM's reset button (QEMU's system_reset): the firmware
+// starts over, as after a power cycle, NVRAM kept.
+func (q *QEMU) Reset() error { return q.monitorCommand("system_reset") }
+
+// PowerOff pulls the VM's plug: QEMU exits at once, nothing is flushed in
+// the guest. Done is closed after it.
+func (q *QEMU) PowerOff() error {
+	err := q.monitorCommand("quit")
+	select {
+	case <-q.done:
+	case <-time.After(10 * time.Second):
+		_ = q.cmd.Process.Kill()
+		<-q.done
+	}
+	return err
+}
+
+// monitorCommand runs one HMP command on the VM's monitor socket.
+func (q *QEMU) monitorCommand(command string) error {
+	c, err := net.DialTimeout("unix", q.monitor, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("netlab: VM %s monitor: %w", q.MAC, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	// The banner ends with the first prompt; the command's output with the next.
+	if err := readUntil(c, "(qemu) "); err != nil {
+		return fmt.Errorf("netlab: VM %s monitor: %w", q.MAC, err)
+	}
+	if _, err := io.WriteString(c, command+"\n"); err != nil {
+		return fmt.Errorf("netlab: VM %s monitor: %w", q.MAC, err)
+	}
+	if command == "quit" {
+		return nil
+	}
+	if err := readUntil(c, "(qemu) "); err != nil {
+		return fmt.Errorf("netlab: VM %s monitor %s: %w", q.MAC, command, err)
+	}
+	return nil
+}
+
+func readUntil(r io.Reader, marker string) error {
+	var seen []byte
+	buf := make([]byte, 512)
+	for !strings.Contains(string(seen), marker) {
+		n, err := r.Read(buf)
+		seen = append(seen, buf[:n]...)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Console returns what the VM printed on its serial console so far, with
