@@ -47,7 +47,7 @@ func CanMove(from, to State) bool { return slices.Contains(transitions[from], to
 const (
 	BootExit    = "exit"    // iPXE exits; the firmware tries the next boot device
 	BootSanboot = "sanboot" // iPXE boots the first local disk itself
-	BootNone    = "none"    // no script: the node keeps retrying PXE
+	BootNone    = "none"    // no script (404): the boot script retries, gives up and iPXE exits
 )
 
 // Node is one machine bootstrapd knows about, keyed by its MAC.

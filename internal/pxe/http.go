@@ -174,11 +174,18 @@ func (r *recorder) Write(b []byte) (int, error) {
 // bootScript is the same for every node: it asks for the node's own script
 // by MAC, retrying a few times because a flaky link at this point otherwise
 // ends in the firmware's "no bootable device".
+//
+// A node script that returns (local boot, not enrolled) hands the machine
+// back to its firmware, and iPXE leaves with a failure status on purpose:
+// after a boot option returns EFI_SUCCESS, UEFI firmware may stop at its
+// boot menu instead of trying the next option (UEFI spec 3.1.1; OVMF
+// does), while an error makes it go on down BootOrder to the disk. SeaBIOS
+// moves on either way (docs/local-boot.md).
 func (h *NodeHTTP) bootScript(w http.ResponseWriter, r *http.Request) {
 	ipxe(w, `#!ipxe
 set tries:int32 0
 :retry
-chain --autofree %s/ipxe?mac=${net0/mac} && exit ||
+chain --autofree %s/ipxe?mac=${net0/mac} && exit 1 ||
 inc tries
 iseq ${tries} 3 && goto giveup ||
 echo bootstrapd: no script yet, retrying in 3s

@@ -190,8 +190,23 @@ func TestHTTPBootScript(t *testing.T) {
 	if w.Code != 200 || !strings.HasPrefix(body, "#!ipxe\n") {
 		t.Fatalf("%d\n%s", w.Code, body)
 	}
-	if want := "chain --autofree " + nhBase + "/ipxe?mac=${net0/mac}"; !strings.Contains(body, want) {
-		t.Fatalf("boot script does not chain %q:\n%s", want, body)
+	// The whole script: a returning node script ends iPXE with "exit 1",
+	// which UEFI firmware takes as "try the next boot option".
+	want := `#!ipxe
+set tries:int32 0
+:retry
+chain --autofree ` + nhBase + `/ipxe?mac=${net0/mac} && exit 1 ||
+inc tries
+iseq ${tries} 3 && goto giveup ||
+echo bootstrapd: no script yet, retrying in 3s
+sleep 3
+goto retry
+:giveup
+echo bootstrapd: giving up; falling back to the next boot device
+exit 1
+`
+	if body != want {
+		t.Fatalf("boot script:\n%s\nwant:\n%s", body, want)
 	}
 	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Fatalf("Content-Type = %q", ct)
