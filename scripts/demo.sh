@@ -4,18 +4,24 @@
 #   make demo            one node
 #   make demo NODES=3    three
 #
-# In network namespaces it makes a provisioning network (bridge br0
+# In a network namespace it makes a provisioning network (bridge br0
 # 10.77.0.1/24, a tap per node) and starts, on it: a RouterOS *stand-in*
 # (bootstrapd's test router, which speaks the API wire protocol; it is not
 # a MikroTik), Vault (1.14.1) and Nomad (1.6.1) agents, the open-source
-# releases, with Nomad's token integration for Vault, and bootstrapd with
-# examples/demo/site.hcl. Then `router apply` and `cluster init`, and for
-# each node: enroll, PXE-boot in QEMU through the stand-in installer (it
-# honours the Void autoinstaller's contract and runs the real void-nomad
-# post-install script), then "boot from disk": a Nomad client in the node's
-# own namespace with the config and tokens its join bundle put on its disk.
-# The Concourse worker job (a stand-in task) reads the node's key from
-# Vault through Nomad, checks it, and runs: the node is ready. Everything it creates is removed on exit or Ctrl-C.
+# releases, with Nomad's token integration for Vault, a Nomad client "web"
+# running seed 000's web job with a Concourse TSA *stand-in*, a Void package
+# repository *stand-in* (Debian's binaries and the real Nomad, over HTTP),
+# and bootstrapd with examples/demo/site.hcl. Then `router apply` and
+# `cluster init`, and for each node: enroll, power on a QEMU VM (SeaBIOS,
+# PXE first, TCG). The Void installer *stand-in* (it honours the Void
+# autoinstaller's contract) partitions the disk, installs from the
+# repository and runs the real void-nomad post-install script; the node
+# reboots, PXE-boots again, bootstrapd hands it to its disk, runit starts
+# its services and its Nomad client joins with what the join bundle put on
+# the disk. The Concourse worker job's allocation (a stand-in worker) runs
+# in the VM, reads its key from Vault through Nomad and registers with the
+# TSA stand-in: the node is ready. Everything it creates is removed on exit
+# or Ctrl-C. Each node's serial console is in /tmp/bootstrapd-demo/console<N>.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,11 +51,7 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	# Nomad's task executors outlive their agent (so a restarted agent can
-	# reattach): whatever still runs in a node's namespace goes with it.
-	for n in $(seq "$NODES"); do
-		ip netns pids "$NS-n$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-		ip netns del "$NS-n$n" 2>/dev/null
-	done
+	# reattach): whatever still runs in the namespace goes with it.
 	ip netns pids "$NS" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
 	# Nomad clients leave their alloc dirs' mounts behind when killed.
@@ -78,6 +80,7 @@ say "installing what the demo needs (Debian packages, iPXE, the stand-in install
 scripts/deps.sh >/dev/null
 make -s build netboot
 go build -o bin/routeros-standin ./internal/routeros/routerostest/standin
+go build -o bin/concourse-standin ./internal/concoursetest/standin
 cluster=$(scripts/clusterbins.sh 2>"$(mktemp)")
 VAULT=$cluster/bin/vault
 NOMAD=$cluster/bin/nomad
@@ -85,8 +88,11 @@ rm -rf "$WORK"
 mkdir -p "$WORK/netboot" "$WORK/state"
 chmod 700 "$WORK"
 cp netboot/undionly.kpxe netboot/snponly.efi netboot/ipxe.efi "$WORK/netboot/"
-scripts/standin-netboot.sh "$WORK/void-x86_64-NETBOOT-20260101.tar.gz"
-"$BIN" netboot import "$WORK/void-x86_64-NETBOOT-20260101.tar.gz" -dir "$WORK/netboot" -name void >/dev/null
+# The Void stand-in: installer (NETBOOT tarball) and package repository.
+VOID=$(NOMAD_BIN=$NOMAD scripts/standin-void.sh)
+"$BIN" netboot import "$VOID/void-x86_64-NETBOOT-20260101.tar.gz" -dir "$WORK/netboot" -name void >/dev/null
+install -m 0755 bin/concourse-standin "$WORK/concourse-standin"
+install -m 0600 examples/demo/tsa-standin-host-key "$WORK/tsa-host-key"
 # Secrets: files only this user can read, never flags.
 (
 	umask 077
@@ -138,6 +144,35 @@ waitfor 60 "Nomad's leader" sh -c "ip netns exec $NS curl -fs http://10.77.0.1:4
 jq -n --rawfile s "$WORK/nomad-token" '{BootstrapSecret: ($s | rtrimstr("\n"))}' |
 	in_ns curl -fs -X POST --data-binary @- http://10.77.0.1:4646/v1/acl/bootstrap >/dev/null
 
+say "starting the package repository stand-in (Void's xbpsrepository, from Debian's binaries) at http://10.77.0.1:8081"
+start ip netns exec "$NS" busybox httpd -f -p 10.77.0.1:8081 -h "$VOID/repo"
+say "starting Nomad client \"web\" (Concourse's web node: the TSA stand-in runs there)"
+cat >"$WORK/web.hcl" <<HCL
+name      = "web"
+data_dir  = "$WORK/web"
+bind_addr = "10.77.0.1"
+disable_update_check = true
+ports {
+  http = 5646
+  rpc  = 5647
+  serf = 5648
+}
+client {
+  enabled = true
+  servers = ["10.77.0.1:4647"]
+}
+plugin "raw_exec" {
+  config {
+    enabled = true
+  }
+}
+vault {
+  enabled = true
+  address = "http://10.77.0.1:8200"
+}
+HCL
+start ip netns exec "$NS" "$NOMAD" agent -config "$WORK/web.hcl" >"$WORK/nomad-web.log" 2>&1
+
 say "starting bootstrapd (log: $WORK/bootstrapd.log)"
 "$BIN" check -config "$SITE"
 start ip netns exec "$NS" "$BIN" serve -config "$SITE" -log-format text >"$WORK/bootstrapd.log" 2>&1
@@ -148,56 +183,57 @@ say "bootstrapd router apply   (bootstrapd synced the router when it started: VL
 say "bootstrapd cluster init   (Vault: KV, policies, token roles; Nomad: the Concourse worker system job)"
 in_ns "$BIN" cluster init -config "$SITE" 2>&1 | sed 's/^/    /'
 
-say "enrolling $NODES node(s) and powering them on (QEMU, PXE under TCG: a minute or two)"
+# console_summary N: the milestones of node N's serial console as they
+# appear, each once: the install, the reboot, the disk boot, runit, Nomad.
+console_summary() {
+	local n=$1 i=0 marks=(
+		"VOID stand-in installer: config ok|PXE: the stand-in installer runs"
+		"bootstrapd postinstall: installed; rebooting|installed: rebooting"
+		"is installed; booting the local disk|PXE again: bootstrapd hands it to its disk"
+		"VOID stand-in dracut: root|disk boot: root mounted from the disk"
+		"VOID stand-in runit: stage 2|runit: services up"
+		"client: node registration complete|nomad: the client joined the servers"
+	)
+	while [ $i -lt ${#marks[@]} ]; do
+		if grep -qF -- "${marks[$i]%%|*}" "$WORK/console$n.log" 2>/dev/null; then
+			say "demo$n console: ${marks[$i]#*|}"
+			i=$((i + 1))
+			continue
+		fi
+		sleep 1
+	done
+}
+
+say "seed 000's web job on \"web\": the TSA stand-in lets in the worker keys Vault holds"
+NOMAD_TOKEN=$(cat "$WORK/nomad-token") in_ns "$NOMAD" job run -address=http://10.77.0.1:4646 -detach \
+	-var standin="$WORK/concourse-standin" -var listen=10.77.0.1:2222 -var host_key="$WORK/tsa-host-key" \
+	examples/demo/concourse-web.nomad.hcl | sed 's/^/    /'
+waitfor 120 "the TSA stand-in" in_ns bash -c 'exec 3<>/dev/tcp/10.77.0.1/2222'
+
+say "enrolling $NODES node(s) and powering them on (QEMU, SeaBIOS, PXE first, TCG: a few minutes)"
 start "$BIN" events -f
 for n in $(seq "$NODES"); do
 	mac=52:54:00:77:00:0$n
-	"$BIN" enroll "$mac" -hostname "demo$n" -label disk=/dev/vda >/dev/null
-	truncate -s 64M "$WORK/disk$n.img"
+	"$BIN" enroll "$mac" -hostname "demo$n" -label disk=/dev/vda -label xbps_repository=http://10.77.0.1:8081 >/dev/null
+	truncate -s 1G "$WORK/disk$n.img"
 	in_ns ip tuntap add "tap$n" mode tap
 	in_ns ip link set "tap$n" master br0
 	in_ns ip link set "tap$n" up
-	start ip netns exec "$NS" qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -boot n \
-		-netdev "tap,id=n0,ifname=tap$n,script=no,downscript=no" -device "e1000,netdev=n0,mac=$mac" \
-		-drive "file=$WORK/disk$n.img,format=raw,if=virtio" </dev/null >"$WORK/console$n.log" 2>&1
+	# Network first, then the disk: the node's firmware order for its
+	# whole life. A reboot reboots (no -no-reboot).
+	start ip netns exec "$NS" qemu-system-x86_64 -accel tcg -m 1024 -nographic \
+		-netdev "tap,id=n0,ifname=tap$n,script=no,downscript=no" -device "e1000,netdev=n0,mac=$mac,bootindex=1" \
+		-drive "file=$WORK/disk$n.img,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0,bootindex=2 \
+		</dev/null >"$WORK/console$n.log" 2>&1
+	console_summary "$n" &
+	PIDS+=($!)
 done
 
 is() { [ "$("$BIN" node show "$1" -json | jq -r .state)" = "$2" ]; }
 for n in $(seq "$NODES"); do
-	waitfor 600 "demo$n to install" is "demo$n" installed || {
+	waitfor 1200 "demo$n to be ready" is "demo$n" ready || {
 		"$BIN" node show "demo$n"
-		exit 1
-	}
-done
-
-# The node reboots from its disk: its Nomad client starts with what the
-# join bundle put there (client config, and an introduction token where the
-# servers have them: Nomad 1.11), in the node's own namespace at the
-# node's address.
-for n in $(seq "$NODES"); do
-	ip=$("$BIN" node show "demo$n" -json | jq -r .ip)
-	say "demo$n boots from disk: Nomad client at $ip with the join bundle from its disk"
-	ip netns add "$NS-n$n"
-	in_ns ip link add "veth$n" type veth peer name eth0 netns "$NS-n$n"
-	in_ns ip link set "veth$n" master br0
-	in_ns ip link set "veth$n" up
-	ip -n "$NS-n$n" addr add "$ip/24" dev eth0
-	ip -n "$NS-n$n" link set eth0 up
-	ip -n "$NS-n$n" link set lo up
-	ip -n "$NS-n$n" route add default via 10.77.0.254 # what DHCP told it
-	dir=$WORK/node$n
-	mkdir -p "$dir/data/client"
-	debugfs -R "cat /etc/nomad.d/20-join.hcl" "$WORK/disk$n.img" >"$dir/20-join.hcl" 2>/dev/null
-	if debugfs -R "stat /var/lib/nomad/client/intro_token.jwt" "$WORK/disk$n.img" 2>/dev/null | grep -q '^Inode:'; then
-		(umask 077 && debugfs -R "cat /var/lib/nomad/client/intro_token.jwt" "$WORK/disk$n.img" >"$dir/data/client/intro_token.jwt" 2>/dev/null)
-	fi
-	printf 'data_dir = "%s"\nbind_addr = "%s"\n' "$dir/data" "$ip" >"$dir/local.hcl"
-	start ip netns exec "$NS-n$n" "$NOMAD" agent -config "$dir/20-join.hcl" -config "$dir/local.hcl" >"$dir/nomad.log" 2>&1
-done
-for n in $(seq "$NODES"); do
-	waitfor 120 "demo$n to be ready" is "demo$n" ready || {
-		"$BIN" node show "demo$n"
-		tail -n 30 "$WORK/node$n/nomad.log" "$WORK/node$n/20-join.hcl"
+		tail -n 30 "$WORK/console$n.log"
 		exit 1
 	}
 done
@@ -216,5 +252,9 @@ say "the router stand-in's view (DNS records bootstrapd made for the nodes):"
 kill -USR1 "$STANDIN"
 sleep 0.3
 grep -E "^/ip/dns/static|^/system/identity" "$WORK/router.log" | sed 's/^/    /'
-say "Nomad's view:"
-NOMAD_TOKEN=$(cat "$WORK/nomad-token") in_ns "$NOMAD" node status -address=http://10.77.0.1:4646 2>/dev/null | sed 's/^/    /'
+say "Nomad's view (the nodes' clients run in their VMs, at their own addresses):"
+NOMAD_TOKEN=$(cat "$WORK/nomad-token") in_ns "$NOMAD" node status -address=http://10.77.0.1:4646 -verbose 2>/dev/null |
+	cut -c 1-150 | sed 's/^/    /'
+say "the TSA stand-in's view (workers that proved their Vault key over SSH):"
+NOMAD_TOKEN=$(cat "$WORK/nomad-token") in_ns "$NOMAD" alloc logs -address=http://10.77.0.1:4646 -job concourse-web tsa 2>/dev/null |
+	grep "registered" | sed 's/^/    /'

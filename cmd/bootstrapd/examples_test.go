@@ -63,6 +63,8 @@ func TestExamples(t *testing.T) {
 			write(t, filepath.Join(root, "etc/bootstrapd/authorized_keys"), keys, 0o644)
 			write(t, filepath.Join(root, "home/ops/.ssh/id_ed25519.pub"), keys, 0o644)
 			write(t, filepath.Join(root, "etc/bootstrapd/lab-ca.pem"), testCA(t), 0o644)
+			// The demo builds its Concourse stand-in here before it starts.
+			write(t, filepath.Join(root, "tmp/bootstrapd-demo/concourse-standin"), []byte("#!/bin/sh\n"), 0o755)
 			p := filepath.Join(root, "site.hcl")
 			write(t, p, []byte(text), 0o644)
 

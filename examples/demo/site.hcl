@@ -47,4 +47,11 @@ nomad {
   stand_in       = true # the worker job runs a stand-in task, not Concourse
   raw_exec       = true
   drain_deadline = "30s"
+  # Concourse's TSA, stand-in (concourse-standin tsa, on the demo's "web"
+  # Nomad client): its host key is tsa-standin-host-key beside this file.
+  tsa_host       = "10.77.0.1:2222"
+  tsa_public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK1mFF+HnDpAMey3TZ6HLdaZNGxAqhptgokhUknPWsAY"
+  # The stand-in worker, served by bootstrapd at /stand-in/concourse-standin
+  # and fetched by each node's worker task (sha256-checked).
+  stand_in_worker = "/tmp/bootstrapd-demo/concourse-standin"
 }

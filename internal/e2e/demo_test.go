@@ -11,8 +11,10 @@ import (
 )
 
 // TestDemo runs `make demo` (one node) end to end, twice: the node must
-// end ready (its worker read its key from Vault through Nomad's token
-// integration), having passed every state, with its DNS record on the
+// end ready (its worker, in the VM booted from its own disk, read its key
+// from Vault through Nomad's token integration and registered with the
+// TSA stand-in), having passed every state and every console milestone
+// (install, reboot, disk boot, runit, Nomad), with its DNS record on the
 // router stand-in and registered in Nomad; and the second run passing
 // shows the first left nothing behind (namespaces, processes, files).
 func TestDemo(t *testing.T) {
@@ -36,6 +38,10 @@ func TestDemo(t *testing.T) {
 			"Nomad 1.6.1: the token integration for Vault",
 			"registered job concourse-worker",
 			"name=demo1.demo.lab",
+			"demo1 console: installed: rebooting",
+			"demo1 console: disk boot: root mounted from the disk",
+			"demo1 console: nomad: the client joined the servers",
+			"stand-in TSA: worker demo1 registered",
 			"demo: cleaned up",
 		} {
 			if !strings.Contains(text, want) {
@@ -53,7 +59,7 @@ func TestDemo(t *testing.T) {
 		if _, err := os.Stat("/tmp/bootstrapd-demo"); err == nil {
 			t.Errorf("run %d left /tmp/bootstrapd-demo", run)
 		}
-		if ps, _ := exec.Command("pgrep", "-f", "routeros-standin|/tmp/bootstrapd-demo").Output(); len(ps) > 0 {
+		if ps, _ := exec.Command("pgrep", "-f", "routeros-standin|concourse-standin|/tmp/bootstrapd-demo").Output(); len(ps) > 0 {
 			t.Errorf("run %d left processes: %s", run, ps)
 		}
 	}

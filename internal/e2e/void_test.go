@@ -198,17 +198,23 @@ func startInstall(t *testing.T, lab *netlab.Lab, dir, mac string) (*netlab.QEMU,
 // with the operator's key at the node's reserved address (so its DHCP
 // client bound it).
 func TestVoidInstall(t *testing.T) {
+	results := make(chan []localBootResult, 2)
+	t.Run("firmware", func(t *testing.T) {
+		voidInstall(t, results)
+	})
+	close(results)
+	if !t.Failed() {
+		checkLocalBootDoc(t, results)
+	}
+}
+
+func voidInstall(t *testing.T, results chan<- []localBootResult) {
 	for i, tc := range []struct {
 		firmware, disk string
 		nvme           bool
-		// boot is the node's local-boot method. UEFI: not the default
-		// "exit": iPXE's plain exit returns success to EDK2's boot
-		// manager, which then stops going through BootOrder and shows
-		// its menu (BdsDxe); a failed chain ("none") makes it go on.
-		boot string
 	}{
-		{"bios", "/dev/vda", false, ""},
-		{"uefi", "/dev/nvme0n1", true, "none"},
+		{"bios", "/dev/vda", false},
+		{"uefi", "/dev/nvme0n1", true},
 	} {
 		t.Run(tc.firmware, func(t *testing.T) {
 			t.Parallel()
@@ -219,9 +225,6 @@ func TestVoidInstall(t *testing.T) {
 			mac := fmt.Sprintf("52:54:00:99:%02x:01", i)
 			args := []string{"enroll", mac, "-hostname", "n1", "-label", "disk=" + tc.disk, "-label", "xbps_repository=" + repo,
 				"-label", `rack=r2 "it's $(here)"`}
-			if tc.boot != "" {
-				args = append(args, "-boot", tc.boot)
-			}
 			d.mustCLI(t, args...)
 			vm := netlab.StartQEMU(t, netlab.QEMUOpts{Lab: lab, MAC: mac, Firmware: tc.firmware, MemoryMB: 1024,
 				Disk: newDisk(t, dir), NVMe: tc.nvme, Reboot: true})
@@ -239,11 +242,7 @@ func TestVoidInstall(t *testing.T) {
 			if n.State != inventory.Installed {
 				t.Fatalf("node %s (%s), want installed", n.State, n.Reason)
 			}
-			second := "is installed; booting the local disk"
-			if tc.boot == "none" {
-				second = "No more network devices"
-			}
-			pxe := step("the second PXE boot", second)
+			pxe := step("the second PXE boot", "is installed; booting the local disk")
 			disk := step("the disk boot", "VOID stand-in runit: stage 2")
 			var out string
 			eventually(t, 5*time.Minute, "an SSH login at "+n.IP.String(), func() bool {
@@ -355,6 +354,9 @@ func TestVoidInstall(t *testing.T) {
 				}
 				t.Logf("efibootmgr -v on the node:\n%s", efi)
 			}
+
+			// Every local-boot method on this firmware, for docs/local-boot.md.
+			results <- localBootRuns(t, tc.firmware, d, vm)
 		})
 	}
 }

@@ -344,6 +344,13 @@ func (q *QEMU) Done() <-chan struct{} { return q.done }
 // WaitConsole waits until a console line contains substr and returns that line.
 // It fails early if QEMU exits without printing it.
 func (q *QEMU) WaitConsole(ctx context.Context, substr string) (string, error) {
+	return q.WaitConsoleFrom(ctx, 0, substr)
+}
+
+// WaitConsoleFrom is WaitConsole over the console after its first from
+// bytes (a len(Console()) taken earlier): what this boot printed, not the
+// last one.
+func (q *QEMU) WaitConsoleFrom(ctx context.Context, from int, substr string) (string, error) {
 	for {
 		exited := false
 		select {
@@ -351,7 +358,13 @@ func (q *QEMU) WaitConsole(ctx context.Context, substr string) (string, error) {
 			exited = true
 		default:
 		}
-		for _, line := range strings.Split(q.Console(), "\n") {
+		text := q.Console()
+		if from < len(text) {
+			text = text[from:]
+		} else {
+			text = ""
+		}
+		for _, line := range strings.Split(text, "\n") {
 			if strings.Contains(line, substr) {
 				return line, nil
 			}

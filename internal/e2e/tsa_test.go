@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	nomadapi "github.com/hashicorp/nomad/api"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bootstrapd/bootstrapd/internal/netlab"
+)
+
+var standInBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// concourseStandIn builds the Concourse stand-in (TSA and worker) once per
+// test process.
+func concourseStandIn(t *testing.T) string {
+	t.Helper()
+	standInBuild.once.Do(func() {
+		dir, err := os.MkdirTemp("", "bootstrapd-e2e-standin")
+		if err != nil {
+			standInBuild.err = err
+			return
+		}
+		root, _ := netlab.RepoRoot()
+		p := filepath.Join(dir, "concourse-standin")
+		cmd := exec.Command("go", "build", "-o", p, "./internal/concoursetest/standin")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			standInBuild.err = fmt.Errorf("go build concourse-standin: %v\n%s", err, out)
+			return
+		}
+		standInBuild.path = p
+	})
+	if standInBuild.err != nil {
+		t.Fatal(standInBuild.err)
+	}
+	return standInBuild.path
+}
+
+// tsa is seed 000's web job (examples/demo/concourse-web.nomad.hcl)
+// with its TSA stand-in, running on the client named "web".
+type tsa struct {
+	addr    string // host:port on the lab's network
+	hostKey ssh.PublicKey
+	keyFile string
+	nc      *nomadapi.Client
+	run     int
+}
+
+// startTSA registers the web job with its TSA stand-in listening at
+// addr, with a host key from `concourse-standin keygen`, and waits until
+// it answers.
+func startTSA(t *testing.T, lab *netlab.Lab, nc *nomadapi.Client, addr string) *tsa {
+	t.Helper()
+	keyFile := filepath.Join(t.TempDir(), "tsa_host_key")
+	if out, err := exec.Command(concourseStandIn(t), "keygen", "-t", "ed25519", keyFile).CombinedOutput(); err != nil {
+		t.Fatalf("concourse-standin keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(keyFile + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey, _, _, _, err := ssh.ParseAuthorizedKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &tsa{addr: addr, hostKey: hostKey, keyFile: keyFile, nc: nc}
+	s.restart(t, lab)
+	return s
+}
+
+// restart runs the web job again: a new allocation, keys rendered afresh.
+func (s *tsa) restart(t *testing.T, lab *netlab.Lab) {
+	t.Helper()
+	s.run++
+	root, _ := netlab.RepoRoot()
+	spec, err := os.ReadFile(filepath.Join(root, "examples", "demo", "concourse-web.nomad.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := s.nc.Jobs().ParseHCLOpts(&nomadapi.JobsParseRequest{JobHCL: string(spec), Canonicalize: true,
+		Variables: fmt.Sprintf("standin = %q\nlisten = %q\nhost_key = %q\nrun = \"%d\"\n", concourseStandIn(t), s.addr, s.keyFile, s.run)})
+	if err != nil {
+		t.Fatalf("the web job (examples/demo/concourse-web.nomad.hcl): %v", err)
+	}
+	if _, _, err := s.nc.Jobs().Register(job, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, fmt.Sprintf("TSA stand-in run %d running", s.run), func() bool {
+		a := s.alloc(t)
+		return a != nil && a.ClientStatus == nomadapi.AllocClientStatusRunning
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := lab.Ready(ctx, "tcp", s.addr); err != nil {
+		t.Fatalf("TSA stand-in at %s: %v", s.addr, err)
+	}
+}
+
+// alloc is the allocation of the current run, or nil.
+func (s *tsa) alloc(t *testing.T) *nomadapi.AllocationListStub {
+	t.Helper()
+	allocs, _, err := s.nc.Jobs().Allocations("concourse-web", true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range allocs {
+		if a.JobVersion == uint64(s.run-1) {
+			return a
+		}
+	}
+	return nil
+}
+
+// log is what the current run's TSA stand-in printed.
+func (s *tsa) log(t *testing.T) string {
+	t.Helper()
+	a := s.alloc(t)
+	if a == nil {
+		t.Fatal("no TSA stand-in allocation")
+	}
+	return allocLog(t, s.nc, a.ID, "tsa")
+}
+
+// login tries the TSA with an RSA private key in PEM, as a worker would,
+// and returns the SSH handshake's error.
+func (s *tsa) login(t *testing.T, lab *netlab.Lab, privatePEM string) error {
+	t.Helper()
+	signer, err := ssh.ParsePrivateKey([]byte(privatePEM))
+	if err != nil {
+		t.Fatalf("the worker key from Vault: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := lab.Dial(ctx, "tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, _, err := ssh.NewClientConn(conn, s.addr, &ssh.ClientConfig{
+		User: "worker", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(s.hostKey), Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	c.Close()
+	return nil
+}
+
+// publicKeyLine is the TSA's host key as the site's tsa_public_key.
+func (s *tsa) publicKeyLine() string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.hostKey)))
+}
