@@ -195,7 +195,11 @@ func StartClient(t testing.TB, srv *NomadServer, configHCL []byte, introToken st
 	if err := os.WriteFile(bundle, configHCL, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(local, []byte(nomadAgentHCL(c.DataDir, srv.at.host(), ports)), 0o600); err != nil {
+	localHCL := nomadAgentHCL(c.DataDir, srv.at.host(), ports)
+	if srv.at.Iface != "" {
+		localHCL += fmt.Sprintf("client {\n  network_interface = %q\n}\n", srv.at.Iface)
+	}
+	if err := os.WriteFile(local, []byte(localHCL), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Later -config files override earlier ones: local.hcl's data_dir wins.

@@ -63,6 +63,9 @@ func startProc(ns netlab.NS, bin, dir, logPath string, env []string, args ...str
 type Place struct {
 	NS   netlab.NS
 	Addr string // an address of NS, e.g. the lab's bridge address
+	// Iface holds Addr: a client agent fingerprints its network from it,
+	// since a lab's namespace has no default route to find one by.
+	Iface string
 }
 
 // host is the address agents listen on and advertise.
