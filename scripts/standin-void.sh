@@ -135,7 +135,11 @@ if [ ! -f "$OUT/.done" ]; then
 	# dracut stand-in initramfs.
 	P=$(pkgroot base-system)
 	mkdir -p "$P/usr/bin" "$P/usr/lib" "$P/boot" "$P/proc" "$P/sys" "$P/dev" "$P/run" "$P/mnt" \
-		"$P/var/db/xbps-standin" "$P/var/log" "$P/var/cache/xbps" "$P/etc/runit/runsvdir/default" "$P/usr/share"
+		"$P/var/db/xbps-standin" "$P/var/log" "$P/var/cache/xbps" "$P/etc/runit/runsvdir/default" "$P/usr/share" \
+		"$P/usr/libexec" "$P/usr/local/bin" "$P/usr/local/lib" "$P/usr/local/sbin" "$P/usr/local/share"
+	# The /usr skeleton above is Void's base-files, and Nomad relies on it:
+	# its artifact sandbox (landlock) refuses to start when /usr/local/bin
+	# or /usr/libexec is missing, so no job could download an artifact.
 	install -d -m 0700 "$P/root"
 	install -d -m 1777 "$P/tmp" "$P/var/tmp"
 	ln -s usr/bin "$P/bin"
