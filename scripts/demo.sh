@@ -205,9 +205,12 @@ console_summary() {
 }
 
 say "seed 000's web job on \"web\": the TSA stand-in lets in the worker keys Vault holds"
-NOMAD_TOKEN=$(cat "$WORK/nomad-token") in_ns "$NOMAD" job run -address=http://10.77.0.1:4646 -detach \
-	-var standin="$WORK/concourse-standin" -var listen=10.77.0.1:2222 -var host_key="$WORK/tsa-host-key" \
-	examples/demo/concourse-web.nomad.hcl | sed 's/^/    /'
+web_job() { # web_job RUN: (re)run seed 000's web job; a new run renders the keys afresh
+	NOMAD_TOKEN=$(cat "$WORK/nomad-token") in_ns "$NOMAD" job run -address=http://10.77.0.1:4646 -detach \
+		-var standin="$WORK/concourse-standin" -var listen=10.77.0.1:2222 -var host_key="$WORK/tsa-host-key" \
+		-var run="$1" examples/demo/concourse-web.nomad.hcl | sed 's/^/    /'
+}
+web_job 1
 waitfor 120 "the TSA stand-in" in_ns bash -c 'exec 3<>/dev/tcp/10.77.0.1/2222'
 
 say "enrolling $NODES node(s) and powering them on (QEMU, SeaBIOS, PXE first, TCG: a few minutes)"
@@ -237,6 +240,13 @@ for n in $(seq "$NODES"); do
 		exit 1
 	}
 done
+# The web job's template renders authorized_worker_keys from a LIST that
+# consul-template polls every 5 minutes (the real web node's too): run it
+# again so the TSA knows the new workers' keys now rather than then.
+say "seed 000's web job again: authorized_worker_keys rendered with the new workers' keys"
+web_job 2
+registered() { [ "$(cat "$WORK"/web/alloc/*/alloc/logs/tsa.stdout.* 2>/dev/null | grep -c "worker demo[0-9]* registered")" -ge "$NODES" ]; }
+waitfor 180 "the workers to register with the TSA stand-in" registered
 sleep 0.3 # the live view's last lines
 
 say "done: every node is ready. What each went through (seconds since the demo started):"
@@ -256,5 +266,4 @@ say "Nomad's view (the nodes' clients run in their VMs, at their own addresses):
 NOMAD_TOKEN=$(cat "$WORK/nomad-token") in_ns "$NOMAD" node status -address=http://10.77.0.1:4646 -verbose 2>/dev/null |
 	cut -c 1-150 | sed 's/^/    /'
 say "the TSA stand-in's view (workers that proved their Vault key over SSH):"
-NOMAD_TOKEN=$(cat "$WORK/nomad-token") in_ns "$NOMAD" alloc logs -address=http://10.77.0.1:4646 -job concourse-web tsa 2>/dev/null |
-	grep "registered" | sed 's/^/    /'
+cat "$WORK"/web/alloc/*/alloc/logs/tsa.stdout.* | grep "registered" | sed 's/^/    /'

@@ -14,6 +14,7 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bootstrapd/bootstrapd/internal/cluster/clustertest"
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
 )
 
@@ -57,13 +58,14 @@ type tsa struct {
 	hostKey ssh.PublicKey
 	keyFile string
 	nc      *nomadapi.Client
+	web     *clustertest.NomadClient // the client it runs on
 	run     int
 }
 
-// startTSA registers the web job with its TSA stand-in listening at
-// addr, with a host key from `concourse-standin keygen`, and waits until
-// it answers.
-func startTSA(t *testing.T, lab *netlab.Lab, nc *nomadapi.Client, addr string) *tsa {
+// newTSA makes the TSA stand-in's host key with `concourse-standin
+// keygen`; start runs it at addr (after `cluster init` has written the
+// concourse-web policy its template reads with).
+func newTSA(t *testing.T, nc *nomadapi.Client, web *clustertest.NomadClient, addr string) *tsa {
 	t.Helper()
 	keyFile := filepath.Join(t.TempDir(), "tsa_host_key")
 	if out, err := exec.Command(concourseStandIn(t), "keygen", "-t", "ed25519", keyFile).CombinedOutput(); err != nil {
@@ -77,13 +79,12 @@ func startTSA(t *testing.T, lab *netlab.Lab, nc *nomadapi.Client, addr string) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &tsa{addr: addr, hostKey: hostKey, keyFile: keyFile, nc: nc}
-	s.restart(t, lab)
-	return s
+	return &tsa{addr: addr, hostKey: hostKey, keyFile: keyFile, nc: nc, web: web}
 }
 
-// restart runs the web job again: a new allocation, keys rendered afresh.
-func (s *tsa) restart(t *testing.T, lab *netlab.Lab) {
+// start runs the web job, or runs it again: a new allocation, with the
+// keys rendered afresh.
+func (s *tsa) start(t *testing.T, lab *netlab.Lab) {
 	t.Helper()
 	s.run++
 	root, _ := netlab.RepoRoot()
@@ -125,14 +126,17 @@ func (s *tsa) alloc(t *testing.T) *nomadapi.AllocationListStub {
 	return nil
 }
 
-// log is what the current run's TSA stand-in printed.
+// log is what the current run's TSA stand-in printed, read from the web
+// client's data dir: the test process cannot reach the web client's HTTP
+// in the lab's namespace, which Nomad's API would use for alloc logs.
 func (s *tsa) log(t *testing.T) string {
 	t.Helper()
 	a := s.alloc(t)
 	if a == nil {
 		t.Fatal("no TSA stand-in allocation")
 	}
-	return allocLog(t, s.nc, a.ID, "tsa")
+	b, _ := os.ReadFile(filepath.Join(s.web.DataDir, "alloc", a.ID, "alloc", "logs", "tsa.stdout.0"))
+	return string(b)
 }
 
 // login tries the TSA with an RSA private key in PEM, as a worker would,

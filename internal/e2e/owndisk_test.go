@@ -1,0 +1,252 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	nomadapi "github.com/hashicorp/nomad/api"
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/bootstrapd/bootstrapd/internal/cluster"
+	"github.com/bootstrapd/bootstrapd/internal/cluster/clustertest"
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/netlab"
+)
+
+// rack is a provisioning network with everything a node's second life
+// needs on it, as seeds 000 and 004 lay it out: Vault (1.14.1) and a
+// Nomad server (1.6.1) with the token integration, a Nomad client "web"
+// running seed 000's web job with the TSA stand-in, the package
+// repository stand-in, and bootstrapd with the real void-nomad profile.
+type rack struct {
+	lab   *netlab.Lab
+	dir   string
+	d     *daemon
+	vault *clustertest.VaultServer
+	nomad *clustertest.NomadServer
+	nc    *nomadapi.Client
+	vc    *vaultapi.Client
+	tsa   *tsa
+	repo  string // the package repository stand-in's URL
+}
+
+// newRack builds a rack on cidr (the lab's bridge address and prefix).
+func newRack(t *testing.T, cidr string) *rack {
+	t.Helper()
+	lab := netlab.NewLab(t, cidr)
+	host := lab.Addr.String()
+	at := clustertest.Place{NS: lab.NS, Addr: host, Iface: lab.Bridge}
+	r := &rack{lab: lab, dir: t.TempDir()}
+	r.vault = clustertest.StartVaultIn(t, at)
+	r.vc, _ = vaultapi.NewClient(&vaultapi.Config{Address: r.vault.Addr, HttpClient: r.vault.HTTP})
+	r.vc.SetToken(r.vault.RootToken)
+
+	nomadBin := clustertest.Binary(t, "nomad")
+	netbootTar, repoDir := netlab.VoidStandIn(t, nomadBin)
+	r.repo = netlab.ServeDir(t, lab.NS, net.JoinHostPort(host, "8081"), repoDir)
+
+	// The site: reservation-mode DHCP with the lab as router, the real
+	// profile, the operator's key, Vault, and (below) Nomad.
+	root, _ := netlab.RepoRoot()
+	os.WriteFile(filepath.Join(r.dir, "vault-token"), []byte(r.vault.RootToken), 0o600)
+	os.WriteFile(filepath.Join(r.dir, "keys"), []byte(operatorKey(t, r.dir)+"\n"), 0o644)
+	writeSite(t, lab, r.dir, fmt.Sprintf(`  mode   = "reservation"
+  subnet = %q
+  router = %q`, lab.Prefix.Masked().String(), host), fmt.Sprintf(`server_address  = %q
+default_profile = "void-nomad"
+profiles_dir    = %q
+node {
+  authorized_keys = "keys"
+}
+vault {
+  address    = %q
+  token_file = "vault-token"
+  wrap_ttl   = "15m"
+}
+`, host, filepath.Join(root, "profiles"), r.vault.Addr))
+	site := filepath.Join(r.dir, "site.hcl")
+	r.d = &daemon{bin: binary(t), sock: filepath.Join(r.dir, "api.sock"), lab: lab}
+
+	// The servers' Vault token, then the servers: a client in a TCG VM on
+	// a busy machine may miss a heartbeat by seconds, not minutes.
+	serverToken := filepath.Join(r.dir, "nomad-vault-token")
+	r.d.labCLI(t, "cluster", "server-token", "-config", site, serverToken)
+	tok, _ := os.ReadFile(serverToken)
+	r.nomad = clustertest.StartNomadWith(t, clustertest.NomadOptions{ACL: true, Vault: r.vault,
+		VaultToken: strings.TrimSpace(string(tok)), At: at, HeartbeatGrace: 30 * time.Second})
+	r.nc, _ = nomadapi.NewClient(&nomadapi.Config{Address: r.nomad.Addr, SecretID: r.nomad.Token, HttpClient: r.nomad.HTTP})
+
+	// The web node and its TSA stand-in.
+	webCfg, err := cluster.ClientConfig(cluster.ClientParams{Name: "web", Servers: []string{r.nomad.RPC}, ACL: true, RawExec: true,
+		VaultAddr: r.vault.Addr, VaultIntegration: cluster.VaultToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := clustertest.StartClient(t, r.nomad, webCfg, "")
+	r.tsa = newTSA(t, r.nc, web, net.JoinHostPort(host, "2222"))
+
+	addNomad(t, r.dir, r.nomad.Addr, r.nomad.RPC, r.nomad.Token, fmt.Sprintf(`  tsa_host        = %q
+  tsa_public_key  = %q
+  stand_in_worker = %q
+`, r.tsa.addr, r.tsa.publicKeyLine(), concourseStandIn(t)))
+	if out := r.d.labCLI(t, "cluster", "init", "-config", site); !strings.Contains(out, "registered job concourse-worker") {
+		t.Fatalf("cluster init:\n%s", out)
+	}
+	r.tsa.start(t, lab)
+	if out, err := r.d.cli(t, "netboot", "import", netbootTar, "-dir", filepath.Join(r.dir, "netboot"), "-name", "void"); err != nil {
+		t.Fatalf("netboot import: %v\n%s", err, out)
+	}
+	r.d = startDaemon(t, lab, r.dir)
+	return r
+}
+
+// boot enrolls a node and powers its VM on with an empty disk; the VM
+// reboots when the node asks (no -no-reboot), as a machine does.
+func (r *rack) boot(t *testing.T, firmware, mac, hostname string) *netlab.QEMU {
+	t.Helper()
+	r.d.mustCLI(t, "enroll", mac, "-hostname", hostname, "-label", "disk=/dev/vda", "-label", "xbps_repository="+r.repo)
+	disk := filepath.Join(t.TempDir(), hostname+".img")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	return netlab.StartQEMU(t, netlab.QEMUOpts{Lab: r.lab, MAC: mac, Firmware: firmware, MemoryMB: 1024, Reboot: true, Disk: disk})
+}
+
+// stateAt waits for a node to reach state and returns the time it took.
+func (r *rack) waitState(t *testing.T, vm *netlab.QEMU, ref string, want inventory.State, limit time.Duration) time.Duration {
+	t.Helper()
+	eventually(t, limit, ref+" "+string(want), func() bool {
+		n := nodeJSON(t, r.d, ref)
+		if n.State == inventory.Failed {
+			t.Fatalf("%s failed: %s", ref, n.Reason)
+		}
+		return n.State == want
+	})
+	return vm.Elapsed()
+}
+
+// TestOwnDisk is a node's whole life under real firmware: PXE install
+// through the stand-in installer, which writes a bootable disk (packages
+// from the repository stand-in, the real Nomad binary among them), the
+// node reboots by itself, PXE-boots again, gets the local-boot script
+// and its firmware boots the disk; runit starts the services the
+// post-install script enabled; the Nomad client joins with exactly what
+// the join bundle put on the disk; the worker job's allocation runs in
+// the VM, reads its key from Vault through Nomad's template and
+// registers with the TSA stand-in. Everything is asserted from outside
+// the VM: Nomad's node list, the worker's output, the TSA's log.
+// BIOS then retires the node; UEFI reinstalls it, which only works when
+// the post-install script kept network boot first in BootOrder.
+func TestOwnDisk(t *testing.T) {
+	for i, fw := range []string{"bios", "uefi"} {
+		t.Run(fw, func(t *testing.T) {
+			t.Parallel()
+			r := newRack(t, fmt.Sprintf("10.96.%d.1/24", i))
+			mac := fmt.Sprintf("52:54:00:96:%02x:01", i)
+			vm := r.boot(t, fw, mac, "n1")
+			installed := r.waitState(t, vm, "n1", inventory.Installed, 10*time.Minute)
+			ready := r.waitState(t, vm, "n1", inventory.Ready, 10*time.Minute)
+			t.Logf("%s: power-on to installed %s, to ready %s", fw, installed.Round(time.Second), ready.Round(time.Second))
+			n := nodeJSON(t, r.d, "n1")
+
+			// The console tells the story in order: install, reboot, PXE,
+			// local boot, runit.
+			console := vm.Console()
+			last := -1
+			for _, mark := range []string{"bootstrapd postinstall: installed; rebooting", "is installed; booting the local disk", "runit", "nomad"} {
+				i := strings.Index(console[last+1:], mark)
+				if i < 0 {
+					t.Errorf("console lacks %q after the previous step", mark)
+					continue
+				}
+				last += 1 + i
+			}
+
+			// Nomad's view: the client in the VM, at the node's address.
+			nodes, _, err := r.nc.Nodes().List(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var found *nomadapi.NodeListStub
+			for _, s := range nodes {
+				if s.Name == "n1" {
+					found = s
+				}
+			}
+			if found == nil || found.Address != n.IP.String() || found.Status != "ready" {
+				t.Fatalf("Nomad's node n1: %+v, want ready at %s", found, n.IP)
+			}
+			// The worker's allocation in the VM: the key check read the key
+			// from Vault and passed, the worker runs.
+			allocs, _, err := r.nc.Nodes().Allocations(found.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked := false
+			for _, a := range allocs {
+				if a.JobID != cluster.DefaultWorkerJob || a.ClientStatus != nomadapi.AllocClientStatusRunning {
+					continue
+				}
+				kc, w := a.TaskStates["key-check"], a.TaskStates[cluster.WorkerTask]
+				checked = kc != nil && kc.State == "dead" && !kc.Failed && w != nil && w.State == "running"
+			}
+			if !checked {
+				t.Errorf("no running worker allocation on n1 whose key check passed: %d allocations", len(allocs))
+			}
+			// The web job's template renders authorized_worker_keys from a
+			// LIST that consul-template polls every 5 minutes, so a TSA that
+			// started before n1's key existed learns it only then (so does
+			// the real web node): run it again rather than wait.
+			r.tsa.start(t, r.lab)
+			eventually(t, 2*time.Minute, "the TSA stand-in to record n1's worker", func() bool {
+				return strings.Contains(r.tsa.log(t), "worker n1 registered")
+			})
+
+			if fw == "uefi" {
+				r.d.mustCLI(t, "reinstall", "n1")
+				vm.Reset()
+				r.waitState(t, vm, "n1", inventory.Installing, 5*time.Minute)
+				r.waitState(t, vm, "n1", inventory.Installed, 10*time.Minute)
+				return
+			}
+
+			key, err := r.vc.KVv2("kv").Get(t.Context(), "concourse/workers/n1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			priv, _ := key.Data["private_key"].(string)
+			r.d.mustCLI(t, "retire", "n1")
+			r.waitState(t, vm, "n1", inventory.Retired, 3*time.Minute)
+			r.tsa.start(t, r.lab)
+			if err := r.tsa.login(t, r.lab, priv); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+				t.Errorf("the retired worker's key at the TSA: %v, want refused", err)
+			}
+			// Nomad's log collector writes the task's output a moment later.
+			eventually(t, 30*time.Second, "the TSA stand-in to log the refusal", func() bool {
+				return strings.Contains(r.tsa.log(t), "refused key")
+			})
+		})
+	}
+}
+
+// labCLI runs a bootstrapd command inside the lab's namespace, where
+// Vault and Nomad listen (cluster commands talk to them directly).
+func (d *daemon) labCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := d.lab.Command(context.Background(), d.bin, args...)
+	cmd.Env = append(os.Environ(), "BOOTSTRAPD_ADDR=unix://"+d.sock)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bootstrapd %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
