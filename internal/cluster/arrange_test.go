@@ -11,6 +11,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/bootstrapd/bootstrapd/internal/cluster/clustertest"
+	"github.com/bootstrapd/bootstrapd/internal/testlog"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -76,7 +77,7 @@ func TestNomadNewerThanTheTestAgent(t *testing.T) {
 	t.Parallel()
 	const token = "0badcafe-0000-4000-8000-000000000001"
 	fake := clustertest.StartNomadAPI(t, clustertest.NomadAPIOptions{Version: "1.11.3", Enforcement: "strict", ACLToken: token})
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	n, err := NewNomad(NomadConfig{Addr: fake.Addr, Token: token}, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

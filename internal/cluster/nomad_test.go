@@ -15,28 +15,11 @@ import (
 	"time"
 
 	"github.com/bootstrapd/bootstrapd/internal/cluster/clustertest"
+	"github.com/bootstrapd/bootstrapd/internal/testlog"
 	"github.com/hashicorp/nomad/api"
 )
 
 const workerTemplate = "../../profiles/concourse-worker.nomad.hcl.tmpl"
-
-// syncBuffer is a log sink several goroutines (Watch, the test) write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // nomadEnv is one server and bootstrapd's handle on it, logging to logs.
 type nomadEnv struct {
@@ -44,14 +27,14 @@ type nomadEnv struct {
 	srv     *clustertest.NomadServer
 	n       *Nomad
 	api     *api.Client // the operator's view, for what bootstrapd does not read
-	logs    *syncBuffer
+	logs    *testlog.Buffer
 	secrets []string                            // must never appear in a log or an error
 	agents  map[string]*clustertest.NomadClient // by node name
 }
 
 func newNomadEnv(t *testing.T, srv *clustertest.NomadServer) *nomadEnv {
 	t.Helper()
-	e := &nomadEnv{top: t, srv: srv, logs: &syncBuffer{}, agents: map[string]*clustertest.NomadClient{}}
+	e := &nomadEnv{top: t, srv: srv, logs: &testlog.Buffer{}, agents: map[string]*clustertest.NomadClient{}}
 	if srv.Token != "" {
 		e.secrets = append(e.secrets, srv.Token)
 	}

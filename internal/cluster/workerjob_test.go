@@ -22,6 +22,7 @@ import (
 
 	"github.com/bootstrapd/bootstrapd/internal/cluster/clustertest"
 	"github.com/bootstrapd/bootstrapd/internal/concoursetest"
+	"github.com/bootstrapd/bootstrapd/internal/testlog"
 )
 
 // taskBlocks parses a rendered worker job and returns the nested blocks
@@ -338,7 +339,7 @@ func TestStandInBinaryRegisters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := &syncBuffer{}
+	events := &testlog.Buffer{}
 	tsa := &concoursetest.TSA{HostKey: hostKey, AuthorizedKeys: authorized, Events: events}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -362,7 +363,7 @@ func TestStandInBinaryRegisters(t *testing.T) {
 	}
 	cmd := exec.Command("/bin/sh", args[0].AsString(), args[1].AsString())
 	cmd.Env, cmd.Dir = env, dir
-	var out syncBuffer
+	var out testlog.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

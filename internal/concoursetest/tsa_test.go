@@ -5,41 +5,22 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bootstrapd/bootstrapd/internal/cluster"
+	"github.com/bootstrapd/bootstrapd/internal/testlog"
 )
 
-// syncBuffer collects event lines written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor waits until the buffer holds want.
-func (s *syncBuffer) waitFor(t *testing.T, want string) {
+// waitFor waits until s holds want.
+func waitFor(t *testing.T, s *testlog.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(s.String(), want) {
@@ -50,15 +31,13 @@ func (s *syncBuffer) waitFor(t *testing.T, want string) {
 	}
 }
 
-// workerKey is an RSA key in PKCS#1 PEM, as bootstrapd writes to Vault
-// (2048 bits here: the tests make many).
+// workerKey is a worker key as bootstrapd writes it to Vault.
 func workerKey(t *testing.T) (pemBytes []byte, signer ssh.Signer) {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	pemBytes, _, err := cluster.GenerateWorkerKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pemBytes = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
 	signer, err = ParseWorkerKey(pemBytes)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +49,7 @@ func workerKey(t *testing.T) (pemBytes []byte, signer ssh.Signer) {
 type tsaEnv struct {
 	tsa        *TSA
 	addr       string
-	events     *syncBuffer
+	events     *testlog.Buffer
 	authorized string
 	hostPub    ssh.PublicKey
 }
@@ -86,7 +65,7 @@ func startTSA(t *testing.T, maxConns int, keys ...ssh.Signer) *tsaEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &tsaEnv{events: &syncBuffer{}, authorized: filepath.Join(dir, "authorized_worker_keys"), hostPub: hostPub}
+	e := &tsaEnv{events: &testlog.Buffer{}, authorized: filepath.Join(dir, "authorized_worker_keys"), hostPub: hostPub}
 	e.authorize(t, keys...)
 	e.tsa = &TSA{HostKey: host, AuthorizedKeys: e.authorized, Events: e.events, MaxConns: maxConns, KeepAlive: time.Second}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -118,7 +97,7 @@ func (e *tsaEnv) authorize(t *testing.T, keys ...ssh.Signer) {
 	}
 }
 
-func (e *tsaEnv) worker(name string, key ssh.Signer, out *syncBuffer) *WorkerClient {
+func (e *tsaEnv) worker(name string, key ssh.Signer, out *testlog.Buffer) *WorkerClient {
 	return &WorkerClient{Worker: Worker{Name: name, Platform: "linux"}, TSAHosts: []string{e.addr},
 		TSAKeys: []ssh.PublicKey{e.hostPub}, TSAKeyOf: "tsa_host_key.pub", Key: key, Out: out,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, KeepAlive: time.Second}
@@ -146,23 +125,23 @@ func TestTSA(t *testing.T) {
 	fp := ssh.FingerprintSHA256(good.PublicKey())
 	for _, tt := range []struct {
 		name string
-		run  func(t *testing.T, e *tsaEnv, w *WorkerClient, out *syncBuffer)
+		run  func(t *testing.T, e *tsaEnv, w *WorkerClient, out *testlog.Buffer)
 	}{
-		{"registration is recorded", func(t *testing.T, e *tsaEnv, w *WorkerClient, out *syncBuffer) {
+		{"registration is recorded", func(t *testing.T, e *tsaEnv, w *WorkerClient, out *testlog.Buffer) {
 			runWorker(t, w)
-			e.events.waitFor(t, "stand-in TSA: worker n1 registered (key "+fp+")\n")
-			out.waitFor(t, "stand-in worker: n1 registered with the TSA at "+e.addr+" (key "+fp+")")
+			waitFor(t, e.events, "stand-in TSA: worker n1 registered (key "+fp+")\n")
+			waitFor(t, out, "stand-in worker: n1 registered with the TSA at "+e.addr+" (key "+fp+")")
 			if r, ok := e.tsa.Workers()["n1"]; !ok || r.Key != fp || r.Worker.Platform != "linux" {
 				t.Errorf("registrations %+v", e.tsa.Workers())
 			}
 		}},
-		{"an unknown key is refused, logged, and retried", func(t *testing.T, e *tsaEnv, _ *WorkerClient, out *syncBuffer) {
+		{"an unknown key is refused, logged, and retried", func(t *testing.T, e *tsaEnv, _ *WorkerClient, out *testlog.Buffer) {
 			w := e.worker("n2", other, out)
 			runWorker(t, w)
 			ofp := ssh.FingerprintSHA256(other.PublicKey())
-			e.events.waitFor(t, "stand-in TSA: refused key "+ofp+" from 127.0.0.1:")
+			waitFor(t, e.events, "stand-in TSA: refused key "+ofp+" from 127.0.0.1:")
 			msg := "stand-in worker: the TSA at " + e.addr + " refused key " + ofp
-			out.waitFor(t, msg)
+			waitFor(t, out, msg)
 			time.Sleep(300 * time.Millisecond)
 			if n := strings.Count(out.String(), msg); n < 2 {
 				t.Errorf("the worker tried %d times, want it to keep trying:\n%s", n, out)
@@ -171,19 +150,19 @@ func TestTSA(t *testing.T) {
 				t.Errorf("registrations %+v", e.tsa.Workers())
 			}
 		}},
-		{"a key removed from the file is refused at the next connection", func(t *testing.T, e *tsaEnv, w *WorkerClient, _ *syncBuffer) {
+		{"a key removed from the file is refused at the next connection", func(t *testing.T, e *tsaEnv, w *WorkerClient, _ *testlog.Buffer) {
 			if err := w.Land(ctxT(t)); err != nil {
 				t.Fatal(err)
 			}
-			e.events.waitFor(t, "worker n1 landed")
+			waitFor(t, e.events, "worker n1 landed")
 			e.authorize(t, other)
 			err := w.Retire(ctxT(t))
 			if err == nil || !strings.Contains(err.Error(), "refused key "+fp) {
 				t.Errorf("Retire after the key was removed: %v", err)
 			}
-			e.events.waitFor(t, "stand-in TSA: refused key "+fp)
+			waitFor(t, e.events, "stand-in TSA: refused key "+fp)
 		}},
-		{"a TSA with another host key is refused by the worker", func(t *testing.T, e *tsaEnv, w *WorkerClient, out *syncBuffer) {
+		{"a TSA with another host key is refused by the worker", func(t *testing.T, e *tsaEnv, w *WorkerClient, out *testlog.Buffer) {
 			_, otherHost, err := ed25519.GenerateKey(rand.Reader)
 			if err != nil {
 				t.Fatal(err)
@@ -196,12 +175,12 @@ func TestTSA(t *testing.T) {
 				t.Errorf("Retire against an unexpected host key: %v", err)
 			}
 			runWorker(t, w)
-			out.waitFor(t, "has host key "+ssh.FingerprintSHA256(e.hostPub)+", which is not in tsa_host_key.pub")
+			waitFor(t, out, "has host key "+ssh.FingerprintSHA256(e.hostPub)+", which is not in tsa_host_key.pub")
 			if strings.Contains(e.events.String(), "retired") || len(e.tsa.Workers()) != 0 {
 				t.Errorf("the TSA saw the worker:\n%s", e.events)
 			}
 		}},
-		{"a TSA with a host key of another type is refused by the worker", func(t *testing.T, e *tsaEnv, w *WorkerClient, _ *syncBuffer) {
+		{"a TSA with a host key of another type is refused by the worker", func(t *testing.T, e *tsaEnv, w *WorkerClient, _ *testlog.Buffer) {
 			w.TSAKeys = []ssh.PublicKey{other.PublicKey()} // RSA; the TSA's is ed25519
 			err := w.Retire(ctxT(t))
 			var hk *HostKeyError
@@ -209,24 +188,24 @@ func TestTSA(t *testing.T) {
 				t.Errorf("Retire against a host key of another type: %v", err)
 			}
 		}},
-		{"retire-worker retires a registered worker", func(t *testing.T, e *tsaEnv, w *WorkerClient, out *syncBuffer) {
+		{"retire-worker retires a registered worker", func(t *testing.T, e *tsaEnv, w *WorkerClient, out *testlog.Buffer) {
 			runWorker(t, w)
-			e.events.waitFor(t, "worker n1 registered")
+			waitFor(t, e.events, "worker n1 registered")
 			if err := w.Retire(ctxT(t)); err != nil {
 				t.Fatal(err)
 			}
-			e.events.waitFor(t, "stand-in TSA: worker n1 retired\n")
-			out.waitFor(t, "stand-in worker: n1 retired\n")
+			waitFor(t, e.events, "stand-in TSA: worker n1 retired\n")
+			waitFor(t, out, "stand-in worker: n1 retired\n")
 			if _, ok := e.tsa.Workers()["n1"]; ok {
 				t.Error("n1 still registered after retiring")
 			}
 		}},
-		{"a lost connection is re-registered", func(t *testing.T, e *tsaEnv, w *WorkerClient, _ *syncBuffer) {
+		{"a lost connection is re-registered", func(t *testing.T, e *tsaEnv, w *WorkerClient, _ *testlog.Buffer) {
 			runWorker(t, w)
-			e.events.waitFor(t, "worker n1 registered")
+			waitFor(t, e.events, "worker n1 registered")
 			// A second registration of the name (another connection)
 			// replaces the first; the first's end must not unregister it.
-			w2 := e.worker("n1", good, &syncBuffer{})
+			w2 := e.worker("n1", good, &testlog.Buffer{})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { defer close(done); w2.Run(ctx) }()
@@ -243,7 +222,7 @@ func TestTSA(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := startTSA(t, 0, good)
-			out := &syncBuffer{}
+			out := &testlog.Buffer{}
 			tt.run(t, e, e.worker("n1", good, out), out)
 		})
 	}
@@ -310,7 +289,7 @@ func TestTSARefuses(t *testing.T) {
 	if code, _ := rawSession(t, e, key, SweepContainers, []byte(`{"name":"n1"}`)); code != 0 {
 		t.Errorf("sweep-containers: exit %d", code)
 	}
-	e.events.waitFor(t, "stand-in TSA: refused worker JSON from 127.0.0.1:")
+	waitFor(t, e.events, "stand-in TSA: refused worker JSON from 127.0.0.1:")
 }
 
 // TestTSAMaxConns: connections over the limit are closed at once, and a

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -15,51 +14,38 @@ import (
 	"time"
 
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
+	"github.com/bootstrapd/bootstrapd/internal/testlog"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// built is what goBuild made: one build per package per test process.
+var built sync.Map // package path -> func() (string, error)
 
-// binary builds cmd/bootstrapd once per test process.
-func binary(t *testing.T) string {
+// goBuild builds the command in package pkg once per test process and
+// returns the binary's path.
+func goBuild(t *testing.T, pkg string) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	once, _ := built.LoadOrStore(pkg, sync.OnceValues(func() (string, error) {
 		dir, err := os.MkdirTemp("", "bootstrapd-e2e-bin")
 		if err != nil {
-			buildErr = err
-			return
+			return "", err
 		}
-		binPath = filepath.Join(dir, "bootstrapd")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/bootstrapd/bootstrapd/cmd/bootstrapd").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		p := filepath.Join(dir, filepath.Base(pkg))
+		if out, err := exec.Command("go", "build", "-o", p, pkg).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+		return p, nil
+	}))
+	p, err := once.(func() (string, error))()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binPath
+	return p
 }
 
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// binary is bootstrapd, built once per test process.
+func binary(t *testing.T) string {
+	t.Helper()
+	return goBuild(t, "github.com/bootstrapd/bootstrapd/cmd/bootstrapd")
 }
 
 // daemon is a bootstrapd process serving a lab.
@@ -67,7 +53,7 @@ type daemon struct {
 	bin, dir, site, sock string
 	lab                  *netlab.Lab
 	cmd                  *exec.Cmd
-	log                  *syncBuffer
+	log                  *testlog.Buffer
 	done                 chan struct{}
 }
 
@@ -109,7 +95,7 @@ api {
 func startDaemon(t *testing.T, lab *netlab.Lab, dir string) *daemon {
 	t.Helper()
 	d := &daemon{bin: binary(t), dir: dir, site: filepath.Join(dir, "site.hcl"), sock: filepath.Join(dir, "api.sock"),
-		lab: lab, log: &syncBuffer{}, done: make(chan struct{})}
+		lab: lab, log: &testlog.Buffer{}, done: make(chan struct{})}
 	args := []string{"serve", "-config", d.site, "-log-format", "json", "-debug"}
 	if lab != nil {
 		d.cmd = lab.Command(context.Background(), d.bin, args...)
@@ -161,7 +147,11 @@ func (d *daemon) stop() {
 // cli runs a bootstrapd client command against this daemon.
 func (d *daemon) cli(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(d.bin, args...)
+	return d.output(exec.Command(d.bin, args...))
+}
+
+// output runs cmd, a bootstrapd command, against this daemon.
+func (d *daemon) output(cmd *exec.Cmd) (string, error) {
 	cmd.Env = append(os.Environ(), "BOOTSTRAPD_ADDR=unix://"+d.sock)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

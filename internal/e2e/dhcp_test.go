@@ -16,6 +16,7 @@ import (
 
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
+	"github.com/bootstrapd/bootstrapd/internal/testlog"
 )
 
 const poolDHCP = `  mode       = "pool"
@@ -195,7 +196,7 @@ func TestAckedLeasesSurviveKill9(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	perf := host.Command(ctx, "perfdhcp", "-4", "-l", host.Iface, "-r", "400", "-R", "20000", "-p", "4", "-x", "l", "10.95.0.1")
-	out := &syncBuffer{}
+	out := &testlog.Buffer{}
 	perf.Stdout, perf.Stderr = out, out
 	if err := perf.Start(); err != nil {
 		t.Fatalf("perfdhcp (apt-get install kea-admin): %v", err)

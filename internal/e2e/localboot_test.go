@@ -84,7 +84,7 @@ func localBootRuns(t *testing.T, fw string, d *daemon, vm *netlab.QEMU) []localB
 		res.reached = err == nil
 		switch {
 		case !res.reached:
-			res.how = "did not reach the disk in 3 min: " + lastLine(seen)
+			res.how = "did not reach the disk in 3 min: " + strings.TrimSpace(tailLines(seen, 1))
 		case strings.Contains(seen, "giving up; falling back"):
 			res.fallback = true
 			res.how = "the script failed three times; iPXE exited to the next boot device"
@@ -153,9 +153,4 @@ func reachColumn(doc string) string {
 		rows = append(rows, m[1]+" "+m[2]+" "+m[3])
 	}
 	return strings.Join(rows, "\n")
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
 }

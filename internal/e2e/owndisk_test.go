@@ -111,14 +111,7 @@ vault {
 func (r *rack) boot(t *testing.T, firmware, mac, hostname string) *netlab.QEMU {
 	t.Helper()
 	r.d.mustCLI(t, "enroll", mac, "-hostname", hostname, "-label", "disk=/dev/vda", "-label", "xbps_repository="+r.repo)
-	disk := filepath.Join(t.TempDir(), hostname+".img")
-	if err := os.WriteFile(disk, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(disk, 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	return netlab.StartQEMU(t, netlab.QEMUOpts{Lab: r.lab, MAC: mac, Firmware: firmware, MemoryMB: 1024, Reboot: true, Disk: disk})
+	return netlab.StartQEMU(t, netlab.QEMUOpts{Lab: r.lab, MAC: mac, Firmware: firmware, MemoryMB: 1024, Reboot: true, Disk: newDisk(t, t.TempDir())})
 }
 
 // stateAt waits for a node to reach state and returns the time it took.
@@ -242,11 +235,9 @@ func TestOwnDisk(t *testing.T) {
 // Vault and Nomad listen (cluster commands talk to them directly).
 func (d *daemon) labCLI(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := d.lab.Command(context.Background(), d.bin, args...)
-	cmd.Env = append(os.Environ(), "BOOTSTRAPD_ADDR=unix://"+d.sock)
-	out, err := cmd.CombinedOutput()
+	out, err := d.output(d.lab.Command(context.Background(), d.bin, args...))
 	if err != nil {
 		t.Fatalf("bootstrapd %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
 }

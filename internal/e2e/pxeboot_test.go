@@ -14,6 +14,7 @@ import (
 
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
+	"github.com/bootstrapd/bootstrapd/internal/testlog"
 )
 
 // bootProfile boots the netlab test kernel, whose /init does DHCP and
@@ -166,7 +167,7 @@ func proxyBoot(t *testing.T, firmware string) {
 	dnsmasq := router.Command(context.Background(), "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null",
 		"--interface="+router.Iface, "--bind-interfaces", "--dhcp-range=10.94.0.150,10.94.0.199,255.255.255.0,10m",
 		"--dhcp-leasefile="+leaseFile, "--dhcp-authoritative", "--log-dhcp")
-	dnsmasqLog := &syncBuffer{}
+	dnsmasqLog := &testlog.Buffer{}
 	dnsmasq.Stdout, dnsmasq.Stderr = dnsmasqLog, dnsmasqLog
 	if err := dnsmasq.Start(); err != nil {
 		t.Fatalf("dnsmasq (apt-get install dnsmasq-base): %v", err)

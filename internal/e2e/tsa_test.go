@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,37 +17,10 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
 )
 
-var standInBuild struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// concourseStandIn builds the Concourse stand-in (TSA and worker) once per
-// test process.
+// concourseStandIn is the Concourse stand-in (TSA and worker).
 func concourseStandIn(t *testing.T) string {
 	t.Helper()
-	standInBuild.once.Do(func() {
-		dir, err := os.MkdirTemp("", "bootstrapd-e2e-standin")
-		if err != nil {
-			standInBuild.err = err
-			return
-		}
-		root, _ := netlab.RepoRoot()
-		p := filepath.Join(dir, "concourse-standin")
-		cmd := exec.Command("go", "build", "-o", p, "./internal/concoursetest/standin")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			standInBuild.err = fmt.Errorf("go build concourse-standin: %v\n%s", err, out)
-			return
-		}
-		standInBuild.path = p
-	})
-	if standInBuild.err != nil {
-		t.Fatal(standInBuild.err)
-	}
-	return standInBuild.path
+	return goBuild(t, "github.com/bootstrapd/bootstrapd/internal/concoursetest/standin")
 }
 
 // tsa is seed 000's web job (examples/demo/concourse-web.nomad.hcl)
