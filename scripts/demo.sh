@@ -47,7 +47,16 @@ say() { printf '\033[1m[%5.1fs]\033[0m %s\n' "$(awk "BEGIN { print $(date +%s.%N
 
 PIDS=()
 cleanup() {
+	local rc=$?
 	set +e
+	# A failed demo shows what each part said last before it is all removed.
+	if [ "$rc" != 0 ] && [ "$rc" != 130 ]; then
+		for f in "$WORK"/*.log; do
+			[ -s "$f" ] || continue
+			echo "--- last lines of $f"
+			tail -n 12 "$f"
+		done
+	fi
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	# Nomad's task executors outlive their agent (so a restarted agent can
@@ -158,8 +167,9 @@ ports {
   serf = 5648
 }
 client {
-  enabled = true
-  servers = ["10.77.0.1:4647"]
+  enabled           = true
+  servers           = ["10.77.0.1:4647"]
+  network_interface = "br0" # the namespace has no default route
 }
 plugin "raw_exec" {
   config {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -106,11 +107,16 @@ vault {
 	return r
 }
 
-// boot enrolls a node and powers its VM on with an empty disk; the VM
-// reboots when the node asks (no -no-reboot), as a machine does.
-func (r *rack) boot(t *testing.T, firmware, mac, hostname string) *netlab.QEMU {
+// enroll enrolls a node for the void-nomad profile on its virtio disk.
+func (r *rack) enroll(t *testing.T, mac, hostname string) {
 	t.Helper()
 	r.d.mustCLI(t, "enroll", mac, "-hostname", hostname, "-label", "disk=/dev/vda", "-label", "xbps_repository="+r.repo)
+}
+
+// powerOn starts a node's VM with an empty disk; the VM reboots when the
+// node asks (no -no-reboot), as a machine does.
+func (r *rack) powerOn(t *testing.T, firmware, mac string) *netlab.QEMU {
+	t.Helper()
 	return netlab.StartQEMU(t, netlab.QEMUOpts{Lab: r.lab, MAC: mac, Firmware: firmware, MemoryMB: 1024, Reboot: true, Disk: newDisk(t, t.TempDir())})
 }
 
@@ -145,7 +151,26 @@ func TestOwnDisk(t *testing.T) {
 			t.Parallel()
 			r := newRack(t, fmt.Sprintf("10.96.%d.1/24", i))
 			mac := fmt.Sprintf("52:54:00:96:%02x:01", i)
-			vm := r.boot(t, fw, mac, "n1")
+			var vm *netlab.QEMU
+			if fw == "bios" {
+				// A new machine powered on before anyone enrolled it, as an
+				// operator collects MACs: bootstrapd lists it as discovered,
+				// the operator enrolls it and presses reset.
+				vm = r.powerOn(t, fw, mac)
+				eventually(t, 3*time.Minute, mac+" discovered", func() bool {
+					out, err := r.d.cli(t, "node", "show", mac, "-json")
+					var n inventory.Node
+					return err == nil && json.Unmarshal([]byte(out), &n) == nil && n.State == inventory.Discovered
+				})
+				t.Logf("bios: discovered %s after power-on", vm.Elapsed().Round(time.Second))
+				r.enroll(t, mac, "n1")
+				if err := vm.Reset(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				r.enroll(t, mac, "n1")
+				vm = r.powerOn(t, fw, mac)
+			}
 			installed := r.waitState(t, vm, "n1", inventory.Installed, 10*time.Minute)
 			ready := r.waitState(t, vm, "n1", inventory.Ready, 10*time.Minute)
 			t.Logf("%s: power-on to installed %s, to ready %s", fw, installed.Round(time.Second), ready.Round(time.Second))
@@ -206,7 +231,9 @@ func TestOwnDisk(t *testing.T) {
 
 			if fw == "uefi" {
 				r.d.mustCLI(t, "reinstall", "n1")
-				vm.Reset()
+				if err := vm.Reset(); err != nil {
+					t.Fatal(err)
+				}
 				r.waitState(t, vm, "n1", inventory.Installing, 5*time.Minute)
 				r.waitState(t, vm, "n1", inventory.Installed, 10*time.Minute)
 				return
@@ -219,6 +246,24 @@ func TestOwnDisk(t *testing.T) {
 			priv, _ := key.Data["private_key"].(string)
 			r.d.mustCLI(t, "retire", "n1")
 			r.waitState(t, vm, "n1", inventory.Retired, 3*time.Minute)
+			// The teardown drained the VM's client: ineligible, and the
+			// worker's allocation told to stop.
+			drained, _, err := r.nc.Nodes().Info(found.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if drained.SchedulingEligibility != nomadapi.NodeSchedulingIneligible {
+				t.Errorf("n1 after retire: eligibility %q, want ineligible (drained)", drained.SchedulingEligibility)
+			}
+			allocs, _, err = r.nc.Nodes().Allocations(found.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range allocs {
+				if a.JobID == cluster.DefaultWorkerJob && a.DesiredStatus == nomadapi.AllocDesiredStatusRun {
+					t.Errorf("n1 after retire: worker allocation %s still desired to run", a.ID)
+				}
+			}
 			r.tsa.start(t, r.lab)
 			if err := r.tsa.login(t, r.lab, priv); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
 				t.Errorf("the retired worker's key at the TSA: %v, want refused", err)
