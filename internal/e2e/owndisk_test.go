@@ -209,15 +209,16 @@ func TestOwnDisk(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checked := false
+			worker := ""
 			for _, a := range allocs {
 				if a.JobID != cluster.DefaultWorkerJob || a.ClientStatus != nomadapi.AllocClientStatusRunning {
 					continue
 				}
-				kc, w := a.TaskStates["key-check"], a.TaskStates[cluster.WorkerTask]
-				checked = kc != nil && kc.State == "dead" && !kc.Failed && w != nil && w.State == "running"
+				if kc, w := a.TaskStates["key-check"], a.TaskStates[cluster.WorkerTask]; kc != nil && kc.State == "dead" && !kc.Failed && w != nil && w.State == "running" {
+					worker = a.ID
+				}
 			}
-			if !checked {
+			if worker == "" {
 				t.Errorf("no running worker allocation on n1 whose key check passed: %d allocations", len(allocs))
 			}
 			// The web job's template renders authorized_worker_keys from a
@@ -246,23 +247,13 @@ func TestOwnDisk(t *testing.T) {
 			priv, _ := key.Data["private_key"].(string)
 			r.d.mustCLI(t, "retire", "n1")
 			r.waitState(t, vm, "n1", inventory.Retired, 3*time.Minute)
-			// The teardown drained the VM's client: ineligible, and the
-			// worker's allocation told to stop.
-			drained, _, err := r.nc.Nodes().Info(found.ID, nil)
-			if err != nil {
-				t.Fatal(err)
+			// The teardown drained the VM's client (its worker allocation
+			// told to stop) before it purged the node from Nomad.
+			if a, _, err := r.nc.Allocations().Info(worker, nil); err != nil || a.DesiredStatus != nomadapi.AllocDesiredStatusStop {
+				t.Errorf("n1's worker allocation after retire: %v %v, want desired status stop", a, err)
 			}
-			if drained.SchedulingEligibility != nomadapi.NodeSchedulingIneligible {
-				t.Errorf("n1 after retire: eligibility %q, want ineligible (drained)", drained.SchedulingEligibility)
-			}
-			allocs, _, err = r.nc.Nodes().Allocations(found.ID, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, a := range allocs {
-				if a.JobID == cluster.DefaultWorkerJob && a.DesiredStatus == nomadapi.AllocDesiredStatusRun {
-					t.Errorf("n1 after retire: worker allocation %s still desired to run", a.ID)
-				}
+			if _, _, err := r.nc.Nodes().Info(found.ID, nil); err == nil {
+				t.Errorf("Nomad still lists n1 after retire, want it purged")
 			}
 			r.tsa.start(t, r.lab)
 			if err := r.tsa.login(t, r.lab, priv); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
