@@ -12,6 +12,7 @@ set -euo pipefail
 # tftp-hpa curl                    real TFTP and HTTP clients
 # kea-admin kea-dhcp4-server jq    perfdhcp and Kea for `make bench`
 # iproute2                         network namespaces
+# gcc libc6-dev                    cgo, for Nomad's build (scripts/clusterbins.sh)
 # procps bsdextrautils             pgrep (the demo test), column (the demo's summary)
 # the lint of shell scripts:       shellcheck
 # The Void stand-in (scripts/standin-void.sh) copies Debian's binaries into its installer and packages:
@@ -21,7 +22,7 @@ set -euo pipefail
 # extlinux syslinux-common         the BIOS boot loader stand-in (package grub)
 # systemd-boot-efi efibootmgr      the EFI boot loader stand-in (grub-x86_64-efi) and its NVRAM entry
 packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod e2fsprogs udhcpc isc-dhcp-client
-	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 procps bsdextrautils shellcheck
+	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 gcc libc6-dev procps bsdextrautils shellcheck
 	fdisk dosfstools runit dropbear-bin extlinux syslinux-common systemd-boot-efi efibootmgr)
 
 missing=()
