@@ -14,6 +14,7 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/inventory/inventorytest"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
+	"github.com/bootstrapd/bootstrapd/internal/ui"
 )
 
 // serve runs the API on a unix socket over a real inventory, as the daemon
@@ -41,7 +42,7 @@ func serve(t *testing.T) (*Client, *inventory.Inventory, string) {
 func newServer(t testing.TB, log *slog.Logger) (*Server, *inventory.Inventory) {
 	t.Helper()
 	inv := inventorytest.New(t, log)
-	s := &Server{Inv: inv, Log: log, DefaultProfile: "void-nomad", Profiles: map[string]*profile.Profile{
+	s := &Server{Inv: inv, Log: log, DefaultProfile: "void-nomad", Logins: ui.NewLogins(ui.Limits{}), Profiles: map[string]*profile.Profile{
 		"void-nomad": {Name: "void-nomad", Kernel: "void/vmlinuz", LocalBoot: "sanboot", Timeout: time.Hour},
 		"plain":      {Name: "plain", Kernel: "vmlinuz", Timeout: time.Hour},
 	}}

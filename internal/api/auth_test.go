@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -39,14 +40,21 @@ func (b *lockedBuffer) String() string {
 }
 
 // serveBoth runs one API server as the daemon does when api.listen is set:
-// on a unix socket as is, and on TCP behind RequireToken. It returns the
-// TCP base URL, the socket path and the captured log.
+// on a unix socket as is, and on TCP behind the token. It returns the TCP
+// base URL, the socket path and the captured log.
 func serveBoth(t *testing.T) (string, string, *lockedBuffer) {
 	t.Helper()
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, _ := newServer(t, log)
+	base, sock := listenBoth(t, s, nil)
+	return base, sock, logs
+}
 
+// listenBoth serves s on a unix socket and on TCP behind testToken, with
+// TLS when conf is set, and returns the TCP base URL and the socket path.
+func listenBoth(t *testing.T, s *Server, conf *tls.Config) (string, string) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	ul, err := ListenUnix(sock)
 	if err != nil {
@@ -56,13 +64,16 @@ func serveBoth(t *testing.T) (string, string, *lockedBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth := RequireToken(testToken, log)
-	for l, h := range map[net.Listener]http.Handler{ul: s.Handler(), tl: auth(s.Handler())} {
+	base := "http://" + tl.Addr().String()
+	if conf != nil {
+		tl, base = tls.NewListener(tl, conf), "https://"+tl.Addr().String()
+	}
+	for l, h := range map[net.Listener]http.Handler{ul: s.Handler(), tl: s.TCPHandler(testToken)} {
 		srv := &http.Server{Handler: h}
 		go srv.Serve(l)
 		t.Cleanup(func() { srv.Close() })
 	}
-	return "http://" + tl.Addr().String(), sock, logs
+	return base, sock
 }
 
 func TestTCPNeedsToken(t *testing.T) {

@@ -28,6 +28,10 @@ func FuzzAdminAPI(f *testing.F) {
 		{"GET", "/v1/events?since=-1&node=%00", ""},
 		{"GET", "/v1/leases", ""},
 		{"GET", "/v1/profiles", ""},
+		{"GET", "/v1/health", ""},
+		{"POST", "/v1/ui/codes", ""},
+		{"GET", "/ui/login?code=x", ""},
+		{"GET", "/ui/api/nodes", ""},
 	} {
 		f.Add(s.method, s.target, s.body)
 	}

@@ -2,9 +2,11 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
 )
 
@@ -88,29 +90,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
-	for {
-		evs, more, err := s.Inv.Events(since)
-		if err != nil {
-			s.Log.Error("read events", "err", err)
-			return
+	rc := http.NewResponseController(w)
+	s.follow(r.Context(), since, nil, func(e inventory.LogEvent) error {
+		if mac != "" && e.MAC != mac {
+			return nil
 		}
-		for _, e := range evs {
-			since = e.Seq
-			if mac == "" || e.MAC == mac {
-				enc.Encode(e)
-			}
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
+		return enc.Encode(e)
+	}, func(bool) error {
+		rc.Flush()
 		if !follow {
-			return
+			return errStreamEnd
 		}
-		select {
-		case <-more:
-		case <-r.Context().Done():
-			return
-		}
-	}
+		return nil
+	})
 }
+
+// errStreamEnd ends a stream that was asked for what is there now only.
+var errStreamEnd = errors.New("end of stream")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
+	"github.com/bootstrapd/bootstrapd/internal/ui"
 )
 
 // Inventory is what the API needs from the core.
@@ -26,6 +27,7 @@ type Inventory interface {
 	Enroll(ctx context.Context, req inventory.EnrollRequest) (inventory.Node, error)
 	Leases() []inventory.Lease
 	Events(since uint64) ([]inventory.LogEvent, <-chan struct{}, error)
+	LastSeq() uint64
 	Retire(ctx context.Context, ref, actor string) (inventory.Node, error)
 	Reinstall(ctx context.Context, ref, actor string) (inventory.Node, error)
 	SetBootMethod(ctx context.Context, ref, method, actor string) (inventory.Node, error)
@@ -52,6 +54,15 @@ type Server struct {
 	DefaultProfile string
 	Router         Router // nil without a router block
 	Log            *slog.Logger
+
+	// Logins are the status page's login codes and sessions; nil serves no
+	// status page. One set serves every listener, so a code minted over
+	// the socket can be spent through the TCP listener and back.
+	Logins *ui.Logins
+	// Health runs doctor's router and cluster checks for GET /v1/health
+	// and the status page; nil has none to run.
+	Health      func(context.Context) []HealthCheck
+	healthCache healthCache
 }
 
 // maxBody bounds request bodies: the API takes small JSON documents only.
@@ -62,11 +73,7 @@ const maxBody = 64 << 10
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
-		nodes := s.Inv.Nodes()
-		for i := range nodes {
-			nodes[i] = public(nodes[i])
-		}
-		reply(w, http.StatusOK, nodes)
+		reply(w, http.StatusOK, s.nodes())
 	})
 	mux.HandleFunc("GET /v1/nodes/{ref}", func(w http.ResponseWriter, r *http.Request) {
 		n, err := s.Inv.Find(r.PathValue("ref"))
@@ -79,6 +86,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/nodes", s.enroll)
 	s.lifecycleRoutes(mux)
 	s.routerRoutes(mux)
+	s.statusRoutes(mux)
 	mux.HandleFunc("GET /v1/leases", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, s.Inv.Leases())
 	})
@@ -124,6 +132,27 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusCreated, public(n))
+}
+
+// TCPHandler is Handler behind the bearer token, for the TCP listener:
+// every route but the status page's, which a browser reaches with a login
+// link and a session cookie instead (a browser cannot send the token, and
+// the token never goes in a URL).
+func (s *Server) TCPHandler(token string) http.Handler {
+	h := s.Handler()
+	mux := http.NewServeMux()
+	mux.Handle(ui.Prefix, h)
+	mux.Handle("/", RequireToken(token, s.Log)(h))
+	return mux
+}
+
+// nodes is every node as the API shows it.
+func (s *Server) nodes() []inventory.Node {
+	nodes := s.Inv.Nodes()
+	for i := range nodes {
+		nodes[i] = public(nodes[i])
+	}
+	return nodes
 }
 
 // public strips what the API never shows, even hashed.

@@ -113,6 +113,15 @@ func (inv *Inventory) Events(since uint64) ([]LogEvent, <-chan struct{}, error) 
 	return out, wait, err
 }
 
+// LastSeq is the number of the newest event (0: none yet). A follower that
+// has just read the inventory starts from it, so that it is sent what
+// happens next and not the whole log again.
+func (inv *Inventory) LastSeq() uint64 {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.events.seq
+}
+
 // Changed returns a channel that is closed when the next event about a
 // node past discovered is recorded (discovered nodes matter to no
 // follower of it, and anyone can make them). A follower that only needs

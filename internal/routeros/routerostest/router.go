@@ -74,7 +74,7 @@ func New(opts Options) *Router {
 	}
 	if opts.TLS != nil {
 		r.tlsConf, r.cert = opts.TLS, leaf(opts.TLS)
-	} else if r.tlsConf, r.cert, err = selfSigned(); err != nil {
+	} else if r.tlsConf, r.cert, err = SelfSigned(); err != nil {
 		panic(err)
 	}
 	r.factoryReset(opts)

@@ -9,18 +9,21 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
 	"time"
 )
 
-// selfSigned makes the api-ssl certificate when the test brings none: a
-// router installs one for api-ssl to work with Go's TLS, which lacks the
-// anonymous-DH ciphers RouterOS uses without one (reference section 1).
-// It is its own CA so a client may trust it through a CA file as well as
-// by pinning its fingerprint.
-func selfSigned() (*tls.Config, *x509.Certificate, error) {
+// SelfSigned makes a certificate for localhost, 127.0.0.1 and ::1, valid
+// for a day: the test router's api-ssl certificate when the test brings
+// none (a router installs one for api-ssl to work with Go's TLS, which
+// lacks the anonymous-DH ciphers RouterOS uses without one, reference
+// section 1), and any other test's TLS server's. It is its own CA so a
+// client may trust it through a CA file as well as by pinning its
+// fingerprint. It is the module's one maker of test certificates.
+func SelfSigned() (*tls.Config, *x509.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("routerostest: key: %w", err)
@@ -55,6 +58,21 @@ func selfSigned() (*tls.Config, *x509.Certificate, error) {
 		MinVersion:   tls.VersionTLS12,
 	}
 	return conf, cert, nil
+}
+
+// PEM returns the first certificate of conf and its key, PEM-encoded, for
+// tests that hand them over as files (a tls_cert_file, a CA file).
+func PEM(conf *tls.Config) (cert, key []byte, err error) {
+	if len(conf.Certificates) == 0 || len(conf.Certificates[0].Certificate) == 0 {
+		return nil, nil, fmt.Errorf("routerostest: no certificate in the config")
+	}
+	c := conf.Certificates[0]
+	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("routerostest: key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // leaf returns the first certificate of a test-supplied config, if any.
