@@ -10,8 +10,10 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/bootstrapd/bootstrapd/internal/api"
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/daemon"
+	"github.com/bootstrapd/bootstrapd/internal/doctor"
 )
 
 func cmdServe(ctx context.Context, e *env, args []string) error {
@@ -38,7 +40,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := newLogger(e, *logFormat, *debug)
-	return daemon.Run(ctx, site, log)
+	return daemon.Run(ctx, site, log, daemon.Options{Health: func(context.Context) []api.HealthCheck { return doctor.Live(site) }})
 }
 
 func newLogger(e *env, format string, debug bool) *slog.Logger {

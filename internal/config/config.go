@@ -5,6 +5,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"os"
@@ -105,24 +106,32 @@ type Nodes struct {
 
 // API is the admin API the CLI talks to: always on the unix socket, and on
 // TCP too when Listen is set, where a bearer token read from TokenFile is
-// required.
+// required, over TLS when TLSCertFile and TLSKeyFile are set.
 type API struct {
-	Socket    string `hcl:"socket,optional"`
-	Listen    string `hcl:"listen,optional"`
-	TokenFile string `hcl:"token_file,optional"`
+	Socket      string `hcl:"socket,optional"`
+	Listen      string `hcl:"listen,optional"`
+	TokenFile   string `hcl:"token_file,optional"`
+	TLSCertFile string `hcl:"tls_cert_file,optional"`
+	TLSKeyFile  string `hcl:"tls_key_file,optional"`
 
 	// token is unexported, and API has a String method, so that printing the
 	// site or its api block (%v, %+v, slog) cannot leak it.
 	token string
+	// cert is the key pair loaded at load time, so that a bad file is a
+	// config error with a line, not a listener that fails at start.
+	cert *tls.Certificate
 }
 
 // Token is the bearer token read from TokenFile at load; it is "" when
 // Listen is unset, since only the TCP listener uses it.
 func (a *API) Token() string { return a.token }
 
+// Certificate is the TCP listener's TLS key pair, nil without TLS.
+func (a *API) Certificate() *tls.Certificate { return a.cert }
+
 // String describes the block without the token.
 func (a API) String() string {
-	return fmt.Sprintf("socket=%s listen=%s token_file=%s", a.Socket, a.Listen, a.TokenFile)
+	return fmt.Sprintf("socket=%s listen=%s token_file=%s tls_cert_file=%s", a.Socket, a.Listen, a.TokenFile, a.TLSCertFile)
 }
 
 // Error is a problem at a place in a file.

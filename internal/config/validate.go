@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -85,8 +86,10 @@ func (s *Site) defaults(dir string) error {
 	}
 	s.routerDefaults(dir)
 	s.clusterDefaults(dir)
-	if s.API.TokenFile != "" && !filepath.IsAbs(s.API.TokenFile) {
-		s.API.TokenFile = filepath.Join(dir, s.API.TokenFile)
+	for _, f := range []*string{&s.API.TokenFile, &s.API.TLSCertFile, &s.API.TLSKeyFile} {
+		if *f != "" && !filepath.IsAbs(*f) {
+			*f = filepath.Join(dir, *f)
+		}
 	}
 	return nil
 }
@@ -125,6 +128,13 @@ func (s *Site) validate() error {
 func (s *Site) validateAPI() error {
 	a := s.API
 	if a.Listen == "" {
+		if a.TLSCertFile != "" || a.TLSKeyFile != "" {
+			key := "api.tls_cert_file"
+			if a.TLSCertFile == "" {
+				key = "api.tls_key_file"
+			}
+			return s.Errorf(key, "api tls_cert_file and tls_key_file are for the TCP listener, and listen is not set (the socket needs no TLS): set listen = \"host:port\" or remove them")
+		}
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
@@ -141,6 +151,35 @@ func (s *Site) validateAPI() error {
 		return err
 	}
 	a.token = tok
+	return s.validateAPITLS()
+}
+
+// validateAPITLS loads the TCP listener's certificate and key, which come
+// as a pair: one without the other is a mistake, not a request for plain
+// HTTP. The key is a secret like the token, held to the same file mode.
+func (s *Site) validateAPITLS() error {
+	a := s.API
+	switch {
+	case a.TLSCertFile == "" && a.TLSKeyFile == "":
+		return nil
+	case a.TLSKeyFile == "":
+		return s.Errorf("api.tls_cert_file", "api tls_cert_file is set but tls_key_file is not: set both (the certificate and its private key, PEM) or neither")
+	case a.TLSCertFile == "":
+		return s.Errorf("api.tls_key_file", "api tls_key_file is set but tls_cert_file is not: set both (the certificate and its private key, PEM) or neither")
+	}
+	cert, err := os.ReadFile(a.TLSCertFile)
+	if err != nil {
+		return s.Errorf("api.tls_cert_file", "api tls_cert_file %s: %v", a.TLSCertFile, errors.Unwrap(err))
+	}
+	key, err := s.secret("api.tls_key_file", a.TLSKeyFile, "")
+	if err != nil {
+		return err
+	}
+	pair, err := tls.X509KeyPair(cert, []byte(key))
+	if err != nil {
+		return s.Errorf("api.tls_cert_file", "api tls_cert_file %s and tls_key_file %s are not a PEM certificate and its private key: %v", a.TLSCertFile, a.TLSKeyFile, err)
+	}
+	a.cert = &pair
 	return nil
 }
 

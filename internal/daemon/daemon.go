@@ -26,14 +26,23 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/profile"
 	"github.com/bootstrapd/bootstrapd/internal/pxe"
 	"github.com/bootstrapd/bootstrapd/internal/store"
+	"github.com/bootstrapd/bootstrapd/internal/ui"
 )
 
 // StoreFile is the store's name inside the state directory.
 const StoreFile = "bootstrapd.db"
 
+// Options are what the daemon's caller adds to the site.
+type Options struct {
+	// Health runs doctor's router and cluster checks for the status page
+	// and GET /v1/health. doctor builds on this package, so the caller
+	// hands them in; nil serves an empty list.
+	Health func(context.Context) []api.HealthCheck
+}
+
 // Run serves site until ctx is cancelled, then closes every listener and
 // the store before returning.
-func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
+func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options) error {
 	profiles, err := LoadProfiles(site)
 	if err != nil {
 		return err
@@ -89,7 +98,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 	tftp.SetBlockSize(site.TFTP.BlockSize)
 
 	admin := &api.Server{Inv: inv, Log: log.With("svc", "api"), DefaultProfile: site.DefaultProfile,
-		Profiles: profiles}
+		Profiles: profiles, Logins: ui.NewLogins(ui.Limits{}), Health: opts.Health}
 	var router *siteRouter
 	if site.Router != nil {
 		router = newSiteRouter(site, server, inv, log.With("svc", "router"))
@@ -142,11 +151,10 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger) error {
 		return serveHTTP(ctx, ls.api, &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 10 * time.Second})
 	})
 	if ls.apiTCP != nil {
-		auth := api.RequireToken(site.API.Token(), log.With("svc", "api"))
 		g.Go(func() error {
-			return serveHTTP(ctx, ls.apiTCP, &http.Server{Handler: auth(admin.Handler()), ReadHeaderTimeout: 10 * time.Second})
+			return serveHTTP(ctx, ls.apiTCP, &http.Server{Handler: admin.TCPHandler(site.API.Token()), ReadHeaderTimeout: 10 * time.Second})
 		})
-		log.Info("admin API on TCP, token required", "addr", ls.apiTCP.Addr().String())
+		log.Info("admin API on TCP, token required", "addr", ls.apiTCP.Addr().String(), "tls", site.API.Certificate() != nil)
 	}
 
 	log.Info("bootstrapd serving", "interface", site.Interface, "mode", site.DHCP.Mode, "server", server,

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,7 +15,7 @@ import (
 // reported at start, not after DHCP is already answering.
 type listeners struct {
 	http, api net.Listener
-	apiTCP    net.Listener // nil unless api.listen is set; needs the token
+	apiTCP    net.Listener // nil unless api.listen is set; needs the token; TLS with api.tls_cert_file
 	tftp      net.PacketConn
 	dhcp      map[int]net.PacketConn // by port: 67, and 4011 in proxy mode
 }
@@ -48,6 +49,9 @@ func (l *listeners) open(site *config.Site, server netip.Addr) error {
 		addr = withHost(site.API.Listen, server)
 		if l.apiTCP, err = net.Listen("tcp", addr); err != nil {
 			return fmt.Errorf("admin API on %s: %w", addr, err)
+		}
+		if cert := site.API.Certificate(); cert != nil {
+			l.apiTCP = tls.NewListener(l.apiTCP, &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12})
 		}
 	}
 	var ports []int

@@ -18,16 +18,13 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/bootstrapd/bootstrapd/internal/api"
 	"github.com/bootstrapd/bootstrapd/internal/config"
 )
 
-// Result is one line of the report.
-type Result struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
-	Fix    string `json:"fix,omitempty"` // set when !OK
-}
+// Result is one line of the report: {name, ok, detail, fix}. It is the
+// admin API's type, so the status page shows these lines as they are.
+type Result = api.HealthCheck
 
 // Env is what the checks look at. It is gathered once, before any check
 // runs, so the checks do not depend on each other's order and the admin
@@ -81,6 +78,14 @@ func Run(ctx context.Context, sitePath string) []Result {
 		out = append(out, c(env)...)
 	}
 	return out
+}
+
+// Live runs the checks that mean something beside a serving daemon, for
+// its status page: the router's and the cluster's. The others look at
+// ports and files the daemon itself holds or has already loaded.
+func Live(site *config.Site) []Result {
+	env := &Env{Site: site}
+	return append(CheckRouter(env), CheckCluster(env)...)
 }
 
 func siteFailed(path string, err error) Result {
