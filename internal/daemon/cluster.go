@@ -273,15 +273,17 @@ func (c *clusterOps) retirer(ctx context.Context) error {
 	}
 }
 
+// step is one part of a node's teardown: todo is how retire lists it while
+// pending ("drain"), done how the node's history records it.
 type step struct {
-	name string
-	run  func(context.Context) error
+	todo, done string
+	run        func(context.Context) error
 }
 
 func (c *clusterOps) steps(n inventory.Node) []step {
 	var out []step
 	if c.Nomad != nil {
-		out = append(out, step{"nomad: drained", func(ctx context.Context) error {
+		out = append(out, step{"drain", "nomad: drained", func(ctx context.Context) error {
 			err := c.Nomad.Drain(ctx, n.Hostname, c.site.Nomad.DrainDeadlineD)
 			if errors.Is(err, cluster.ErrNodeNotFound) {
 				return nil // never joined, or purged already
@@ -290,17 +292,26 @@ func (c *clusterOps) steps(n inventory.Node) []step {
 		}})
 	}
 	if c.Vault != nil {
-		out = append(out, step{"vault: worker key deleted", func(ctx context.Context) error { return c.Vault.DeleteWorkerKey(ctx, n.Hostname) }})
+		out = append(out, step{"delete worker key", "vault: worker key deleted", func(ctx context.Context) error { return c.Vault.DeleteWorkerKey(ctx, n.Hostname) }})
 		if n.VaultAccessor != "" {
-			out = append(out, step{"vault: node token revoked", func(ctx context.Context) error { return c.Vault.Revoke(ctx, n.VaultAccessor) }})
+			out = append(out, step{"revoke token", "vault: node token revoked", func(ctx context.Context) error { return c.Vault.Revoke(ctx, n.VaultAccessor) }})
 		}
 	}
 	if c.router != nil {
 		// The router's view already leaves retiring nodes out.
-		out = append(out, step{"router: records removed", func(ctx context.Context) error { _, _, err := c.router.Apply(ctx, false); return err }})
+		out = append(out, step{"remove router records", "router: records removed", func(ctx context.Context) error { _, _, err := c.router.Apply(ctx, false); return err }})
 	}
 	if c.Nomad != nil {
-		out = append(out, step{"nomad: node purged", func(ctx context.Context) error { return c.Nomad.Purge(ctx, n.Hostname) }})
+		out = append(out, step{"purge", "nomad: node purged", func(ctx context.Context) error { return c.Nomad.Purge(ctx, n.Hostname) }})
+	}
+	return out
+}
+
+// retireSteps is what retire says is pending for a node: its steps' names.
+func (c *clusterOps) retireSteps(n inventory.Node) []string {
+	var out []string
+	for _, s := range c.steps(n) {
+		out = append(out, s.todo)
 	}
 	return out
 }
@@ -311,14 +322,14 @@ func (c *clusterOps) teardown(ctx context.Context, n inventory.Node) {
 		for {
 			err := s.run(ctx)
 			if err == nil {
-				c.inv.Note(ctx, n.MAC, "retire: "+s.name, "bootstrapd")
+				c.inv.StepDone(ctx, n.MAC, s.todo, "retire: "+s.done, "bootstrapd")
 				break
 			}
 			if ctx.Err() != nil {
 				return
 			}
-			c.log.Warn("retire step failed; retrying", "node", n.Hostname, "step", s.name, "err", err, "retry_in", backoff)
-			c.inv.Note(ctx, n.MAC, fmt.Sprintf("retire: %s failed, retrying in %v: %v", s.name, backoff, err), "bootstrapd")
+			c.log.Warn("retire step failed; retrying", "node", n.Hostname, "step", s.done, "err", err, "retry_in", backoff)
+			c.inv.Note(ctx, n.MAC, fmt.Sprintf("retire: %s failed, retrying in %v: %v", s.done, backoff, err), "bootstrapd")
 			select {
 			case <-ctx.Done():
 				return

@@ -112,8 +112,11 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	if clus.Vault != nil || clus.Nomad != nil {
 		nodes.Join.Cluster = ops
 	}
-	// With anything to undo on retire, retire waits for the teardown.
-	inv.HoldRetire = clus.Vault != nil || clus.Nomad != nil || router != nil
+	// With anything to undo on retire, retire waits for the teardown and
+	// says which steps are pending.
+	if clus.Vault != nil || clus.Nomad != nil || router != nil {
+		inv.RetireSteps = ops.retireSteps
+	}
 
 	ls, err := openListeners(site, server)
 	if err != nil {
@@ -142,7 +145,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	if clus.Nomad != nil {
 		g.Go(func() error { return ops.watch(ctx) })
 	}
-	if inv.HoldRetire {
+	if inv.RetireSteps != nil {
 		g.Go(func() error { return ops.retirer(ctx) })
 	}
 	g.Go(func() error { return tftp.Serve(ctx, ls.tftp) })

@@ -61,9 +61,11 @@ type Inventory struct {
 	// has just left (for the state-duration metric). It runs under the
 	// inventory's lock and must be quick.
 	OnMove func(from, to State, spent time.Duration)
-	// HoldRetire makes Retire stop at retiring: the caller tears the node
-	// down (drain, revoke, delete keys) and then calls FinishRetire.
-	HoldRetire bool
+	// RetireSteps, when set, makes Retire stop at retiring with the steps
+	// it names for the node pending on it: the caller tears the node down
+	// (drain, revoke, delete keys), marks each step with StepDone, and
+	// then calls FinishRetire.
+	RetireSteps func(Node) []string
 	// Limits bound what the network can make the inventory keep; Open
 	// sets the defaults.
 	Limits Limits
@@ -301,6 +303,12 @@ func (inv *Inventory) freeHostname() string {
 
 // Move makes a checked transition and records it.
 func (inv *Inventory) Move(ctx context.Context, mac string, to State, cause, actor string) (Node, error) {
+	return inv.moveWith(ctx, mac, to, cause, actor, nil)
+}
+
+// moveWith is Move that also changes the node with also (when not nil) in
+// the same write.
+func (inv *Inventory) moveWith(ctx context.Context, mac string, to State, cause, actor string, also func(*Node)) (Node, error) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	n := inv.nodes[mac]
@@ -310,6 +318,9 @@ func (inv *Inventory) Move(ctx context.Context, mac string, to State, cause, act
 	next := n.clone()
 	if err := next.move(inv.now(), to, cause, actor); err != nil {
 		return Node{}, err
+	}
+	if also != nil {
+		also(&next)
 	}
 	if err := inv.save(&next); err != nil {
 		return Node{}, err
@@ -325,6 +336,7 @@ func (n *Node) move(now time.Time, to State, cause, actor string) error {
 	n.History = append(n.History, Event{At: now, From: n.State, To: to, Cause: cause, Actor: actor})
 	n.State = to
 	n.Deadline = time.Time{}
+	n.Pending = nil // steps belong to one retirement
 	if to == Failed {
 		n.Reason = cause
 	}
@@ -438,5 +450,6 @@ func (n *Node) clone() Node {
 	c.History = slices.Clone(n.History)
 	c.TokenHash = slices.Clone(n.TokenHash)
 	c.Labels = maps.Clone(n.Labels)
+	c.Pending = slices.Clone(n.Pending)
 	return c
 }

@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -61,10 +62,11 @@ func checkBootMethod(m string) error {
 	return fmt.Errorf("boot method %q is not one of exit, sanboot, none", m)
 }
 
-// Retire takes a node out of service. There is nothing outside bootstrapd
-// to undo yet (router records and cluster membership come later), so
-// retiring completes at once; the node keeps its record and history, and
-// its hostname and address are free for another node.
+// Retire takes a node out of service. Without RetireSteps there is
+// nothing outside bootstrapd to undo, so retiring completes at once; the
+// node keeps its record and history, and its hostname and address are free
+// for another node. With RetireSteps the node stays retiring, its steps
+// pending, until the caller has torn it down and calls FinishRetire.
 func (inv *Inventory) Retire(ctx context.Context, ref, actor string) (Node, error) {
 	n, err := inv.Find(ref)
 	if err != nil {
@@ -77,14 +79,28 @@ func (inv *Inventory) Retire(ctx context.Context, ref, actor string) (Node, erro
 		return Node{}, fmt.Errorf("%w: %s was never enrolled; there is nothing to retire", ErrConflict, n.MAC)
 	}
 	if n.State != Retiring {
-		if _, err := inv.Move(ctx, n.MAC, Retiring, "retire requested", actor); err != nil {
+		var steps []string
+		if inv.RetireSteps != nil {
+			steps = inv.RetireSteps(n)
+		}
+		set := func(next *Node) { next.Pending = steps }
+		if n, err = inv.moveWith(ctx, n.MAC, Retiring, "retire requested", actor, set); err != nil {
 			return Node{}, err
 		}
 	}
-	if inv.HoldRetire {
-		return inv.Find(n.MAC)
+	if inv.RetireSteps != nil {
+		return n, nil
 	}
 	return inv.FinishRetire(ctx, n.MAC, actor)
+}
+
+// StepDone records that a retiring node's teardown step is done: cause
+// goes into its history and the step leaves its pending list. A step that
+// is not pending (run again after a restart) is only recorded.
+func (inv *Inventory) StepDone(ctx context.Context, mac, step, cause, actor string) error {
+	return inv.noteWith(mac, cause, actor, func(n *Node) {
+		n.Pending = slices.DeleteFunc(n.Pending, func(s string) bool { return s == step })
+	})
 }
 
 // FinishRetire moves a retiring node to retired, freeing its hostname and
@@ -131,6 +147,12 @@ func (n *Node) entered() time.Time {
 // Note records an event on a node without moving it: a step of its
 // teardown, or why a step must be retried.
 func (inv *Inventory) Note(ctx context.Context, mac, cause, actor string) error {
+	return inv.noteWith(mac, cause, actor, nil)
+}
+
+// noteWith is Note that also changes the node with also (when not nil) in
+// the same write.
+func (inv *Inventory) noteWith(mac, cause, actor string, also func(*Node)) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	cur := inv.nodes[mac]
@@ -139,5 +161,8 @@ func (inv *Inventory) Note(ctx context.Context, mac, cause, actor string) error 
 	}
 	next := cur.clone()
 	next.History = append(next.History, Event{At: inv.now(), Cause: cause, Actor: actor})
+	if also != nil {
+		also(&next)
+	}
 	return inv.save(&next)
 }

@@ -150,3 +150,45 @@ func TestRetireAndReinstall(t *testing.T) {
 		t.Errorf("retire a discovered node: %v", err)
 	}
 }
+
+// TestRetireSteps: with RetireSteps, retire stops at retiring with the
+// steps pending on the node (kept across a restart); each StepDone takes
+// one off and records it; a second retire changes nothing; FinishRetire
+// retires it with nothing left pending.
+func TestRetireSteps(t *testing.T) {
+	ti := newTestInv(t, testPool)
+	mac := "52:54:00:00:00:01"
+	ti.enroll(t, EnrollRequest{MAC: mac, Hostname: "n7"})
+	steps := func(Node) []string { return []string{"drain", "revoke token", "purge"} }
+	ti.RetireSteps = steps
+	n, err := ti.Retire(ctx, "n7", "cli")
+	if err != nil || n.State != Retiring || strings.Join(n.Pending, ",") != "drain,revoke token,purge" {
+		t.Fatalf("retire: %s pending %q, %v", n.State, n.Pending, err)
+	}
+	for _, c := range []struct {
+		step, left string
+	}{
+		{"drain", "revoke token,purge"},
+		{"drain", "revoke token,purge"}, // run again after a restart: recorded only
+		{"purge", "revoke token"},
+	} {
+		if err := ti.StepDone(ctx, mac, c.step, "retire: "+c.step+" done", "bootstrapd"); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(ti.mustNode(t, mac).Pending, ","); got != c.left {
+			t.Errorf("after %s: pending %q, want %q", c.step, got, c.left)
+		}
+	}
+	ti = ti.reopen(t, testPool)
+	ti.RetireSteps = steps
+	if n, err := ti.Retire(ctx, mac, "cli"); err != nil || n.State != Retiring || strings.Join(n.Pending, ",") != "revoke token" {
+		t.Errorf("retire again after a restart: %s pending %q, %v", n.State, n.Pending, err)
+	}
+	if h := ti.mustNode(t, mac).History; h[len(h)-1].Cause != "retire: purge done" {
+		t.Errorf("last event %+v", h[len(h)-1])
+	}
+	n, err = ti.FinishRetire(ctx, mac, "bootstrapd")
+	if err != nil || n.State != Retired || n.Pending != nil {
+		t.Errorf("finish: %s pending %q, %v", n.State, n.Pending, err)
+	}
+}

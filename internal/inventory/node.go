@@ -88,6 +88,10 @@ type Node struct {
 	// second join claim, its token from another address, a script fetched
 	// after its bundle was out. Reinstall clears it.
 	Alert string `json:"alert,omitempty"`
+	// Pending are the teardown steps a retiring node still waits for
+	// ("drain", "revoke token", ...), so that retire can say what is left
+	// rather than claim it is done; each goes when it is done.
+	Pending []string `json:"pending,omitempty"`
 }
 
 // Event is one recorded transition or report.
