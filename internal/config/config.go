@@ -155,6 +155,20 @@ func Load(path string) (*Site, error) {
 // Parse is Load for a file already in memory; path is used in messages and to
 // resolve relative directories.
 func Parse(path string, src []byte) (*Site, error) {
+	s, err := decode(path, src)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// decode parses a site file and applies its defaults, without validating
+// it: Parse checks all of it, LoadBootstrap only what the router's
+// bootstrap script needs.
+func decode(path string, src []byte) (*Site, error) {
 	f, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos)
 	if diags.HasErrors() {
 		return nil, diagError(path, diags)
@@ -169,9 +183,6 @@ func Parse(path string, src []byte) (*Site, error) {
 		return nil, err
 	}
 	if err := s.defaults(dir); err != nil {
-		return nil, err
-	}
-	if err := s.validate(); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -50,6 +51,10 @@ type Router struct {
 	APIAddr     netip.Addr // the host part of API
 	APIFromCIDR []netip.Prefix
 	password    string
+	// unpinned lets the block go without fingerprint or ca_file: only
+	// LoadBootstrap sets it, since the certificate they pin does not exist
+	// until the bootstrap script has made it.
+	unpinned bool
 }
 
 // RouterBootstrap is what `router bootstrap-script` sets up on a fresh
@@ -104,6 +109,32 @@ func (s *Site) routerDefaults(dir string) {
 	}
 }
 
+// LoadBootstrap loads what `router bootstrap-script` needs from a site:
+// the router block with its bootstrap block, user and password, the dhcp
+// block (the router's address) and server_address. A fresh router has no
+// certificate yet, so the block need not pin one; and nothing else in the
+// site (netboot files, Vault, Nomad) is looked at, since the script is the
+// first thing an operator runs, before any of that exists.
+func LoadBootstrap(path string) (*Site, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read site config: %w", err)
+	}
+	s, err := decode(path, src)
+	if err != nil {
+		return nil, err
+	}
+	if s.Router == nil || s.Router.Bootstrap == nil {
+		return nil, s.Errorf("router", "no router { bootstrap { ... } } block: the script needs the port your machine is cabled to "+
+			"and the addresses to use there (README: The router)")
+	}
+	s.Router.unpinned = true
+	if err := errors.Join(s.validateDHCP(), s.validateServer(), s.validateRouter()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // validateRouter checks the router block and reads its password.
 func (s *Site) validateRouter() error {
 	r := s.Router
@@ -133,9 +164,10 @@ func (s *Site) validateRouter() error {
 		if !r.RootCAs.AppendCertsFromPEM(pem) {
 			return s.Errorf("router.ca_file", "router ca_file %s holds no PEM certificate", r.CAFile)
 		}
-	case !r.Insecure:
-		return s.Errorf("router", "the router block needs fingerprint (pin the router's api-ssl certificate) or ca_file; "+
-			"plain api (8728), which sends the password in the clear, only with insecure = true")
+	case !r.Insecure && !r.unpinned:
+		return s.Errorf("router", "the router block needs fingerprint (the router's api-ssl certificate, pinned) or ca_file: "+
+			"once the router runs the script from `bootstrapd router bootstrap-script`, `bootstrapd router fingerprint -addr %s -write %s` writes it here; "+
+			"plain api (8728), which sends the password in the clear, only with insecure = true", r.API, s.Path)
 	}
 	r.TimeoutD = 10 * time.Second
 	if r.Timeout != "" {

@@ -74,3 +74,61 @@ func TestRouterBlock(t *testing.T) {
 		})
 	}
 }
+
+// bootstrapBlock is a router block body with no pin, as a site is before
+// its router has run the bootstrap script; the router block is at line 7.
+const bootstrapBlock = "  api = \"192.0.2.2:8729\"\n  interface = \"bridge\"\n  password_file = \"router-pw\"\n" +
+	"  bootstrap {\n    interface = \"ether1\"\n    address = \"192.0.2.2/30\"\n    operator = \"192.0.2.1\"\n  }\n"
+
+// TestLoadBootstrap: a site whose router block pins nothing yet loads for
+// the bootstrap script, and only for it: Load refuses it at the router
+// block's line and says how to pin. LoadBootstrap reads what the script
+// needs (password, bootstrap addresses) and nothing else (netboot files,
+// Vault), but still refuses a broken router block at its line.
+func TestLoadBootstrap(t *testing.T) {
+	cases := []struct {
+		name, site string
+		line       int
+		want       string // "" for success
+	}{
+		{"no pin yet", routerSite(bootstrapBlock), 0, ""},
+		{"no pin, no netboot files, a vault block", routerSite(bootstrapBlock) + "vault {\n  address = \"https://vault:8200\"\n  token_file = \"missing\"\n}\n", 0, ""},
+		{"no bootstrap block", routerSite("  api = \"192.0.2.2:8729\"\n  interface = \"bridge\"\n  password_file = \"router-pw\"\n"), 7, "no router { bootstrap { ... } } block"},
+		{"no router block", "interface = \"br0\"\ndhcp {\n  subnet = \"10.77.0.0/24\"\n}\n", 1, "no router { bootstrap"},
+		{"bad operator", routerSite(strings.Replace(bootstrapBlock, "192.0.2.1", "10.0.0.1", 1)), 14, "inside 192.0.2.0/30"},
+		{"no password", routerSite(strings.Replace(bootstrapBlock, "  password_file = \"router-pw\"\n", "", 1)), 7, RouterPasswordEnv},
+		{"bad server_address", "server_address = \"nope\"\n" + routerSite(bootstrapBlock), 1, "server_address"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(RouterPasswordEnv, "")
+			p := writeSite(t, c.site)
+			if strings.Contains(c.name, "no netboot") {
+				os.RemoveAll(filepath.Join(filepath.Dir(p), "netboot"))
+			}
+			if err := os.WriteFile(filepath.Join(filepath.Dir(p), "router-pw"), []byte(routerSecret+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := LoadBootstrap(p)
+			if c.want != "" {
+				if prefix := p + ":" + strconv.Itoa(c.line) + ":"; err == nil || !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("LoadBootstrap: %v, want %q... mentioning %q", err, prefix, c.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := s.Router.Bootstrap
+			if s.Router.Password() != routerSecret || b.AddressP.String() != "192.0.2.2/30" || b.OperatorA.String() != "192.0.2.1" {
+				t.Errorf("bootstrap %+v, password ok %v", b, s.Router.Password() == routerSecret)
+			}
+			// Every other command loads the whole site, which must pin the
+			// router: the error is at the block and names the command.
+			_, err = Load(p)
+			if prefix := p + ":7:"; err == nil || !strings.Contains(err.Error(), prefix) || !strings.Contains(err.Error(), "bootstrapd router fingerprint -addr 192.0.2.2:8729 -write "+p) {
+				t.Errorf("Load: %v, want %q... naming `bootstrapd router fingerprint`", err, prefix)
+			}
+		})
+	}
+}

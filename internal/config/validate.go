@@ -102,13 +102,7 @@ func (s *Site) validate() error {
 		}
 	}
 	add(s.validateDHCP())
-	if s.ServerAddress != "" {
-		a, err := netip.ParseAddr(s.ServerAddress)
-		if err != nil || !a.Is4() {
-			add(s.Errorf("server_address", "server_address %q is not an IPv4 address", s.ServerAddress))
-		}
-		s.Server = a
-	}
+	add(s.validateServer())
 	if b := s.TFTP.BlockSize; b < 512 || b > 65464 {
 		add(s.Errorf("tftp.blksize", "tftp blksize %d is outside 512..65464 (RFC 2348); 1468 fits a 1500-byte MTU", b))
 	}
@@ -119,6 +113,19 @@ func (s *Site) validate() error {
 	add(s.validateCluster())
 	add(s.validateDiscovery())
 	return errors.Join(errs...)
+}
+
+// validateServer parses server_address, when set, into Server.
+func (s *Site) validateServer() error {
+	if s.ServerAddress == "" {
+		return nil
+	}
+	a, err := netip.ParseAddr(s.ServerAddress)
+	if err != nil || !a.Is4() {
+		return s.Errorf("server_address", "server_address %q is not an IPv4 address", s.ServerAddress)
+	}
+	s.Server = a
+	return nil
 }
 
 // validateAPI checks the TCP admin listener and reads its token. The socket
