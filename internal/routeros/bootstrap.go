@@ -6,6 +6,10 @@ import (
 	"strings"
 )
 
+// CertificateName is the certificate the bootstrap script makes for
+// api-ssl, in the router's /certificate.
+const CertificateName = "bootstrapd-api"
+
 // ScriptParams is what the bootstrap script needs.
 type ScriptParams struct {
 	Bootstrap Bootstrap
@@ -53,17 +57,29 @@ func BootstrapScript(p ScriptParams) string {
 	if p.TLS {
 		service = "api-ssl"
 		sans := "IP:" + p.Bootstrap.Address.Addr().String()
-		line("/certificate add name=bootstrapd-api common-name=%s subject-alt-name=%s key-size=2048 days-valid=3650",
-			p.Bootstrap.Address.Addr(), sans)
-		line("/certificate sign bootstrapd-api")
-		line("/ip service set api-ssl certificate=bootstrapd-api")
+		line("/certificate add name=%s common-name=%s subject-alt-name=%s key-size=2048 days-valid=3650",
+			CertificateName, p.Bootstrap.Address.Addr(), sans)
+		line("/certificate sign %s", CertificateName)
+		// The signed certificate has a fingerprint (the SHA-256 of its DER
+		// bytes, in hex: what bootstrapd pins); wait for it, since
+		// generating the key can take a while on a small router [I].
+		line(":local fp \"\"")
+		line(":local j 0")
+		line(":while ([:len $fp] = 0 && $j < 60) do={ :do { :set fp [/certificate get %s fingerprint] } on-error={}; :if ([:len $fp] = 0) do={ :delay 1s; :set j ($j + 1) } }", CertificateName)
+		line("/ip service set api-ssl certificate=%s", CertificateName)
 		line("/ip service set api disabled=yes")
 	}
 	// 7.24 renamed the service's address to available-from.
 	line(":do { /ip service set %s disabled=no available-from=%s } on-error={ /ip service set %s disabled=no address=%s }",
 		service, allowed, service, allowed)
 	if p.TLS {
-		line(":put (\"bootstrapd: pin this in the site's router block: fingerprint = \" . [/certificate get bootstrapd-api fingerprint])")
+		// Printed for the terminal and logged for netinstall, where nobody
+		// sees the output: the operator compares it with what `bootstrapd
+		// router fingerprint` reads over the network before pinning it.
+		line("# Compare this with `bootstrapd router fingerprint -addr %s`; `/certificate print detail where name=%s` shows it again.",
+			netip.AddrPortFrom(p.Bootstrap.Address.Addr(), 8729), CertificateName)
+		line(":put (\"bootstrapd: api-ssl certificate fingerprint \" . $fp)")
+		line(":log info (\"bootstrapd: api-ssl certificate fingerprint \" . $fp)")
 	}
 	return b.String()
 }

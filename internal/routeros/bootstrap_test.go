@@ -3,8 +3,10 @@ package routeros
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bootstrapd/bootstrapd/internal/routeros/routerostest"
 )
@@ -94,6 +96,58 @@ func TestBootstrapScript(t *testing.T) {
 	}
 	if strings.Count(script, "reset-configuration") != 1 {
 		t.Error("the password was split")
+	}
+}
+
+// TestBootstrapScriptOnRouter runs the script in a factory-fresh test
+// router's terminal, on a release before and after 7.24's rename of the
+// service's address: bootstrapd's user then logs in over api-ssl with the
+// (hostile) password as written in the site, from an allowed address, in a
+// group that may use the API and little else; plain api is off. What the
+// stand-in cannot run (the certificate, the wait for its fingerprint, the
+// printout) is only RouterOS scripting and /certificate.
+func TestBootstrapScriptOnRouter(t *testing.T) {
+	hostile := "pa\"ss $(reboot) \\ ;\n/system reset-configuration ?"
+	for _, version := range []string{"7.19", "7.24"} {
+		t.Run(version, func(t *testing.T) {
+			r := routerostest.New(routerostest.Options{Version: version})
+			script := BootstrapScript(ScriptParams{Bootstrap: bootstrapSite(), Marker: marker, User: "bootstrapd", Password: hostile,
+				AllowFrom: []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("127.0.0.1")}, TLS: true})
+			skipped, err := r.Terminal(script)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, script)
+			}
+			for _, l := range skipped {
+				if !strings.HasPrefix(l, ":") && !strings.HasPrefix(l, "/certificate ") {
+					t.Errorf("skipped a command: %s", l)
+				}
+			}
+			if !slices.ContainsFunc(skipped, func(l string) bool { return strings.Contains(l, ":put") && strings.Contains(l, "fingerprint") }) {
+				t.Errorf("the script prints no fingerprint:\n%s", script)
+			}
+			c := NewConn(Dialer{Address: r.ListenTLS(t), User: "bootstrapd", Password: hostile, Fingerprint: r.Fingerprint(), Timeout: 5 * time.Second})
+			defer c.Close()
+			got, err := c.Version(context.Background())
+			if err != nil || !strings.HasPrefix(got, version) {
+				t.Fatalf("log in as the script's user: %q %v", got, err)
+			}
+			services := map[string]map[string]string{}
+			for _, row := range r.Rows("/ip/service") {
+				if row["dynamic"] != "true" {
+					services[row["name"]] = row
+				}
+			}
+			ssl := services["api-ssl"]
+			if services["api"]["disabled"] != "true" || ssl["disabled"] != "false" || ssl["certificate"] != CertificateName ||
+				ssl["address"]+ssl["available-from"] != "192.0.2.1/32,127.0.0.1/32" {
+				t.Errorf("services: api %v, api-ssl %v", services["api"], ssl)
+			}
+			for _, g := range r.Rows("/user/group") {
+				if g["name"] == "bootstrapd" && (!strings.Contains(g["policy"], "api") || !strings.Contains(g["policy"], "!ssh")) {
+					t.Errorf("group policy %q", g["policy"])
+				}
+			}
+		})
 	}
 }
 
