@@ -114,15 +114,13 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	if req.Profile == "" {
 		req.Profile = s.DefaultProfile
 	}
-	if req.Profile != "" {
-		p := s.Profiles[req.Profile]
-		if p == nil {
-			reply(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("no profile named %q (see `bootstrapd profiles`)", req.Profile)})
-			return
-		}
-		if req.BootMethod == "" {
-			req.BootMethod = p.LocalBoot
-		}
+	p, err := s.profile(req.Profile)
+	if err != nil {
+		reply(w, http.StatusBadRequest, Error{Error: err.Error()})
+		return
+	}
+	if req.BootMethod == "" {
+		req.BootMethod = p.LocalBoot
 	}
 	n, err := s.Inv.Enroll(r.Context(), inventory.EnrollRequest{
 		MAC: req.MAC, Hostname: req.Hostname, IP: ip, Profile: req.Profile, BootMethod: req.BootMethod, Labels: req.Labels, Actor: "api",

@@ -153,7 +153,7 @@ func TestReservationModeAnswersOnlyEnrolled(t *testing.T) {
 	dir := t.TempDir()
 	writeSite(t, lab, dir, `  mode = "reservation"
   subnet = "10.91.0.0/24"
-  domain = "lab.test"`, "")
+  domain = "lab.test"`, stubProfile(t, dir))
 	d := startDaemon(t, lab, dir)
 	host := lab.AddHost(t, "")
 	script := filepath.Join(dir, "udhcpc.sh")

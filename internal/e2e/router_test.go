@@ -32,7 +32,8 @@ func TestRouterFollowsNodes(t *testing.T) {
 	writeSite(t, lab, dir, `  mode   = "reservation"
   subnet = "10.89.0.0/24"
   router = "10.89.0.254"
-  domain = "lab.test"`, `router {
+  domain = "lab.test"`, stubProfile(t, dir)+`
+router {
   api           = "`+addr+`"
   fingerprint   = "`+rt.Fingerprint()+`"
   password_file = "router-pw"
@@ -106,4 +107,18 @@ func TestRouterFollowsNodes(t *testing.T) {
 	if !strings.Contains(d.log.String(), "router sync failed; retrying") {
 		t.Error("the failed sync while the router hung was not logged")
 	}
+}
+
+// stubProfile puts a profile in dir's profiles directory and returns the
+// default_profile line naming it, for a test that enrolls nodes only for
+// their addresses and records: every node is enrolled with a profile.
+func stubProfile(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "profiles"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "profiles", "stub.hcl"), []byte("profile \"stub\" {\n  kernel = \"stub/vmlinuz\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return `default_profile = "stub"`
 }
