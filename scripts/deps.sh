@@ -15,6 +15,7 @@ set -euo pipefail
 # gcc libc6-dev                    cgo, for Nomad's build (scripts/clusterbins.sh)
 # procps bsdextrautils             pgrep (the demo test), column (the demo's summary)
 # the lint of shell scripts:       shellcheck
+# chromium                         the headless browser the status page's test (TestUI) drives
 # The Void stand-in (scripts/standin-void.sh) copies Debian's binaries into its installer and packages:
 # fdisk dosfstools                 sfdisk and mkfs.vfat in the installer (GPT/dos labels, the ESP)
 # runit                            runit as PID 1, runsvdir, sv, ... in base-system
@@ -22,7 +23,7 @@ set -euo pipefail
 # extlinux syslinux-common         the BIOS boot loader stand-in (package grub)
 # systemd-boot-efi efibootmgr      the EFI boot loader stand-in (grub-x86_64-efi) and its NVRAM entry
 packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod e2fsprogs udhcpc isc-dhcp-client
-	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 gcc libc6-dev procps bsdextrautils shellcheck
+	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq iproute2 gcc libc6-dev procps bsdextrautils shellcheck chromium
 	fdisk dosfstools runit dropbear-bin extlinux syslinux-common systemd-boot-efi efibootmgr)
 
 missing=()

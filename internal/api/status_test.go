@@ -3,14 +3,13 @@ package api
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,17 +83,12 @@ func statusSite(t *testing.T) (string, string, string, *lockedBuffer) {
 	s.Health = func(context.Context) []HealthCheck {
 		return []HealthCheck{{Name: "router", OK: true, Detail: "RouterOS 7.19"}}
 	}
-	conf, _, err := routerostest.SelfSigned()
+	ca, key := routerostest.CertFiles(t, t.TempDir(), "api")
+	pair, err := tls.LoadX509KeyPair(ca, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, _, err := routerostest.PEM(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(ca, certPEM, 0o644)
-
+	conf := &tls.Config{Certificates: []tls.Certificate{pair}}
 	base, sock := listenBoth(t, s, conf)
 	return base, sock, ca, logs
 }

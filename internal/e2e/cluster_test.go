@@ -248,10 +248,10 @@ func nodeJSON(t *testing.T, d *daemon, ref string) inventory.Node {
 
 func nodeState(t *testing.T, d *daemon, ref string) inventory.State { return nodeJSON(t, d, ref).State }
 
-// clusterSite lays out a loopback-only site (dhcp off) with one worker
-// profile and the given Vault; it returns the directory and the node HTTP
-// address. addNomad adds the nomad block.
-func clusterSite(t *testing.T, vaultAddr, vaultToken string) (string, string) {
+// workerSiteDir is a directory for a loopback-only site: a netboot
+// directory with Debian's iPXE binaries and a stand-in kernel, and the
+// worker profile.
+func workerSiteDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	nb := filepath.Join(dir, "netboot")
@@ -262,6 +262,15 @@ func clusterSite(t *testing.T, vaultAddr, vaultToken string) (string, string) {
 	}
 	os.WriteFile(filepath.Join(nb, "vmlinuz"), []byte("not a kernel"), 0o644)
 	os.WriteFile(filepath.Join(dir, "profiles", "worker.hcl"), []byte(workerProfile), 0o644)
+	return dir
+}
+
+// clusterSite lays out a loopback-only site (dhcp off) with one worker
+// profile and the given Vault; it returns the directory and the node HTTP
+// address. addNomad adds the nomad block.
+func clusterSite(t *testing.T, vaultAddr, vaultToken string) (string, string) {
+	t.Helper()
+	dir := workerSiteDir(t)
 	os.WriteFile(filepath.Join(dir, "vault-token"), []byte(vaultToken), 0o600)
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	site := fmt.Sprintf(`interface       = "lo"

@@ -13,6 +13,9 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
+	"testing"
 	"time"
 )
 
@@ -73,6 +76,30 @@ func PEM(conf *tls.Config) (cert, key []byte, err error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// CertFiles writes a new SelfSigned certificate and its key into dir as
+// NAME.crt (mode 0644) and NAME.key (0600), for tests that configure TLS
+// by file, and returns their paths. The certificate is its own CA, so the
+// .crt file is also what a client trusts.
+func CertFiles(t testing.TB, dir, name string) (cert, key string) {
+	t.Helper()
+	conf, _, err := SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, k, err := PEM(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(cert, c, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, k, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
 }
 
 // leaf returns the first certificate of a test-supplied config, if any.

@@ -137,6 +137,7 @@
     const s = el("span", { class: `state s-${n.state}` }, n.state);
     const out = [s];
     if (n.reason) out.push(" ", el("span", { class: "reason" }, n.reason));
+    if (n.pending && n.pending.length) out.push(" ", el("span", { class: "pending" }, "pending: " + n.pending.join(", ")));
     if (n.alert) out.push(" ", el("strong", { class: "alert", title: n.alert }, "! " + n.alert));
     return out;
   }
@@ -154,7 +155,7 @@
       const btn = el("button", { type: "button", class: "node", "aria-controls": "history", "aria-expanded": "false" });
       btn.addEventListener("click", () => showHistory(n.mac));
       tr.append(el("th", { scope: "row" }, btn));
-      for (const c of ["mac", "ip", "state", "profile", "since", "last"]) {
+      for (const c of ["mac", "ip", "lifecycle", "profile", "since", "last"]) {
         tr.append(el("td", { class: c }));
       }
     }
@@ -163,7 +164,7 @@
     btn.setAttribute("aria-expanded", String(selected === n.mac));
     tr.querySelector(".mac").textContent = n.mac;
     tr.querySelector(".ip").textContent = n.ip || "–";
-    tr.querySelector(".state").replaceChildren(...stateBadge(n));
+    tr.querySelector(".lifecycle").replaceChildren(...stateBadge(n));
     tr.querySelector(".profile").textContent = n.profile || "–";
     tr.dataset.since = String(lastChange(n).getTime());
     tr.dataset.state = n.state;
@@ -254,7 +255,7 @@
     $("#health tbody").replaceChildren(...rows);
     const at = new Date(rep.checked_at).toLocaleTimeString();
     $("#health-note").textContent = rows.length
-      ? `Checked ${at}, as \`bootstrapd doctor\` checks them.`
+      ? `Checked at ${at}, as bootstrapd doctor checks them.`
       : "The site has no router, Vault or Nomad block: nothing to check.";
   }
 
