@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
@@ -63,6 +64,9 @@ type Server struct {
 	// and the status page; nil has none to run.
 	Health      func(context.Context) []HealthCheck
 	healthCache healthCache
+
+	endOnce, closeOnce sync.Once
+	ended              chan struct{} // closed by EndStreams; made on first use under endOnce
 }
 
 // maxBody bounds request bodies: the API takes small JSON documents only.

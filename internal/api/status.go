@@ -190,10 +190,26 @@ func (s *Server) eventSource(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// EndStreams ends every event stream being followed, and those started
+// after: the daemon calls it when it stops (http.Server.RegisterOnShutdown),
+// since a browser's stream never ends by itself and would hold the stop
+// for its whole grace period.
+// Both admin listeners call it; the first call ends them all.
+func (s *Server) EndStreams() {
+	ch := s.endCh()
+	s.closeOnce.Do(func() { close(ch) })
+}
+
+func (s *Server) endCh() chan struct{} {
+	s.endOnce.Do(func() { s.ended = make(chan struct{}) })
+	return s.ended
+}
+
 // follow calls emit for every event after since, then flush, then waits
 // for more until ctx ends; a tick from keep calls flush(true) so an idle
 // stream can say it is alive. An error from either ends it.
 func (s *Server) follow(ctx context.Context, since uint64, keep <-chan time.Time, emit func(inventory.LogEvent) error, flush func(idle bool) error) {
+	ended := s.endCh()
 	for {
 		evs, more, err := s.Inv.Events(since)
 		if err != nil {
@@ -218,6 +234,8 @@ func (s *Server) follow(ctx context.Context, since uint64, keep <-chan time.Time
 					return
 				}
 			case <-ctx.Done():
+				return
+			case <-ended:
 				return
 			}
 		}

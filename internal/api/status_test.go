@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -334,5 +335,24 @@ func TestEventSource(t *testing.T) {
 	resp, err := http.Get(srv.URL + "?since=x")
 	if err != nil || resp.StatusCode != 400 {
 		t.Errorf("since=x: %v %v", resp.StatusCode, err)
+	}
+
+	// A stopping daemon ends the streams it is following.
+	resp, err = http.Get(srv.URL + fmt.Sprintf("?since=%d", inv.LastSeq()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan error, 1)
+	go func() { _, err := io.ReadAll(resp.Body); ended <- err }()
+	s.EndStreams()
+	s.EndStreams() // both admin listeners call it
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Errorf("the ended stream: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("EndStreams did not end an open stream")
 	}
 }

@@ -150,13 +150,9 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	}
 	g.Go(func() error { return tftp.Serve(ctx, ls.tftp) })
 	g.Go(func() error { return serveHTTP(ctx, pxe.LimitListener(ls.http), pxe.NodeServer(mux)) })
-	g.Go(func() error {
-		return serveHTTP(ctx, ls.api, &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 10 * time.Second})
-	})
+	g.Go(func() error { return serveHTTP(ctx, ls.api, adminServer(admin, admin.Handler())) })
 	if ls.apiTCP != nil {
-		g.Go(func() error {
-			return serveHTTP(ctx, ls.apiTCP, &http.Server{Handler: admin.TCPHandler(site.API.Token()), ReadHeaderTimeout: 10 * time.Second})
-		})
+		g.Go(func() error { return serveHTTP(ctx, ls.apiTCP, adminServer(admin, admin.TCPHandler(site.API.Token()))) })
 		log.Info("admin API on TCP, token required", "addr", ls.apiTCP.Addr().String(), "tls", site.API.Certificate() != nil)
 	}
 
@@ -199,6 +195,14 @@ func wait(ctx context.Context, g *errgroup.Group, log *slog.Logger) error {
 		}
 		return nil
 	}
+}
+
+// adminServer serves the admin API. Event streams (`events -f`, the status
+// page) end when it stops rather than holding the stop for stopGrace.
+func adminServer(admin *api.Server, h http.Handler) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(admin.EndStreams)
+	return srv
 }
 
 func serveHTTP(ctx context.Context, l net.Listener, srv *http.Server) error {
