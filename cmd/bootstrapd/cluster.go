@@ -14,28 +14,10 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/daemon"
 )
 
-const clusterUsage = "usage: bootstrapd cluster init [-config site.hcl] | server-token [-config site.hcl] FILE"
-
-// cmdCluster: `cluster init` sets up what bootstrapd needs in Vault and
-// Nomad; `cluster server-token` mints the Nomad servers' Vault token for
-// the token integration. Both run where the site's tokens are (the
-// daemon's host), not over the admin API: those tokens are more powerful
-// than the API's.
-func cmdCluster(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usageError{clusterUsage}
-	}
-	switch args[0] {
-	case "init":
-		return clusterInit(ctx, e, args[1:])
-	case "server-token":
-		return clusterServerToken(ctx, e, args[1:])
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintln(e.stdout, clusterUsage)
-		return nil
-	}
-	return usageError{clusterUsage}
-}
+// cluster init sets up what bootstrapd needs in Vault and Nomad; cluster
+// server-token mints the Nomad servers' Vault token for the token
+// integration. Both run where the site's tokens are (the daemon's host),
+// not over the admin API: those tokens are more powerful than the API's.
 
 func loadCluster(e *env, cfg string) (*config.Site, daemon.Cluster, error) {
 	site, err := config.Load(cfg)
@@ -46,18 +28,18 @@ func loadCluster(e *env, cfg string) (*config.Site, daemon.Cluster, error) {
 	return site, c, err
 }
 
-func clusterInit(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("cluster init", flag.ContinueOnError)
-	cfg := fs.String("config", "site.hcl", "site config file (its vault and nomad blocks)")
-	if _, err := parse(fs, e, args); err != nil {
-		return err
-	}
-	site, c, err := loadCluster(e, *cfg)
+func clusterInitCmd(fs *flag.FlagSet, e *env) action {
+	cfg := configFlag(fs, "site config file (its vault and nomad blocks)")
+	return func(ctx context.Context, _ []string) error { return clusterInit(ctx, e, *cfg) }
+}
+
+func clusterInit(ctx context.Context, e *env, cfg string) error {
+	site, c, err := loadCluster(e, cfg)
 	if err != nil {
 		return err
 	}
 	if c.Vault == nil && c.Nomad == nil {
-		return fmt.Errorf("%s has no vault block and no nomad address: nothing to set up", *cfg)
+		return fmt.Errorf("%s has no vault block and no nomad address: nothing to set up", cfg)
 	}
 	var arr cluster.Arrangement
 	if site.Nomad != nil {
@@ -112,31 +94,26 @@ func clusterInit(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+func clusterServerTokenCmd(fs *flag.FlagSet, e *env) action {
+	cfg := configFlag(fs, "site config file (its vault block)")
+	return func(ctx context.Context, args []string) error { return clusterServerToken(ctx, e, *cfg, args[0]) }
+}
+
 // clusterServerToken sets up the Vault side of the token integration and
 // mints the servers' token into a new 0600 file: never to stdout, where it
 // would end up in a terminal's scrollback or a CI log.
-func clusterServerToken(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("cluster server-token", flag.ContinueOnError)
-	cfg := fs.String("config", "site.hcl", "site config file (its vault block)")
-	pos, err := parse(fs, e, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError{"usage: bootstrapd cluster server-token [-config site.hcl] FILE (the token goes to FILE, created 0600; it is never printed)"}
-	}
-	out := &pos[0]
-	_, c, err := loadCluster(e, *cfg)
+func clusterServerToken(ctx context.Context, e *env, cfg, file string) error {
+	_, c, err := loadCluster(e, cfg)
 	if err != nil {
 		return err
 	}
 	if c.Vault == nil {
-		return fmt.Errorf("%s has no vault block: the servers' token comes from Vault", *cfg)
+		return fmt.Errorf("%s has no vault block: the servers' token comes from Vault", cfg)
 	}
 	// O_EXCL: a second run must not silently replace a token the servers use.
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("%s exists: the servers may be using that token; remove the file to mint another", *out)
+		return fmt.Errorf("%s exists: the servers may be using that token; remove the file to mint another", file)
 	}
 	if err != nil {
 		return err
@@ -144,7 +121,7 @@ func clusterServerToken(ctx context.Context, e *env, args []string) error {
 	ok := false
 	defer func() {
 		if !ok {
-			os.Remove(*out)
+			os.Remove(file)
 		}
 	}()
 	changes, err := c.Vault.InitTokenIntegration(ctx)
@@ -169,6 +146,6 @@ func clusterServerToken(ctx context.Context, e *env, args []string) error {
 	}
 	ok = true
 	fmt.Fprintf(e.stdout, "wrote the Nomad servers' Vault token to %s (accessor %s): give it to each server as VAULT_TOKEN, with vault { enabled = true, create_from_role = %q }\n",
-		*out, accessor, cluster.NomadClusterRole)
+		file, accessor, cluster.NomadClusterRole)
 	return nil
 }

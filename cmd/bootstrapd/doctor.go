@@ -8,25 +8,23 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/doctor"
 )
 
-// cmdDoctor runs the preflight checks and prints one line per check; it
+// doctorCmd runs the preflight checks and prints one line per check; it
 // fails (exit 1) when any check does, so it can gate a service start too.
-func cmdDoctor(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	cfg := fs.String("config", "site.hcl", "site config file")
+func doctorCmd(fs *flag.FlagSet, e *env) action {
+	cfg := configFlag(fs, "site config file")
 	asJSON := fs.Bool("json", false, "print JSON: {\"ok\": bool, \"checks\": [{name, ok, detail, fix}]}")
-	if _, err := parse(fs, e, args); err != nil {
-		return err
+	return func(ctx context.Context, _ []string) error {
+		results := doctor.Run(ctx, *cfg)
+		write := doctor.WriteText
+		if *asJSON {
+			write = doctor.WriteJSON
+		}
+		if err := write(e.stdout, results); err != nil {
+			return err
+		}
+		if n := doctor.Failed(results); n > 0 {
+			return fmt.Errorf("%d of %d checks failed", n, len(results))
+		}
+		return nil
 	}
-	results := doctor.Run(ctx, *cfg)
-	write := doctor.WriteText
-	if *asJSON {
-		write = doctor.WriteJSON
-	}
-	if err := write(e.stdout, results); err != nil {
-		return err
-	}
-	if n := doctor.Failed(results); n > 0 {
-		return fmt.Errorf("%d of %d checks failed", n, len(results))
-	}
-	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -13,76 +14,109 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 )
 
-func cmdRetire(ctx context.Context, e *env, args []string) error {
-	return nodeAction(ctx, e, "retire", args, (*api.Client).Retire, "retired %s (%s); its hostname and address are free\n")
+func retireCmd(fs *flag.FlagSet, e *env) action {
+	wait := fs.Bool("wait", false, "after asking, show the teardown until the node is retired")
+	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, args []string) error {
+		n, err := c.Retire(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if !asJSON {
+			fmt.Fprintln(e.stdout, retireText(n, *wait))
+		}
+		return settle(ctx, e, c, n, asJSON, *wait, inventory.Retired, "the retirement")
+	})
 }
 
-func cmdReinstall(ctx context.Context, e *env, args []string) error {
-	return nodeAction(ctx, e, "reinstall", args, (*api.Client).Reinstall, "%s (%s) reinstalls on its next PXE boot\n")
-}
-
-// nodeAction is a command that does one thing to one node.
-func nodeAction(ctx context.Context, e *env, name string, args []string,
-	do func(*api.Client, context.Context, string) (inventory.Node, error), done string) error {
-	fs := newClientCmd(name, e)
-	pos, c, err := fs.parse(e, args)
-	if err != nil {
-		return err
+// settle ends a command that changed a node: with wait it follows the node
+// to target, printing its progress, and with asJSON it prints the node (as
+// it ends, when waiting: a script gets one document, not the progress).
+func settle(ctx context.Context, e *env, c *api.Client, n inventory.Node, asJSON, wait bool, target inventory.State, goesOn string) error {
+	if wait && n.State != target {
+		progress := e
+		if asJSON {
+			progress = &env{stdout: io.Discard, stderr: e.stderr, getenv: e.getenv}
+		}
+		if err := waitFor(ctx, progress, c, n, target, goesOn); err != nil {
+			return err
+		}
+		var err error
+		if n, err = c.Node(ctx, n.MAC); err != nil {
+			return err
+		}
 	}
-	if len(pos) != 1 {
-		return usageError{"usage: bootstrapd " + name + " <mac|hostname>"}
-	}
-	n, err := do(c, ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	if *fs.asJSON {
+	if asJSON {
 		return printJSON(e, n)
 	}
-	fmt.Fprintf(e.stdout, done, dash(n.Hostname), n.MAC)
 	return nil
 }
 
-func cmdProfiles(ctx context.Context, e *env, args []string) error {
-	fs := newClientCmd("profiles", e)
-	_, c, err := fs.parse(e, args)
-	if err != nil {
-		return err
+// retireText says where a retire left the node: retired (its name and
+// address free), or retiring with the teardown steps still to run.
+func retireText(n inventory.Node, waiting bool) string {
+	name := fmt.Sprintf("%s (%s)", dash(n.Hostname), n.MAC)
+	if n.State == inventory.Retired {
+		return fmt.Sprintf("retired %s; its hostname and address are free", name)
 	}
-	ps, err := c.Profiles(ctx)
-	if err != nil {
-		return err
+	steps := "teardown"
+	if len(n.Pending) > 0 {
+		steps = strings.Join(n.Pending, ", ")
 	}
-	if *fs.asJSON {
-		return printJSON(e, ps)
+	s := fmt.Sprintf("retiring %s: %s pending", name, steps)
+	if !waiting {
+		s += fmt.Sprintf("; it is retired when they are done (`bootstrapd retire -wait %s` follows it)", dash(n.Hostname))
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROFILE\tKERNEL\tTIMEOUT\tLOCAL BOOT\tDESCRIPTION")
-	for _, p := range ps {
-		name := p.Name
-		if p.Default {
-			name += " (default)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, p.Kernel, p.InstallTimeout, dash(p.LocalBoot), p.Description)
-	}
-	return tw.Flush()
+	return s
 }
 
-func cmdEvents(ctx context.Context, e *env, args []string) error {
-	fs := newClientCmd("events", e)
-	follow := fs.Bool("f", false, "follow: keep printing new events until Ctrl-C")
-	node := fs.String("node", "", "only this node's events (MAC or hostname)")
-	since := fs.Uint64("since", 0, "only events after this number")
-	_, c, err := fs.parse(e, args)
-	if err != nil {
-		return err
-	}
-	return c.Events(ctx, api.EventQuery{Since: *since, Node: *node, Follow: *follow}, func(ev inventory.LogEvent) error {
-		if *fs.asJSON {
-			return printJSON(e, ev)
+func reinstallCmd(fs *flag.FlagSet, e *env) action {
+	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, args []string) error {
+		n, err := c.Reinstall(ctx, args[0])
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(e.stdout, "%s  #%d  %s  %s\n", ev.At.Local().Format(time.DateTime), ev.Seq, who(ev), what(ev.Event))
+		if asJSON {
+			return printJSON(e, n)
+		}
+		fmt.Fprintf(e.stdout, "%s (%s) reinstalls on its next PXE boot\n", dash(n.Hostname), n.MAC)
 		return nil
+	})
+}
+
+func profilesCmd(fs *flag.FlagSet, e *env) action {
+	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, _ []string) error {
+		ps, err := c.Profiles(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(e, ps)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PROFILE\tKERNEL\tTIMEOUT\tLOCAL BOOT\tDESCRIPTION")
+		for _, p := range ps {
+			name := p.Name
+			if p.Default {
+				name += " (default)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, p.Kernel, p.InstallTimeout, dash(p.LocalBoot), p.Description)
+		}
+		return tw.Flush()
+	})
+}
+
+func eventsCmd(fs *flag.FlagSet, e *env) action {
+	follow := fs.Bool("f", false, "follow: keep printing new events until Ctrl-C")
+	node := fs.String("node", "", "only this node's events (`<mac|hostname>`)")
+	since := fs.Uint64("since", 0, "only events after this number")
+	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, _ []string) error {
+		return c.Events(ctx, api.EventQuery{Since: *since, Node: *node, Follow: *follow}, func(ev inventory.LogEvent) error {
+			if asJSON {
+				return printJSON(e, ev)
+			}
+			fmt.Fprintf(e.stdout, "%s  #%d  %s  %s\n", ev.At.Local().Format(time.DateTime), ev.Seq, who(ev), what(ev.Event))
+			return nil
+		})
 	})
 }
 
@@ -114,7 +148,18 @@ type waitFlag struct {
 }
 
 func (w *waitFlag) IsBoolFlag() bool { return true }
-func (w *waitFlag) String() string   { return string(w.state) }
+
+// Accepts lets the state follow -wait as a word of its own: `enroll
+// -wait ready <mac>`.
+func (w *waitFlag) Accepts(word string) bool {
+	return validWaitState(inventory.State(strings.ToLower(word)))
+}
+func (w *waitFlag) String() string {
+	if !w.on {
+		return "" // -h shows no default: waiting is off unless asked for
+	}
+	return string(w.state)
+}
 func (w *waitFlag) Set(v string) error {
 	switch v {
 	case "true":
@@ -122,10 +167,11 @@ func (w *waitFlag) Set(v string) error {
 	case "false":
 		w.on = false
 	default:
-		if !validWaitState(inventory.State(v)) {
+		s := inventory.State(strings.ToLower(v))
+		if !validWaitState(s) {
 			return fmt.Errorf("%q is not a state to wait for (installing, installed, joined, ready)", v)
 		}
-		w.on, w.state = true, inventory.State(v)
+		w.on, w.state = true, s
 	}
 	return nil
 }
@@ -139,16 +185,17 @@ func validWaitState(s inventory.State) bool {
 }
 
 // waitFor prints a node's events as they happen until it reaches target,
-// fails, or ctx ends (Ctrl-C).
-func waitFor(ctx context.Context, e *env, c *api.Client, n inventory.Node, target inventory.State) error {
+// fails, or ctx ends (Ctrl-C: exitStopped, since what goesOn, the install
+// or the retirement, carries on without us).
+func waitFor(ctx context.Context, e *env, c *api.Client, n inventory.Node, target inventory.State, goesOn string) error {
 	start := time.Now()
 	from := n.History[len(n.History)-1].At
-	fmt.Fprintf(e.stdout, "waiting for %s to be %s (Ctrl-C stops waiting, not the install)\n", n.Hostname, target)
+	fmt.Fprintf(e.stdout, "waiting for %s to be %s (Ctrl-C stops waiting, not %s)\n", n.Hostname, target, goesOn)
 	errReached := errors.New("reached")
 	state := n.State
 	err := c.Events(ctx, api.EventQuery{Node: n.MAC, Follow: true}, func(ev inventory.LogEvent) error {
 		if ev.At.Before(from) {
-			return nil // history from before this enrollment
+			return nil // history from before this enrollment or retirement
 		}
 		fmt.Fprintf(e.stdout, "[%5.0fs] %s: %s\n", time.Since(start).Seconds(), n.Hostname, what(ev.Event))
 		if ev.To != "" {
@@ -169,20 +216,7 @@ func waitFor(ctx context.Context, e *env, c *api.Client, n inventory.Node, targe
 	case err != nil:
 		return err
 	case ctx.Err() != nil:
-		return fmt.Errorf("stopped waiting; %s is %s", n.Hostname, state)
+		return exitError{exitStopped, fmt.Errorf("stopped waiting; %s is %s and %s goes on (`bootstrapd node show %s`)", n.Hostname, state, goesOn, n.Hostname)}
 	}
-	return io.ErrUnexpectedEOF
-}
-
-// stateArg lets `enroll MAC -wait ready` work as well as -wait=ready: a
-// boolean flag cannot take a separate value, so it arrives as an argument.
-func stateArg(w *waitFlag, pos []string) ([]string, error) {
-	if !w.on || len(pos) != 2 {
-		return pos, nil
-	}
-	if s := inventory.State(strings.ToLower(pos[1])); validWaitState(s) {
-		w.state = s
-		return pos[:1], nil
-	}
-	return pos, nil
+	return fmt.Errorf("the daemon ended the event stream while %s was %s: %w", n.Hostname, state, io.ErrUnexpectedEOF)
 }

@@ -1,28 +1,21 @@
 // Command bootstrapd takes a rack from bare metal to running CI capacity.
 //
 // Flags follow HashiCorp's CLIs: single-dash long flags (-config, -json),
-// allowed before or after the positional arguments.
+// allowed before or after the positional arguments (cli.go).
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"syscall"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
-
-type command struct {
-	summary string
-	run     func(ctx context.Context, env *env, args []string) error
-}
 
 // env is what a command may touch, so tests can run commands in-process.
 type env struct {
@@ -30,25 +23,42 @@ type env struct {
 	getenv         func(string) string
 }
 
-func commands() map[string]command {
-	return map[string]command{
-		"serve":     {"run the daemon: DHCP, TFTP, node HTTP and the admin API", cmdServe},
-		"check":     {"validate a site config without serving", cmdCheck},
-		"enroll":    {"enroll a node by MAC so it installs on its next PXE boot", cmdEnroll},
-		"nodes":     {"list nodes", cmdNodes},
-		"leases":    {"list DHCP leases", cmdLeases},
-		"events":    {"show the event log; -f follows it", cmdEvents},
-		"retire":    {"take a node out of service", cmdRetire},
-		"reinstall": {"send a node back to enrolled: it installs again on its next PXE boot", cmdReinstall},
-		"profiles":  {"list install profiles", cmdProfiles},
-		"node":      {"node show <mac|hostname> | boot <mac|hostname> exit|sanboot|none: show one node; change how it boots its disk", cmdNode},
-		"doctor":    {"preflight: interface, ports, netboot files, profiles", cmdDoctor},
-		"netboot":   {"netboot import <tarball>: add a Void NETBOOT kernel and initrd", cmdNetboot},
-		"router":    {"router plan | apply [-prune] | bootstrap-script | fingerprint: configure the MikroTik", cmdRouter},
-		"cluster":   {"cluster init | server-token FILE: set up Vault and the Concourse worker job in Nomad; mint the Nomad servers' Vault token", cmdCluster},
-		"version": {"print the version", func(_ context.Context, e *env, _ []string) error {
-			fmt.Fprintln(e.stdout, "bootstrapd", version)
-			return nil
+// commands is every command, in the order the README's CLI reference and
+// `bootstrapd -h` list them.
+func commands() []command {
+	return []command{
+		{name: "serve", summary: "run the daemon: DHCP, TFTP, node HTTP and the admin API", setup: serveCmd},
+		{name: "check", summary: "validate a site config without serving", setup: checkCmd},
+		{name: "doctor", summary: "preflight: interface, ports, netboot files, profiles, router and cluster", setup: doctorCmd},
+		{name: "enroll", args: []string{"<mac>"}, summary: "enroll a node by MAC so it installs on its next PXE boot", setup: enrollCmd},
+		{name: "nodes", summary: "list nodes", setup: nodesCmd},
+		{name: "node", summary: "show one node; change how it boots its disk", subs: []command{
+			{name: "show", args: []string{"<mac|hostname>"}, summary: "show one node: state, address, lease, profile, history", setup: nodeShowCmd},
+			{name: "boot", args: []string{"<mac|hostname>", "exit|sanboot|none"}, summary: "change how an installed node boots its disk (from its next PXE boot)", setup: nodeBootCmd},
+		}},
+		{name: "reinstall", args: []string{"<mac|hostname>"}, summary: "send a node back to enrolled: it installs again on its next PXE boot", setup: reinstallCmd},
+		{name: "retire", args: []string{"<mac|hostname>"}, summary: "take a node out of service: drain, revoke, remove its records; -wait until it is retired", setup: retireCmd},
+		{name: "events", summary: "show the event log; -f follows it", setup: eventsCmd},
+		{name: "leases", summary: "list DHCP leases", setup: leasesCmd},
+		{name: "profiles", summary: "list install profiles", setup: profilesCmd},
+		{name: "netboot", summary: "manage the netboot directory", subs: []command{
+			{name: "import", args: []string{"<void-ARCH-NETBOOT-DATE.tar.gz>"}, summary: "add a Void NETBOOT kernel and initrd", setup: netbootImportCmd},
+		}},
+		{name: "router", summary: "configure the MikroTik over the RouterOS API", subs: []command{
+			{name: "plan", summary: "show what apply would change on the router", setup: routerPlanApplyCmd("plan")},
+			{name: "apply", summary: "make the router match the site and its nodes", setup: routerPlanApplyCmd("apply")},
+			{name: "bootstrap-script", summary: "write the RouterOS script that lets bootstrapd reach a fresh router (no fingerprint needed yet)", setup: routerBootstrapScriptCmd},
+			{name: "fingerprint", summary: "print the router's api-ssl certificate fingerprint (trust on first use); -write pins it in the site", setup: routerFingerprintCmd},
+		}},
+		{name: "cluster", summary: "set up Vault and Nomad for bootstrapd", subs: []command{
+			{name: "init", summary: "set up Vault and the Concourse worker job in Nomad", setup: clusterInitCmd},
+			{name: "server-token", args: []string{"FILE"}, summary: "mint the Nomad servers' Vault token into FILE (0600, never printed)", setup: clusterServerTokenCmd},
+		}},
+		{name: "version", summary: "print the version", setup: func(_ *flag.FlagSet, e *env) action {
+			return func(context.Context, []string) error {
+				fmt.Fprintln(e.stdout, "bootstrapd", version)
+				return nil
+			}
 		}},
 	}
 }
@@ -65,71 +75,12 @@ func main() {
 	os.Exit(run(ctx, e, os.Args[1:]))
 }
 
+// run runs the command line args and returns the exit code. `bootstrapd
+// help router plan` is `bootstrapd router plan -h`.
 func run(ctx context.Context, e *env, args []string) int {
-	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
-		usage(e.stdout, cmds)
-		return 0
+	if len(args) > 0 && args[0] == "help" {
+		args = append(args[1:len(args):len(args)], "-h")
 	}
-	c, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintf(e.stderr, "bootstrapd: unknown command %q\n\n", args[0])
-		usage(e.stderr, cmds)
-		return 2
-	}
-	if err := c.run(ctx, e, args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(e.stderr, "bootstrapd %s: %v\n", args[0], err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			return 2
-		}
-		return 1
-	}
-	return 0
-}
-
-func usage(w io.Writer, cmds map[string]command) {
-	fmt.Fprintln(w, "usage: bootstrapd <command> [flags] [args]")
-	fmt.Fprintln(w)
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
-	}
-	fmt.Fprintln(w, "\nRun `bootstrapd <command> -h` for a command's flags.")
-}
-
-type usageError struct{ msg string }
-
-func (u usageError) Error() string { return u.msg }
-
-// parse parses flags wherever they stand among the arguments, so both
-// `enroll -profile p MAC` and `enroll MAC -profile p` work, and returns the
-// positional arguments.
-func parse(fs *flag.FlagSet, e *env, args []string) ([]string, error) {
-	fs.SetOutput(e.stderr)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{err.Error()}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
+	root := command{name: "bootstrapd", summary: "bootstrapd takes a rack from bare metal to running CI capacity.", subs: commands()}
+	return execute(ctx, e, []string{"bootstrapd"}, root, args)
 }

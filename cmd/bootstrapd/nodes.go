@@ -14,49 +14,53 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 )
 
-// clientCmd is what every command that talks to the daemon shares: -addr
+// client is what every command that talks to the daemon shares: -addr
 // (default $BOOTSTRAPD_ADDR, then the default socket), -json, and the API
 // token from $BOOTSTRAPD_TOKEN. The token is deliberately not a flag: argv
 // is visible to every user on the machine through ps and /proc.
-type clientCmd struct {
-	*flag.FlagSet
+type client struct {
 	addr   *string
 	asJSON *bool
 	token  string
+	caCert string // $BOOTSTRAPD_CACERT: trusts an https:// daemon's certificate
 }
 
-func newClientCmd(name string, e *env) *clientCmd {
+func clientFlags(fs *flag.FlagSet, e *env) *client {
 	def := e.getenv("BOOTSTRAPD_ADDR")
 	if def == "" {
 		def = "unix://" + config.DefaultSocket
 	}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	return &clientCmd{
-		FlagSet: fs,
-		addr:    fs.String("addr", def, "daemon address: unix:///path/to.sock or http://host:port (env BOOTSTRAPD_ADDR; http:// needs env BOOTSTRAPD_TOKEN)"),
-		asJSON:  fs.Bool("json", false, "print JSON"),
-		token:   e.getenv("BOOTSTRAPD_TOKEN"),
+	return &client{
+		addr:   fs.String("addr", def, "daemon address: unix:///path/to.sock or http://host:port (env BOOTSTRAPD_ADDR; http:// needs env BOOTSTRAPD_TOKEN)"),
+		asJSON: fs.Bool("json", false, "print JSON"),
+		token:  e.getenv("BOOTSTRAPD_TOKEN"),
+		caCert: e.getenv("BOOTSTRAPD_CACERT"),
 	}
 }
 
-// parse parses the flags and connects; it returns the positional arguments.
-func (c *clientCmd) parse(e *env, args []string) ([]string, *api.Client, error) {
-	pos, err := parse(c.FlagSet, e, args)
-	if err != nil {
-		return nil, nil, err
-	}
-	client, err := api.NewClient(*c.addr, c.token)
-	return pos, client, err
+func (c *client) connect() (*api.Client, error) {
+	return api.ClientConfig{Addr: *c.addr, Token: c.token, CACert: c.caCert}.Client()
 }
 
-func cmdEnroll(ctx context.Context, e *env, args []string) error {
-	fs := newClientCmd("enroll", e)
+// clientAction is what most client commands are: connect, then run.
+func clientAction(fs *flag.FlagSet, e *env, run func(ctx context.Context, c *api.Client, asJSON bool, args []string) error) action {
+	cl := clientFlags(fs, e)
+	return func(ctx context.Context, args []string) error {
+		c, err := cl.connect()
+		if err != nil {
+			return err
+		}
+		return run(ctx, c, *cl.asJSON, args)
+	}
+}
+
+func enrollCmd(fs *flag.FlagSet, e *env) action {
 	var req api.EnrollRequest
 	fs.StringVar(&req.Hostname, "hostname", "", "hostname (default: the next free nN)")
-	fs.StringVar(&req.Profile, "profile", "", "install profile (default: the site's default_profile)")
+	fs.StringVar(&req.Profile, "profile", "", "install profile (default: the site's default_profile; without one, -profile is required)")
 	fs.StringVar(&req.IP, "ip", "", "address to reserve (default: the next free one in the DHCP range)")
 	fs.StringVar(&req.BootMethod, "boot", "", "how the installed node boots its disk: exit, sanboot or none (default: the profile's)")
-	fs.Func("label", "a label k=v for the node's templates (repeatable)", func(kv string) error {
+	fs.Func("label", "a label `k=v` for the node's templates (repeatable)", func(kv string) error {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return fmt.Errorf("%q is not k=v", kv)
@@ -68,145 +72,126 @@ func cmdEnroll(ctx context.Context, e *env, args []string) error {
 		return nil
 	})
 	wait := &waitFlag{state: inventory.Installed}
-	fs.Var(wait, "wait", "after enrolling, show progress until the node is installed (or -wait=STATE)")
-	pos, c, err := fs.parse(e, args)
-	if err != nil {
-		return err
-	}
-	if pos, err = stateArg(wait, pos); err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError{"usage: bootstrapd enroll <mac> [-hostname H] [-profile P] [-ip A] [-boot exit|sanboot|none] [-label k=v]... [-wait[=STATE]]"}
-	}
-	req.MAC = pos[0]
-	n, err := c.Enroll(ctx, req)
-	if err != nil {
-		return err
-	}
-	if *fs.asJSON {
-		return printJSON(e, n)
-	}
-	fmt.Fprintf(e.stdout, "enrolled %s as %s, %s; it installs on its next PXE boot\n", n.MAC, n.Hostname, n.IP)
-	if wait.on {
-		return waitFor(ctx, e, c, n, wait.state)
-	}
-	return nil
-}
-
-func cmdNodes(ctx context.Context, e *env, args []string) error {
-	fs := newClientCmd("nodes", e)
-	_, c, err := fs.parse(e, args)
-	if err != nil {
-		return err
-	}
-	nodes, err := c.Nodes(ctx)
-	if err != nil {
-		return err
-	}
-	if *fs.asJSON {
-		return printJSON(e, nodes)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOSTNAME\tMAC\tIP\tSTATE\tPROFILE\tSINCE")
-	var alerts []string
-	for _, n := range nodes {
-		state := stateText(n)
-		if n.Alert != "" {
-			state += " !"
-			alerts = append(alerts, fmt.Sprintf("! %s (%s): %s", dash(n.Hostname), n.MAC, n.Alert))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(n.Hostname), n.MAC, dashIP(n), state, dash(n.Profile), since(n))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(alerts) > 0 {
-		// Someone else may have used a node's install: say it where the
-		// operator looks, with what to do.
-		fmt.Fprintf(e.stdout, "\n%s\nAn alert means something other than the node used its install; `bootstrapd events -node <node>` shows what, `bootstrapd reinstall <node>` starts it afresh.\n",
-			strings.Join(alerts, "\n"))
-	}
-	return nil
-}
-
-func cmdLeases(ctx context.Context, e *env, args []string) error {
-	fs := newClientCmd("leases", e)
-	_, c, err := fs.parse(e, args)
-	if err != nil {
-		return err
-	}
-	leases, err := c.Leases(ctx)
-	if err != nil {
-		return err
-	}
-	if *fs.asJSON {
-		return printJSON(e, leases)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "IP\tMAC\tEXPIRES\tSTATE")
-	now := time.Now()
-	for _, l := range leases {
-		state := "bound"
-		switch {
-		case l.Declined:
-			state = "declined"
-		case !now.Before(l.Expires):
-			state = "expired"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", l.IP, dash(l.MAC), l.Expires.Local().Format(time.DateTime), state)
-	}
-	return tw.Flush()
-}
-
-func cmdNode(ctx context.Context, e *env, args []string) error {
-	fs := newClientCmd("node", e)
-	pos, c, err := fs.parse(e, args)
-	if err != nil {
-		return err
-	}
-	switch {
-	case len(pos) == 2 && pos[0] == "show":
-	case len(pos) == 3 && pos[0] == "boot":
-		n, err := c.SetBootMethod(ctx, pos[1], pos[2])
+	fs.Var(wait, "wait", "after enrolling, show progress until the node is installed (or -wait STATE: installing, installed, joined, ready)")
+	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, args []string) error {
+		req.MAC = args[0]
+		n, err := c.Enroll(ctx, req)
 		if err != nil {
 			return err
 		}
-		if *fs.asJSON {
+		if !asJSON {
+			fmt.Fprintf(e.stdout, "enrolled %s as %s, %s, profile %s; it installs on its next PXE boot\n", n.MAC, n.Hostname, n.IP, dash(n.Profile))
+		}
+		return settle(ctx, e, c, n, asJSON, wait.on, wait.state, "the install")
+	})
+}
+
+func nodesCmd(fs *flag.FlagSet, e *env) action {
+	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, _ []string) error {
+		nodes, err := c.Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(e, nodes)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "HOSTNAME\tMAC\tIP\tSTATE\tPROFILE\tSINCE")
+		var alerts []string
+		for _, n := range nodes {
+			state := stateText(n)
+			if n.Alert != "" {
+				state += " !"
+				alerts = append(alerts, fmt.Sprintf("! %s (%s): %s", dash(n.Hostname), n.MAC, n.Alert))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(n.Hostname), n.MAC, dashIP(n), state, dash(n.Profile), since(n))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if len(alerts) > 0 {
+			// Someone else may have used a node's install: say it where the
+			// operator looks, with what to do.
+			fmt.Fprintf(e.stdout, "\n%s\nAn alert means something other than the node used its install; `bootstrapd events -node <node>` shows what, `bootstrapd reinstall <node>` starts it afresh.\n",
+				strings.Join(alerts, "\n"))
+		}
+		return nil
+	})
+}
+
+func leasesCmd(fs *flag.FlagSet, e *env) action {
+	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, _ []string) error {
+		leases, err := c.Leases(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(e, leases)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "IP\tMAC\tEXPIRES\tSTATE")
+		now := time.Now()
+		for _, l := range leases {
+			state := "bound"
+			switch {
+			case l.Declined:
+				state = "declined"
+			case !now.Before(l.Expires):
+				state = "expired"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", l.IP, dash(l.MAC), l.Expires.Local().Format(time.DateTime), state)
+		}
+		return tw.Flush()
+	})
+}
+
+func nodeBootCmd(fs *flag.FlagSet, e *env) action {
+	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, args []string) error {
+		n, err := c.SetBootMethod(ctx, args[0], args[1])
+		if err != nil {
+			return err
+		}
+		if asJSON {
 			return printJSON(e, n)
 		}
 		fmt.Fprintf(e.stdout, "%s (%s) boots its disk with %q from its next PXE boot\n", dash(n.Hostname), n.MAC, n.BootMethod)
 		return nil
-	default:
-		return usageError{"usage: bootstrapd node show <mac|hostname> | boot <mac|hostname> exit|sanboot|none"}
-	}
-	n, err := c.Node(ctx, pos[1])
-	if err != nil {
-		return err
-	}
-	if *fs.asJSON {
-		return printJSON(e, n)
-	}
-	fmt.Fprintf(e.stdout, "%s (%s)\n  state:    %s\n", dash(n.Hostname), n.MAC, stateText(n))
-	if n.Alert != "" {
-		fmt.Fprintf(e.stdout, "  ALERT:    %s (bootstrapd reinstall %s starts it afresh)\n", n.Alert, dash(n.Hostname))
-	}
-	if !n.Deadline.IsZero() {
-		fmt.Fprintf(e.stdout, "  deadline: %s (in %s)\n", n.Deadline.Local().Format(time.DateTime), time.Until(n.Deadline).Round(time.Second))
-	}
-	fmt.Fprintf(e.stdout, "  ip:       %s\n", dashIP(n))
-	if leases, err := c.Leases(ctx); err == nil {
-		for _, l := range leases {
-			if l.MAC == n.MAC {
-				fmt.Fprintf(e.stdout, "  lease:    %s until %s\n", l.IP, l.Expires.Local().Format(time.DateTime))
+	})
+}
+
+func nodeShowCmd(fs *flag.FlagSet, e *env) action {
+	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, args []string) error {
+		n, err := c.Node(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(e, n)
+		}
+		fmt.Fprintf(e.stdout, "%s (%s)\n  state:    %s\n", dash(n.Hostname), n.MAC, stateText(n))
+		if n.Alert != "" {
+			fmt.Fprintf(e.stdout, "  ALERT:    %s (bootstrapd reinstall %s starts it afresh)\n", n.Alert, dash(n.Hostname))
+		}
+		if len(n.Pending) > 0 {
+			fmt.Fprintf(e.stdout, "  pending:  %s\n", strings.Join(n.Pending, ", "))
+		}
+		if !n.Deadline.IsZero() {
+			fmt.Fprintf(e.stdout, "  deadline: %s (in %s)\n", n.Deadline.Local().Format(time.DateTime), time.Until(n.Deadline).Round(time.Second))
+		}
+		fmt.Fprintf(e.stdout, "  ip:       %s\n", dashIP(n))
+		if leases, err := c.Leases(ctx); err == nil {
+			for _, l := range leases {
+				if l.MAC == n.MAC {
+					fmt.Fprintf(e.stdout, "  lease:    %s until %s\n", l.IP, l.Expires.Local().Format(time.DateTime))
+				}
 			}
 		}
-	}
-	fmt.Fprintf(e.stdout, "  profile:  %s\n  boot:     %s\n  arch:     %s\n  history:\n", dash(n.Profile), dash(n.BootMethod), dash(n.Arch))
-	for _, ev := range n.History {
-		fmt.Fprintf(e.stdout, "    %s  %s\n", ev.At.Local().Format(time.DateTime), what(ev))
-	}
-	return nil
+		fmt.Fprintf(e.stdout, "  profile:  %s\n  boot:     %s\n  arch:     %s\n  history:\n", dash(n.Profile), dash(n.BootMethod), dash(n.Arch))
+		for _, ev := range n.History {
+			fmt.Fprintf(e.stdout, "    %s  %s\n", ev.At.Local().Format(time.DateTime), what(ev))
+		}
+		return nil
+	})
 }
 
 func stateText(n inventory.Node) string {

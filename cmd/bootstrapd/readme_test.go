@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ type readmeDoc struct {
 	quickstart []makeTarget // `make X` in the block under "## Quickstart"
 	makes      []makeTarget // every `make X` anywhere (fenced or inline)
 	addrProse  bool         // the prose says client commands take -addr
+	exitCodes  []int        // "- `N`: ..." under "### Exit codes" in ## CLI
 }
 
 type makeTarget struct {
@@ -45,6 +47,7 @@ type makeTarget struct {
 
 var (
 	makeRe    = regexp.MustCompile(`^make\s+([A-Za-z0-9_.-]+)`)
+	exitRe    = regexp.MustCompile("^- `([0-9]+)`")
 	inlineRe  = regexp.MustCompile("`([^`]+)`")
 	flagRe    = regexp.MustCompile(`^--?([A-Za-z0-9][A-Za-z0-9_-]*)`)
 	subwordRe = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
@@ -62,7 +65,7 @@ func readReadme(t *testing.T) readmeDoc {
 	lines := strings.Split(string(b), "\n")
 	var doc readmeDoc
 
-	section := ""
+	section, subsection := "", ""
 	inFence := false
 	fenceStart := 0
 	var fence []int // line numbers of the block being read
@@ -155,8 +158,17 @@ func readReadme(t *testing.T) readmeDoc {
 		}
 		if h, ok := strings.CutPrefix(l, "## "); ok {
 			flushPara()
-			section = strings.TrimSpace(h)
+			section, subsection = strings.TrimSpace(h), ""
 			continue
+		}
+		if h, ok := strings.CutPrefix(l, "### "); ok {
+			flushPara()
+			subsection = strings.TrimSpace(h)
+			continue
+		}
+		if m := exitRe.FindStringSubmatch(l); m != nil && section == "CLI" && subsection == "Exit codes" {
+			code, _ := strconv.Atoi(m[1])
+			doc.exitCodes = append(doc.exitCodes, code)
 		}
 		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
 			flushPara()
@@ -284,12 +296,13 @@ func (p parsed) cmdline() []string {
 func (p parsed) String() string { return "bootstrapd " + strings.Join(p.cmdline(), " ") }
 
 // interpret splits a README line's words into command, subcommand, flags
-// and positional arguments. A word inside [...] is optional: it can be a
+// and positional arguments; hasSub says which commands take a subcommand
+// (from the command table). A word inside [...] is optional: it can be a
 // flag or a flag's value but never a positional argument.
 func interpret(l readmeLine, hasSub map[string]bool, help func([]string) cliHelp) parsed {
 	p := parsed{cmd: l.words[0]}
 	rest := l.words[1:]
-	if len(rest) > 0 && subwordRe.MatchString(rest[0]) && (l.ref || hasSub[p.cmd]) {
+	if len(rest) > 0 && subwordRe.MatchString(rest[0]) && hasSub[p.cmd] {
 		p.sub, rest = rest[0], rest[1:]
 	}
 	h := help(p.cmdline())
@@ -329,10 +342,24 @@ func interpret(l readmeLine, hasSub map[string]bool, help func([]string) cliHelp
 	return p
 }
 
+// commandIndex is the command table by "cmd" and "cmd sub", and which
+// commands take a subcommand.
+func commandIndex() (map[string]command, map[string]bool) {
+	index, hasSub := map[string]command{}, map[string]bool{}
+	for _, c := range commands() {
+		index[c.name] = c
+		hasSub[c.name] = len(c.subs) > 0
+		for _, s := range c.subs {
+			index[c.name+" "+s.name] = s
+		}
+	}
+	return index, hasSub
+}
+
 func TestReadmeCLI(t *testing.T) {
 	doc := readReadme(t)
 	r := newCLIRunner(t)
-	cmds := commands()
+	index, hasSub := commandIndex()
 
 	nref, nexamples := 0, 0
 	for _, l := range doc.commands {
@@ -342,7 +369,7 @@ func TestReadmeCLI(t *testing.T) {
 			nexamples++
 		}
 	}
-	// Guard against a parser bug passing everything: the README has 18
+	// Guard against a parser bug passing everything: the README has 21
 	// reference lines and more than a dozen examples.
 	if doc.refStart == 0 {
 		t.Fatalf("README.md has no ``` block under a `## CLI` heading: the CLI reference this test checks is gone or renamed")
@@ -354,30 +381,48 @@ func TestReadmeCLI(t *testing.T) {
 		t.Fatalf("read only %d `bootstrapd ...` examples outside the CLI reference; want at least 10", nexamples)
 	}
 
-	hasSub := map[string]bool{} // commands the reference shows with a subcommand
-	inRef := map[string]int{}   // "cmd" and "cmd sub" -> reference line
+	inRef := map[string]int{} // "cmd" and "cmd sub" -> reference line
 	controlled := map[string]bool{}
 	refPos := map[string][]string{} // "cmd [sub]" -> the reference line's arguments
 	nflags := 0
 	for _, l := range doc.commands {
 		name := l.words[0]
-		if _, ok := cmds[name]; !ok {
+		if name == "help" || strings.HasPrefix(name, "-") {
+			// `bootstrapd -h`, `bootstrapd help router plan`: help, which
+			// is for every level and exits 0.
+			if code, out := r.run(l.words...); code != exitOK || !strings.HasPrefix(out, "usage: bootstrapd") {
+				t.Errorf("README.md:%d (%s): `%s` exits %d: %s", l.line, l.where, l.text, code, firstLine(out))
+			}
+			continue
+		}
+		if _, ok := index[name]; !ok {
 			t.Errorf("README.md:%d (%s): `%s`: bootstrapd has no command %q (commands() in main.go has: %s)",
-				l.line, l.where, l.text, name, strings.Join(sortedKeys(cmds), ", "))
+				l.line, l.where, l.text, name, strings.Join(topNames(), ", "))
 			continue
 		}
 		p := interpret(l, hasSub, r.helpFor)
+		key := strings.Join(p.cmdline(), " ")
+		c, ok := index[key]
+		if !ok || len(c.subs) > 0 {
+			// Prose may name a group (`bootstrapd router`); a command line
+			// must name something that runs.
+			if l.where != "inline" || p.sub != "" {
+				t.Errorf("README.md:%d (%s): `%s`: `bootstrapd %s` is not a command that runs (subcommands of %s: %s)",
+					l.line, l.where, l.text, key, name, subNames(index[name]))
+			}
+			continue
+		}
 		if l.ref {
-			inRef[p.cmd] = l.line
-			if p.sub != "" {
-				hasSub[p.cmd] = true
-				inRef[p.cmd+" "+p.sub] = l.line
+			inRef[key] = l.line
+			// The reference shows exactly the arguments the command takes,
+			// named as its usage line names them.
+			if !slices.Equal(p.pos, c.args) {
+				t.Errorf("README.md:%d: `%s` shows the arguments %q; the command takes %q (args in commands(), main.go)", l.line, l.text, p.pos, c.args)
 			}
 		}
 		nflags += len(p.flags)
 		// An inline mention (`bootstrapd node show`) names a command
 		// without its arguments: it is probed with the reference's.
-		key := strings.Join(p.cmdline(), " ")
 		if l.ref {
 			refPos[key] = p.pos
 		} else if l.where == "inline" && len(p.pos) < len(refPos[key]) {
@@ -401,7 +446,7 @@ func TestReadmeCLI(t *testing.T) {
 		if _, ok := h.flags["config"]; ok {
 			probe = append(probe, "-config", r.missing)
 		}
-		if code, out := r.run(probe...); code == 2 {
+		if code, out := r.run(probe...); code == exitUsage {
 			t.Errorf("README.md:%d (%s): `%s` is refused as a usage error (the test ran `bootstrapd %s`): %s",
 				l.line, l.where, l.text, strings.Join(probe, " "), firstLine(out))
 		}
@@ -409,7 +454,7 @@ func TestReadmeCLI(t *testing.T) {
 		if p.sub != "" && !controlled[p.cmd] {
 			controlled[p.cmd] = true
 			bogus := slices.Concat([]string{p.cmd, "no-such-subcommand"}, probe[2:])
-			if code, out := r.run(bogus...); code != 2 {
+			if code, out := r.run(bogus...); code != exitUsage {
 				t.Errorf("README.md:%d: `bootstrapd %s` accepts a made-up subcommand (`bootstrapd %s` exits %d: %s), so %q cannot be checked as one",
 					l.line, p.cmd, strings.Join(bogus, " "), code, firstLine(out), p.sub)
 			}
@@ -432,9 +477,9 @@ func TestReadmeCLI(t *testing.T) {
 			}
 			// The client commands' -addr is documented once, in the prose
 			// under the reference ("Client commands talk to the daemon at
-			// `-addr`, or $BOOTSTRAPD_ADDR"), not on each of their ten
-			// lines. Only that -addr is excused: `router fingerprint -addr`
-			// means the router and must be on its line.
+			// `-addr`, or $BOOTSTRAPD_ADDR"), not on each of their lines.
+			// Only that -addr is excused: `router fingerprint -addr` means
+			// the router and must be on its line.
 			if f == "addr" && doc.addrProse && strings.HasPrefix(h.flags[f].usage, "daemon address") {
 				continue
 			}
@@ -449,61 +494,31 @@ func TestReadmeCLI(t *testing.T) {
 		t.Errorf("README.md no longer says (in a paragraph with \"Client commands\") that client commands take `-addr`: say so again, or put [-addr ADDR] on each client command's line in the CLI reference")
 	}
 
-	// CLI -> README: every command, and every subcommand, is in the reference.
-	for _, name := range sortedKeys(cmds) {
-		if name == "help" {
-			continue
+	// CLI -> README: every command that runs, subcommands too, is in the
+	// reference.
+	ls, _ := leaves()
+	for _, l := range ls {
+		key := strings.Join(l.path, " ")
+		if _, ok := inRef[key]; !ok {
+			t.Errorf("`bootstrapd %s` (commands() in main.go: %q) is missing from the CLI reference (the ``` block under ## CLI, README.md:%d): add a `%s` line",
+				key, l.cmd.summary, doc.refStart, usageLine(append([]string{"bootstrapd"}, l.path...), l.cmd, false))
 		}
-		if _, ok := inRef[name]; !ok {
-			t.Errorf("`bootstrapd %s` (commands() in main.go: %q) is missing from the CLI reference (the ``` block under ## CLI, README.md:%d): add a `bootstrapd %s ...` line",
-				name, cmds[name].summary, doc.refStart, name)
-			continue
-		}
-		if !hasSub[name] {
-			continue
-		}
-		// With no arguments, a command that takes a subcommand prints
-		// "usage: bootstrapd router plan [...] | apply [...] | ...".
-		code, out := r.run(name)
-		subs := usageSubcommands(name, out)
-		if code != 2 || len(subs) == 0 {
-			t.Errorf("`bootstrapd %s` with no arguments: exit %d, %q; want exit 2 and a usage line listing its subcommands", name, code, firstLine(out))
-		}
-		for _, s := range subs {
-			if _, ok := inRef[name+" "+s]; !ok {
-				t.Errorf("`bootstrapd %s %s` (in its usage: %s) is missing from the CLI reference (README.md:%d): add a `bootstrapd %s %s ...` line",
-					name, s, firstLine(out), doc.refStart, name, s)
-			}
-		}
+	}
+
+	// The exit codes the CLI uses are the ones "Exit codes" documents.
+	want := []int{exitOK, exitFailed, exitUsage, exitStopped}
+	if !slices.Equal(doc.exitCodes, want) {
+		t.Errorf("README.md's \"### Exit codes\" under ## CLI lists the codes %v (as lines \"- `N`: ...\"); the CLI exits with %v (cli.go)", doc.exitCodes, want)
 	}
 }
 
-// usageSubcommands reads the subcommands out of a usage line such as
-// "usage: bootstrapd router plan [-prune] | apply [-prune] | fingerprint":
-// the first word of each alternative outside brackets.
-func usageSubcommands(name, out string) []string {
-	prefix := "usage: bootstrapd " + name + " "
-	var line string
-	for _, l := range strings.Split(out, "\n") {
-		if i := strings.Index(l, prefix); i >= 0 {
-			line = l[i+len(prefix):]
-			break
-		}
+// topNames are the commands, for messages.
+func topNames() []string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
 	}
-	var subs []string
-	depth, first := 0, true
-	for _, w := range strings.Fields(line) {
-		if depth == 0 && w == "|" {
-			first = true
-			continue
-		}
-		if first && depth == 0 && subwordRe.MatchString(w) {
-			subs = append(subs, w)
-		}
-		first = false
-		depth += strings.Count(w, "[") - strings.Count(w, "]")
-	}
-	return subs
+	return names
 }
 
 func TestReadmeMakeTargets(t *testing.T) {
@@ -557,35 +572,31 @@ func sortedKeys[V any](m map[string]V) []string {
 // that makes it read nothing (and pass) fails here.
 func TestReadmeParser(t *testing.T) {
 	r := newCLIRunner(t)
+	_, hasSub := commandIndex()
 	cases := []struct {
-		text  string
-		ref   bool
-		want  parsed
-		issub map[string]bool
+		text string
+		ref  bool
+		want parsed
 	}{
 		{"bootstrapd enroll    <mac> [-hostname H] [-profile P] [-ip A] [-boot exit|sanboot|none] [-label k=v]... [-wait[=STATE]] [-json]", true,
-			parsed{cmd: "enroll", flags: []string{"hostname", "profile", "ip", "boot", "label", "wait", "json"}, pos: []string{"<mac>"}}, nil},
+			parsed{cmd: "enroll", flags: []string{"hostname", "profile", "ip", "boot", "label", "wait", "json"}, pos: []string{"<mac>"}}},
 		{"bootstrapd netboot   import <void-ARCH-NETBOOT-DATE.tar.gz> [-config site.hcl | -dir DIR] [-name void]", true,
-			parsed{cmd: "netboot", sub: "import", flags: []string{"config", "dir", "name"}, pos: []string{"<void-ARCH-NETBOOT-DATE.tar.gz>"}}, nil},
+			parsed{cmd: "netboot", sub: "import", flags: []string{"config", "dir", "name"}, pos: []string{"<void-ARCH-NETBOOT-DATE.tar.gz>"}}},
 		{"bootstrapd events    [-f] [-node <mac|hostname>] [-since N] [-json]", true,
-			parsed{cmd: "events", flags: []string{"f", "node", "since", "json"}}, nil},
+			parsed{cmd: "events", flags: []string{"f", "node", "since", "json"}}},
 		{"bootstrapd serve     -config site.hcl [-log-format text|json|auto] [-debug]", true,
-			parsed{cmd: "serve", flags: []string{"config", "log-format", "debug"}}, nil},
-		{"bootstrapd version", true, parsed{cmd: "version"}, nil},
+			parsed{cmd: "serve", flags: []string{"config", "log-format", "debug"}}},
+		{"bootstrapd version", true, parsed{cmd: "version"}},
 		{"bootstrapd enroll 52:54:00:aa:bb:cc -label disk=/dev/nvme0n1", false,
-			parsed{cmd: "enroll", flags: []string{"label"}, pos: []string{"52:54:00:aa:bb:cc"}}, nil},
+			parsed{cmd: "enroll", flags: []string{"label"}, pos: []string{"52:54:00:aa:bb:cc"}}},
 		{"bootstrapd router fingerprint -addr 192.0.2.2:8729", false,
-			parsed{cmd: "router", sub: "fingerprint", flags: []string{"addr"}}, map[string]bool{"router": true}},
-		{"bootstrapd retire n7", false, parsed{cmd: "retire", pos: []string{"n7"}}, nil},
+			parsed{cmd: "router", sub: "fingerprint", flags: []string{"addr"}}},
+		{"bootstrapd retire n7", false, parsed{cmd: "retire", pos: []string{"n7"}}},
 	}
 	for _, c := range cases {
-		got := interpret(readmeLine{text: c.text, ref: c.ref, words: strings.Fields(strings.TrimPrefix(c.text, "bootstrapd "))}, c.issub, r.helpFor)
+		got := interpret(readmeLine{text: c.text, ref: c.ref, words: strings.Fields(strings.TrimPrefix(c.text, "bootstrapd "))}, hasSub, r.helpFor)
 		if got.cmd != c.want.cmd || got.sub != c.want.sub || !slices.Equal(got.flags, c.want.flags) || !slices.Equal(got.pos, c.want.pos) {
 			t.Errorf("interpret(%q) = %+v, want %+v", c.text, got, c.want)
 		}
-	}
-	usage := "bootstrapd router: usage: bootstrapd router plan [-prune] [-json] | apply [-prune] [-json] | bootstrap-script [-config site.hcl] [-o FILE] | fingerprint [-config site.hcl | -addr A]"
-	if got, want := usageSubcommands("router", usage), []string{"plan", "apply", "bootstrap-script", "fingerprint"}; !slices.Equal(got, want) {
-		t.Errorf("usageSubcommands = %q, want %q", got, want)
 	}
 }

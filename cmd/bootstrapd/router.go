@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -13,57 +13,42 @@ import (
 	"os"
 	"time"
 
+	"github.com/bootstrapd/bootstrapd/internal/api"
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/daemon"
 	"github.com/bootstrapd/bootstrapd/internal/routeros"
 )
 
-const routerUsage = "usage: bootstrapd router plan [-prune] [-json] | apply [-prune] [-json] | bootstrap-script [-config site.hcl] [-o FILE] | fingerprint [-config site.hcl | -addr HOST:8729]"
-
-func cmdRouter(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usageError{routerUsage}
+// routerPlanApplyCmd asks the daemon, which knows the nodes, to plan or
+// apply.
+func routerPlanApplyCmd(op string) func(fs *flag.FlagSet, e *env) action {
+	return func(fs *flag.FlagSet, e *env) action {
+		prune := fs.Bool("prune", false, "also remove bootstrapd's objects the site no longer wants (node records are always pruned)")
+		return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, _ []string) error {
+			return routerPlanApply(ctx, e, c, op, *prune, asJSON)
+		})
 	}
-	switch args[0] {
-	case "plan", "apply":
-		return routerPlanApply(ctx, e, args[0], args[1:])
-	case "bootstrap-script":
-		return routerBootstrapScript(e, args[1:])
-	case "fingerprint":
-		return routerFingerprint(ctx, e, args[1:])
-	}
-	return usageError{routerUsage}
 }
 
-// routerPlanApply asks the daemon, which knows the nodes, to plan or apply.
-func routerPlanApply(ctx context.Context, e *env, op string, args []string) error {
-	fs := newClientCmd("router "+op, e)
-	prune := fs.Bool("prune", false, "also remove bootstrapd's objects the site no longer wants (node records are always pruned)")
-	pos, c, err := fs.parse(e, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return usageError{routerUsage}
-	}
+func routerPlanApply(ctx context.Context, e *env, c *api.Client, op string, prune, asJSON bool) error {
 	var res struct {
 		routeros.Plan
 		Done int `json:"done"`
 	}
 	if op == "plan" {
-		r, err := c.RouterPlan(ctx, *prune)
+		r, err := c.RouterPlan(ctx, prune)
 		if err != nil {
 			return err
 		}
 		res.Plan = r.Plan
 	} else {
-		r, err := c.RouterApply(ctx, *prune)
+		r, err := c.RouterApply(ctx, prune)
 		if err != nil {
 			return err
 		}
 		res.Plan, res.Done = r.Plan, r.Done
 	}
-	if *fs.asJSON {
+	if asJSON {
 		return printJSON(e, res)
 	}
 	for _, ch := range res.Changes {
@@ -98,85 +83,122 @@ func routerPlanApply(ctx context.Context, e *env, op string, args []string) erro
 	return nil
 }
 
-// routerBootstrapScript prints the script that lets bootstrapd reach a
-// fresh router. It holds the API password, so -o writes it 0600.
-func routerBootstrapScript(e *env, args []string) error {
-	fs := flag.NewFlagSet("router bootstrap-script", flag.ContinueOnError)
-	cfg := fs.String("config", "site.hcl", "site config file (its router block)")
-	out := fs.String("o", "", "write the script to this file (mode 0600) instead of stdout")
-	if _, err := parse(fs, e, args); err != nil {
-		return err
+// routerBootstrapScriptCmd prints the script that lets bootstrapd reach a
+// fresh router. It reads only what the script needs (config.LoadBootstrap):
+// the router has no certificate yet, so the site cannot pin one. The script
+// holds the API password, so -o writes it 0600.
+func routerBootstrapScriptCmd(fs *flag.FlagSet, e *env) action {
+	cfg := configFlag(fs, "site config file (its router block: bootstrap, user, password_file)")
+	out := fs.String("o", "", "write the script to `FILE` (mode 0600) instead of stdout")
+	return func(context.Context, []string) error {
+		site, err := config.LoadBootstrap(*cfg)
+		if err != nil {
+			return err
+		}
+		r, b := site.Router, site.Router.Bootstrap
+		allow := []netip.Addr{b.OperatorA}
+		// bootstrapd's own address on the provisioning network, from where
+		// the daemon will talk to the router once it is set up.
+		if server, err := daemon.ServerAddress(site); err == nil && server != b.OperatorA {
+			allow = append(allow, server)
+		}
+		script := routeros.BootstrapScript(routeros.ScriptParams{
+			Bootstrap: routeros.Bootstrap{Interface: b.Interface, VLANID: b.VLANID, Address: b.AddressP, Operator: b.OperatorA},
+			Marker:    r.Marker, User: r.User, Password: r.Password(), AllowFrom: allow, TLS: !r.Insecure,
+		})
+		next := fmt.Sprintf("then `bootstrapd router fingerprint -addr %s -write %s` pins its certificate in the site", netip.AddrPortFrom(b.AddressP.Addr(), 8729), *cfg)
+		if r.Insecure {
+			next = "then point router.api at " + netip.AddrPortFrom(b.AddressP.Addr(), 8728).String() + " (plain api: insecure = true)"
+		}
+		if *out == "" {
+			_, err := fmt.Fprint(e.stdout, script)
+			return err
+		}
+		if err := writeSecretFile(*out, script); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "wrote %s (it holds the router password: delete it once the router is set up)\nrun it on the router (netinstall-cli -s %s, or paste it into its terminal); %s\n", *out, *out, next)
+		return nil
 	}
-	site, err := config.Load(*cfg)
+}
+
+// writeSecretFile writes text to path, created or truncated with mode 0600
+// from the start (never world-readable, not even for a moment).
+func writeSecretFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	r := site.Router
-	if r == nil || r.Bootstrap == nil {
-		return fmt.Errorf("%s has no router { bootstrap { ... } } block: say which port the laptop is on and the addresses to use", *cfg)
-	}
-	b := r.Bootstrap
-	allow := []netip.Addr{b.OperatorA}
-	// bootstrapd's own address on the provisioning network, from where
-	// the daemon will talk to the router once it is set up.
-	if server, err := daemon.ServerAddress(site); err == nil && server != b.OperatorA {
-		allow = append(allow, server)
-	}
-	script := routeros.BootstrapScript(routeros.ScriptParams{
-		Bootstrap: routeros.Bootstrap{Interface: b.Interface, VLANID: b.VLANID, Address: b.AddressP, Operator: b.OperatorA},
-		Marker:    r.Marker, User: r.User, Password: r.Password(), AllowFrom: allow, TLS: !r.Insecure,
-	})
-	if *out == "" {
-		_, err := fmt.Fprint(e.stdout, script)
-		return err
-	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(script); err != nil {
+	if err := f.Chmod(0o600); err != nil { // an existing file keeps its mode through O_TRUNC
 		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
 		return err
 	}
-	fmt.Fprintf(e.stderr, "wrote %s (it holds the router password: delete it once the router is set up)\n", *out)
-	return nil
+	return f.Close()
 }
 
-// routerFingerprint prints the SHA-256 of the certificate the router's
-// api-ssl presents, to pin in the site. It trusts what it sees: run it
-// over a cable you can see both ends of.
-func routerFingerprint(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("router fingerprint", flag.ContinueOnError)
-	cfg := fs.String("config", "site.hcl", "site config file (its router api address)")
-	addr := fs.String("addr", "", "router api-ssl address host:port (default: the site's router api)")
-	if _, err := parse(fs, e, args); err != nil {
-		return err
-	}
-	if *addr == "" {
-		site, err := config.Load(*cfg)
-		if err != nil && !errors.As(err, new(*config.Error)) {
+// routerFingerprintCmd prints the SHA-256 of the certificate the router's
+// api-ssl presents, to pin in the site; with -write it pins it. It trusts
+// what it sees (trust on first use): run it over a cable you can see both
+// ends of, and compare it with what the bootstrap script printed.
+func routerFingerprintCmd(fs *flag.FlagSet, e *env) action {
+	cfg := configFlag(fs, "site config file whose router api to read (when -addr is not given)")
+	addr := fs.String("addr", "", "router api-ssl address `HOST:8729` (default: the site's router api)")
+	write := fs.String("write", "", "pin the fingerprint in the router block of this site `FILE` (the rest of the file is kept as it is)")
+	return func(ctx context.Context, _ []string) error {
+		if *addr == "" {
+			site := *cfg
+			if *write != "" {
+				site = *write
+			}
+			api, err := config.RouterAPI(site)
+			if err != nil {
+				return fmt.Errorf("%w (or give -addr host:8729)", err)
+			}
+			*addr = api
+		}
+		cert, err := peerCertificate(ctx, *addr)
+		if err != nil {
 			return err
 		}
-		if site == nil || site.Router == nil {
-			return fmt.Errorf("give -addr host:8729, or a site with a router block (%v)", err)
+		sum := sha256.Sum256(cert.Raw)
+		fp := hex.EncodeToString(sum[:])
+		fmt.Fprintf(e.stdout, "fingerprint = %q  # %s, CN %s, until %s\n", fp, *addr, cert.Subject.CommonName, cert.NotAfter.Format(time.DateOnly))
+		fmt.Fprintln(e.stderr, "This trusted whatever answered: check that it is what the bootstrap script printed on the router "+
+			"(`/certificate print detail where name=bootstrapd-api` there shows it again).")
+		if *write == "" {
+			fmt.Fprintln(e.stderr, "Paste the line into the site's router block, or run again with -write site.hcl.")
+			return nil
 		}
-		*addr = site.Router.API
+		line, changed, err := config.PinFingerprint(*write, fp)
+		if err != nil {
+			return err
+		}
+		if !changed {
+			fmt.Fprintf(e.stderr, "%s:%d already pins it\n", *write, line)
+			return nil
+		}
+		fmt.Fprintf(e.stderr, "wrote it into %s:%d; `bootstrapd check -config %s` checks the site\n", *write, line, *write)
+		return nil
 	}
+}
+
+// peerCertificate is the certificate a TLS server at addr presents, read
+// without verifying it: reading it is the point.
+func peerCertificate(ctx context.Context, addr string) (*x509.Certificate, error) {
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second},
-		Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} //nolint:gosec // reading the certificate is the point
-	c, err := d.DialContext(ctx, "tcp", *addr)
+		Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} //nolint:gosec // see above
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("router %s: %w", *addr, err)
+		return nil, fmt.Errorf("router %s: %w (has the bootstrap script run there, and is api-ssl on 8729 reachable from here?)", addr, err)
 	}
 	defer c.Close()
 	certs := c.(*tls.Conn).ConnectionState().PeerCertificates
 	if len(certs) == 0 {
-		return fmt.Errorf("router %s sent no certificate", *addr)
+		return nil, fmt.Errorf("router %s sent no certificate", addr)
 	}
-	sum := sha256.Sum256(certs[0].Raw)
-	fmt.Fprintf(e.stdout, "fingerprint = %q  # %s, CN %s, until %s\n", hex.EncodeToString(sum[:]), *addr, certs[0].Subject.CommonName, certs[0].NotAfter.Format(time.DateOnly))
-	return nil
+	return certs[0], nil
 }

@@ -16,31 +16,29 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/doctor"
 )
 
-func cmdServe(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	cfg := fs.String("config", "site.hcl", "site config file")
+func serveCmd(fs *flag.FlagSet, e *env) action {
+	cfg := configFlag(fs, "site config file")
 	logFormat := fs.String("log-format", "auto", "log format: text, json, or auto (text on a terminal, else json)")
 	debug := fs.Bool("debug", false, "log every DHCP exchange")
-	cpuprofile := fs.String("cpuprofile", "", "write a Go CPU profile to this file until the daemon stops")
-	if _, err := parse(fs, e, args); err != nil {
-		return err
-	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
+	cpuprofile := fs.String("cpuprofile", "", "write a Go CPU profile to `FILE` until the daemon stops")
+	return func(ctx context.Context, _ []string) error {
+		if *cpuprofile != "" {
+			f, err := os.Create(*cpuprofile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+		site, err := config.Load(*cfg)
 		if err != nil {
 			return err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+		log := newLogger(e, *logFormat, *debug)
+		return daemon.Run(ctx, site, log, daemon.Options{Health: func(context.Context) []api.HealthCheck { return doctor.Live(site) }})
 	}
-	site, err := config.Load(*cfg)
-	if err != nil {
-		return err
-	}
-	log := newLogger(e, *logFormat, *debug)
-	return daemon.Run(ctx, site, log, daemon.Options{Health: func(context.Context) []api.HealthCheck { return doctor.Live(site) }})
 }
 
 func newLogger(e *env, format string, debug bool) *slog.Logger {
@@ -60,20 +58,24 @@ func newLogger(e *env, format string, debug bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(e.stderr, opts))
 }
 
-func cmdCheck(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	cfg := fs.String("config", "site.hcl", "site config file")
-	if _, err := parse(fs, e, args); err != nil {
-		return err
+func checkCmd(fs *flag.FlagSet, e *env) action {
+	cfg := configFlag(fs, "site config file")
+	return func(context.Context, []string) error {
+		site, err := config.Load(*cfg)
+		if err != nil {
+			return err
+		}
+		profiles, err := daemon.LoadProfiles(site)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: ok (%s, %d profiles)\n", *cfg, site, len(profiles))
+		return nil
 	}
-	site, err := config.Load(*cfg)
-	if err != nil {
-		return err
-	}
-	profiles, err := daemon.LoadProfiles(site)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%s: ok (%s, %d profiles)\n", *cfg, site, len(profiles))
-	return nil
+}
+
+// configFlag is -config, the site file, which every command that reads it
+// takes with the same default.
+func configFlag(fs *flag.FlagSet, usage string) *string {
+	return fs.String("config", "site.hcl", usage)
 }

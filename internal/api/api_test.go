@@ -22,6 +22,14 @@ import (
 func serve(t *testing.T) (*Client, *inventory.Inventory, string) {
 	t.Helper()
 	s, inv := newServer(t, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, sock := listen(t, s)
+	return c, inv, sock
+}
+
+// listen serves s on a unix socket until the test ends and returns a
+// client for it and the socket's path.
+func listen(t *testing.T, s *Server) (*Client, string) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	l, err := ListenUnix(sock)
 	if err != nil {
@@ -34,7 +42,7 @@ func serve(t *testing.T) (*Client, *inventory.Inventory, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, inv, sock
+	return c, sock
 }
 
 // newServer is the API over a real inventory with two profiles, not yet

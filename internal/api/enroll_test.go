@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,18 +37,7 @@ func TestEnrollNeedsAProfile(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s, _ := newServer(t, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			s.Profiles, s.DefaultProfile = c.profiles, c.def
-			sock := filepath.Join(t.TempDir(), "api.sock")
-			l, err := ListenUnix(sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := &http.Server{Handler: s.Handler()}
-			go srv.Serve(l)
-			defer srv.Close()
-			cl, err := NewClient("unix://"+sock, "")
-			if err != nil {
-				t.Fatal(err)
-			}
+			cl, _ := listen(t, s)
 			n, err := cl.Enroll(context.Background(), EnrollRequest{MAC: "52:54:00:aa:bb:01", Profile: c.profile})
 			if want, ok := strings.CutPrefix(c.want, "!"); ok {
 				if err == nil || !strings.Contains(err.Error(), want) {
