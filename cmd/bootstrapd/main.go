@@ -39,6 +39,7 @@ func commands() []command {
 		{name: "reinstall", args: []string{"<mac|hostname>"}, summary: "send a node back to enrolled: it installs again on its next PXE boot", setup: reinstallCmd},
 		{name: "retire", args: []string{"<mac|hostname>"}, summary: "take a node out of service: drain, revoke, remove its records; -wait until it is retired", setup: retireCmd},
 		{name: "events", summary: "show the event log; -f follows it", setup: eventsCmd},
+		{name: "ui", summary: "open the live status page: prints a one-time login link (serves it on 127.0.0.1 when bootstrapd is on its socket)", setup: uiCmd},
 		{name: "leases", summary: "list DHCP leases", setup: leasesCmd},
 		{name: "profiles", summary: "list install profiles", setup: profilesCmd},
 		{name: "netboot", summary: "manage the netboot directory", subs: []command{

@@ -78,11 +78,11 @@
     stream.addEventListener("node", refreshSoon);
     stream.addEventListener("error", () => {
       // EventSource reconnects by itself (sending Last-Event-ID), unless
-      // the answer was a refusal: then it is CLOSED and the session is
-      // what to check.
+      // the answer was an error status (a refusal, or the proxy finding
+      // no daemon): then it is CLOSED, and start says which and retries.
       if (stream && stream.readyState === EventSource.CLOSED) {
         stream = null;
-        getJSON("api/nodes").then(() => start(), () => {});
+        start();
         return;
       }
       setLive("connecting", "Reconnecting…");
