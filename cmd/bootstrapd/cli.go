@@ -105,19 +105,18 @@ func execute(ctx context.Context, e *env, path []string, c command, args []strin
 		return usage(e, path, c, fs, err)
 	}
 	err = run(ctx, pos)
-	var ue usageError
-	var xe exitError
-	switch {
-	case err == nil:
+	if err == nil {
 		return exitOK
-	case errors.As(err, &ue):
+	}
+	if errors.As(err, new(usageError)) {
 		return usage(e, path, c, fs, err)
-	case errors.As(err, &xe):
-		fmt.Fprintf(e.stderr, "%s: %v\n", strings.Join(path, " "), err)
-		return xe.code
+	}
+	code := exitFailed
+	if xe := new(exitError); errors.As(err, xe) {
+		code = xe.code
 	}
 	fmt.Fprintf(e.stderr, "%s: %v\n", strings.Join(path, " "), err)
-	return exitFailed
+	return code
 }
 
 // usage prints one line for the mistake, then the usage, and returns
