@@ -19,7 +19,7 @@ RUNIT     ?= $(shell test -d /etc/runit && echo 1)
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-demo: ## PXE-boot one node in QEMU through bootstrapd, in a network namespace (needs root)
+demo: ## a rack bring-up in network namespaces, from bare metal to ready (NODES=3 for three; needs root)
 	scripts/demo.sh
 
 build: ## build bin/bootstrapd
@@ -32,8 +32,9 @@ RACE_PKGS := ./internal/inventory/... ./internal/store/... ./internal/pxe/... ./
 # Everything the tests need that is not Go: Debian's packages, and peers
 # built once and cached in /var/cache/bootstrapd-test by version (the test
 # kernel, Vault and Nomad from their Go modules, the Void stand-in). A cold
-# run takes about 15 minutes (Vault and Nomad: 11), a warm one seconds.
-deps: ## install the Debian packages and build the cached test peers (needs root; the first run takes ~15 min)
+# run takes about 12 minutes besides apt (Vault and Nomad: 11; the kernel
+# and the stand-in: 10 s each), a warm one seconds.
+deps: ## install the Debian packages and build the cached test peers (needs root; the first run takes ~12 min)
 	scripts/deps.sh
 	scripts/testkernel.sh >/dev/null
 	@scripts/clusterbins.sh >/tmp/bootstrapd-clusterbins.log 2>&1 || { tail -n 40 /tmp/bootstrapd-clusterbins.log; exit 1; }
