@@ -48,6 +48,9 @@ type Site struct {
 	Vault  *Vault  `hcl:"vault,block"`
 	// Discovery bounds the nodes unknown MACs leave behind.
 	Discovery *Discovery `hcl:"discovery,block"`
+	// BMC is how nodes' BMCs are logged in to and used; never nil after
+	// Load (the defaults when the site has no bmc block).
+	BMC *BMC `hcl:"bmc,block"`
 
 	// Parsed forms, filled by Load. Lease is within MinLeaseTime and
 	// MaxLeaseTime, so it and its fractions fit DHCP's uint32 seconds.

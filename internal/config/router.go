@@ -156,13 +156,8 @@ func (s *Site) validateRouter() error {
 			return s.Errorf("router.fingerprint", "fingerprint %q is not a SHA-256 in hex; `bootstrapd router fingerprint` prints the router's", r.Fingerprint)
 		}
 	case r.CAFile != "":
-		pem, err := os.ReadFile(r.CAFile)
-		if err != nil {
-			return s.Errorf("router.ca_file", "router ca_file: %v", err)
-		}
-		r.RootCAs = x509.NewCertPool()
-		if !r.RootCAs.AppendCertsFromPEM(pem) {
-			return s.Errorf("router.ca_file", "router ca_file %s holds no PEM certificate", r.CAFile)
+		if r.RootCAs, err = s.certPool("router.ca_file", r.CAFile); err != nil {
+			return err
 		}
 	case !r.Insecure && !r.unpinned:
 		return s.Errorf("router", "the router block needs fingerprint (the router's api-ssl certificate, pinned) or ca_file: "+
@@ -215,6 +210,21 @@ func (s *Site) validateRouter() error {
 	}
 	r.password, err = s.credential("router.password_file", r.PasswordFile, RouterPasswordEnv, "router password", true)
 	return err
+}
+
+// certPool reads the PEM CA file named at key (router.ca_file,
+// bmc.ca_file): the certificates a TLS peer's must chain to.
+func (s *Site) certPool(key, path string) (*x509.CertPool, error) {
+	name := strings.ReplaceAll(key, ".", " ")
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, s.Errorf(key, "%s: %v", name, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, s.Errorf(key, "%s %s holds no PEM certificate", name, path)
+	}
+	return pool, nil
 }
 
 func (s *Site) validateBootstrap() error {

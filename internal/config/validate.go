@@ -86,6 +86,7 @@ func (s *Site) defaults(dir string) error {
 	}
 	s.routerDefaults(dir)
 	s.clusterDefaults(dir)
+	s.bmcDefaults(dir)
 	for _, f := range []*string{&s.API.TokenFile, &s.API.TLSCertFile, &s.API.TLSKeyFile} {
 		if *f != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(dir, *f)
@@ -112,6 +113,7 @@ func (s *Site) validate() error {
 	add(s.validateRouter())
 	add(s.validateCluster())
 	add(s.validateDiscovery())
+	add(s.validateBMC())
 	return errors.Join(errs...)
 }
 

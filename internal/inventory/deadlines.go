@@ -2,11 +2,13 @@ package inventory
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
 // timeoutCause is why a node that overstayed its state failed.
 var timeoutCause = map[State]string{
+	Enrolled:   "installer not booted in time", // only an install retry gives enrolled a deadline
 	Installing: "install timed out",
 	Installed:  "join timed out",
 	Joined:     "worker did not start in time",
@@ -28,7 +30,10 @@ func (inv *Inventory) RunDeadlines(ctx context.Context) {
 		case <-timer.C:
 		case <-inv.kick:
 		}
-		next := inv.expire(ctx)
+		next, retried := inv.expire(ctx)
+		for _, n := range retried {
+			inv.Retrier.Retry(ctx, n)
+		}
 		timer.Stop()
 		if !next.IsZero() {
 			timer.Reset(time.Until(next))
@@ -36,12 +41,15 @@ func (inv *Inventory) RunDeadlines(ctx context.Context) {
 	}
 }
 
-// expire fails every node past its deadline and returns the next deadline.
-func (inv *Inventory) expire(ctx context.Context) time.Time {
+// expire fails every node past its deadline, or retries its install
+// where the Retrier says so, and returns the next deadline and the nodes
+// to retry.
+func (inv *Inventory) expire(ctx context.Context) (time.Time, []Node) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	now := inv.now()
 	var next time.Time
+	var retried []Node
 	for _, n := range inv.nodes {
 		if n.Deadline.IsZero() {
 			continue
@@ -52,9 +60,19 @@ func (inv *Inventory) expire(ctx context.Context) time.Time {
 			}
 			continue
 		}
+		if r, ok := inv.retry(ctx, n, now); ok {
+			retried = append(retried, r)
+			if next.IsZero() || r.Deadline.Before(next) {
+				next = r.Deadline
+			}
+			continue
+		}
 		cause := timeoutCause[n.State]
 		if cause == "" {
 			cause = "timed out in " + string(n.State)
+		}
+		if n.InstallRetries > 0 && (n.State == Installing || n.State == Enrolled) {
+			cause += fmt.Sprintf(" after %d power-cycle retries", n.InstallRetries)
 		}
 		failed := n.clone()
 		if err := failed.move(now, Failed, cause, "bootstrapd"); err != nil {
@@ -69,5 +87,5 @@ func (inv *Inventory) expire(ctx context.Context) time.Time {
 	if at := inv.forget(ctx, now); !at.IsZero() && (next.IsZero() || at.Before(next)) {
 		next = at
 	}
-	return next
+	return next, retried
 }

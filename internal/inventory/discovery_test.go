@@ -60,7 +60,7 @@ func TestDiscoveryBounded(t *testing.T) {
 	ti.clock.Advance(DefaultDiscoveredTTL / 2)
 	ti.Seen(ctx, spoofedMAC(1), "bios") // still around
 	ti.clock.Advance(DefaultDiscoveredTTL/2 + time.Minute)
-	next := ti.expire(ctx)
+	next, _ := ti.expire(ctx)
 	if n := len(ti.Nodes()); n != 2 {
 		t.Fatalf("%d nodes after the TTL, want the enrolled one and the one seen since", n)
 	}

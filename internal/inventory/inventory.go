@@ -69,6 +69,9 @@ type Inventory struct {
 	// Limits bound what the network can make the inventory keep; Open
 	// sets the defaults.
 	Limits Limits
+	// Retrier, when set, is asked to retry an install that missed its
+	// deadline before the node is failed.
+	Retrier InstallRetrier
 }
 
 // Open loads the inventory from db.
@@ -171,7 +174,9 @@ type EnrollRequest struct {
 	Profile    string
 	BootMethod string
 	Labels     map[string]string
-	Actor      string
+	// BMC, when set, is the node's controller (checked with ParseBMC).
+	BMC   *BMC
+	Actor string
 }
 
 // Enroll adds a node, or enrolls a discovered one, picking a hostname and an
@@ -192,6 +197,13 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 	}
 	if err := checkBootMethod(req.BootMethod); err != nil {
 		return Node{}, err
+	}
+	if req.BMC != nil {
+		b, err := ParseBMC(req.BMC.URL, req.BMC.Credentials)
+		if err != nil {
+			return Node{}, err
+		}
+		req.BMC = &b
 	}
 	if req.Hostname != "" && !validHostname(req.Hostname) {
 		return Node{}, fmt.Errorf("hostname %q is not a DNS label (letters, digits and '-', at most 63, not starting or ending with '-')", req.Hostname)
@@ -243,7 +255,8 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 	}
 	next.MAC, next.Hostname, next.IP, next.Profile, next.BootMethod = mac, req.Hostname, req.IP, req.Profile, req.BootMethod
 	next.Labels = maps.Clone(req.Labels)
-	next.Reason = ""
+	next.BMC = req.BMC
+	next.Reason, next.InstallRetries = "", 0
 	from := next.State
 	next.State = Enrolled
 	next.History = append(next.History, Event{At: now, From: from, To: Enrolled, Cause: "enroll", Actor: req.Actor})
@@ -451,5 +464,9 @@ func (n *Node) clone() Node {
 	c.TokenHash = slices.Clone(n.TokenHash)
 	c.Labels = maps.Clone(n.Labels)
 	c.Pending = slices.Clone(n.Pending)
+	if n.BMC != nil {
+		b := *n.BMC
+		c.BMC = &b
+	}
 	return c
 }

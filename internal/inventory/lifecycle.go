@@ -17,7 +17,7 @@ func (inv *Inventory) Reinstall(ctx context.Context, ref, actor string) (Node, e
 	if n.State == Enrolled {
 		return n, nil // already waiting for its install: nothing to do
 	}
-	return inv.Move(ctx, n.MAC, Enrolled, "reinstall requested", actor)
+	return inv.moveWith(ctx, n.MAC, Enrolled, "reinstall requested", actor, func(n *Node) { n.InstallRetries = 0 })
 }
 
 // SetBootMethod changes how an installed node leaves iPXE for its disk:

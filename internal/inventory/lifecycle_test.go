@@ -37,7 +37,7 @@ func TestDeadlines(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			next := ti.expire(ctx)
+			next, _ := ti.expire(ctx)
 			n := ti.mustNode(t, mac)
 			if n.State != c.want || n.Reason != c.reason {
 				t.Fatalf("state %s (%q), want %s (%q)", n.State, n.Reason, c.want, c.reason)

@@ -92,6 +92,13 @@ type Node struct {
 	// ("drain", "revoke token", ...), so that retire can say what is left
 	// rather than claim it is done; each goes when it is done.
 	Pending []string `json:"pending,omitempty"`
+	// BMC is the node's controller for power and one-time boot, when it
+	// has one: where it is and where its credentials are, never them.
+	BMC *BMC `json:"bmc,omitempty"`
+	// InstallRetries counts the power-cycle retries of the current
+	// install (bmc install_retries bounds them); enroll and reinstall
+	// start it afresh.
+	InstallRetries int `json:"install_retries,omitempty"`
 }
 
 // Event is one recorded transition or report.
