@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,7 +63,7 @@ type QEMU struct {
 	MAC     string
 	Tap     string
 	console string
-	monitor string // the HMP monitor's unix socket
+	qmp     string // the QMP monitor's unix socket
 	cmd     *exec.Cmd
 	done    chan struct{}
 	err     error // set before done is closed
@@ -76,8 +75,40 @@ type QEMU struct {
 // failed, the tail of its console is logged.
 func StartQEMU(t testing.TB, opts QEMUOpts) *QEMU {
 	t.Helper()
+	cl := opts.commandLine(t)
+	q, err := cl.start(filepath.Join(cl.dir, "console.log"))
+	if err != nil {
+		t.Fatalf("netlab: %v", err)
+	}
+	t.Logf("netlab: %s", strings.Join(q.cmd.Args, " "))
+	t.Cleanup(func() {
+		q.kill()
+		if t.Failed() {
+			t.Logf("netlab: last console lines of VM %s (seconds since start):\n%s", q.MAC, tail(q.TimedConsole(), 40))
+		}
+	})
+	return q
+}
+
+// qemuCommand is a VM's QEMU command line and the files it names. It is
+// the one place the command line is built: StartQEMU runs it, an IPMI
+// node's start script execs it when the simulated BMC powers the node on,
+// and a Machine runs it at each power-on.
+type qemuCommand struct {
+	lab  *Lab
+	mac  string
+	tap  string
+	dir  string // the test's directory for this VM: console, OVMF VARS
+	qmp  string // QMP socket (in a short directory of its own)
+	args []string
+}
+
+// commandLine fills in opts' defaults (a tap, a MAC, 512 MB) and builds
+// the command line. Files it needs are removed when the test ends.
+func (opts QEMUOpts) commandLine(t testing.TB) *qemuCommand {
+	t.Helper()
 	if opts.Lab == nil {
-		t.Fatal("netlab: StartQEMU needs QEMUOpts.Lab")
+		t.Fatal("netlab: QEMUOpts.Lab is required")
 	}
 	if opts.Tap == "" {
 		opts.Tap = opts.Lab.AddTap(t)
@@ -96,10 +127,11 @@ func StartQEMU(t testing.TB, opts QEMUOpts) *QEMU {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(mon) })
+	qmp := filepath.Join(mon, "qmp")
 	args := []string{
 		"-accel", "tcg", "-m", fmt.Sprint(opts.MemoryMB),
 		"-nographic",
-		"-monitor", "unix:" + filepath.Join(mon, "m") + ",server=on,wait=off",
+		"-qmp", "unix:" + qmp + ",server=on,wait=off",
 		"-netdev", "tap,id=n0,ifname=" + opts.Tap + ",script=no,downscript=no",
 	}
 	if !opts.Reboot {
@@ -148,38 +180,43 @@ func StartQEMU(t testing.TB, opts QEMUOpts) *QEMU {
 		t.Fatalf("netlab: unknown firmware %q (want bios or uefi)", opts.Firmware)
 	}
 	args = append(args, opts.Args...)
+	return &qemuCommand{lab: opts.Lab, mac: opts.MAC, tap: opts.Tap, dir: dir, qmp: qmp, args: args}
+}
 
-	q := &QEMU{MAC: opts.MAC, Tap: opts.Tap, console: filepath.Join(dir, "console.log"), monitor: filepath.Join(mon, "m"), done: make(chan struct{})}
+// start runs QEMU in the lab's namespace, its output appended to console
+// (and console.timed): a machine powered on again keeps one console
+// history, as a serial console server would. It needs no testing.TB, so a
+// stand-in BMC can power a VM on from its own goroutine.
+func (c *qemuCommand) start(console string) (*QEMU, error) {
+	q := &QEMU{MAC: c.mac, Tap: c.tap, console: console, qmp: c.qmp, done: make(chan struct{})}
 	out, err := newConsoleWriter(q.console)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	q.cmd = opts.Lab.Command(context.Background(), "qemu-system-x86_64", args...)
+	q.cmd = c.lab.Command(context.Background(), "qemu-system-x86_64", c.args...)
 	q.cmd.Stdout, q.cmd.Stderr = out, out // -nographic: serial console on stdout
-	t.Logf("netlab: %s", strings.Join(q.cmd.Args, " "))
 	q.started = time.Now()
 	out.start = q.started
 	if err := q.cmd.Start(); err != nil {
 		out.Close()
-		t.Fatalf("netlab: starting qemu: %v", err)
+		return nil, fmt.Errorf("starting qemu: %w", err)
 	}
 	go func() {
 		q.err = q.cmd.Wait()
 		out.Close()
 		close(q.done)
 	}()
-	t.Cleanup(func() {
-		select {
-		case <-q.done:
-		default:
-			_ = q.cmd.Process.Kill()
-			<-q.done
-		}
-		if t.Failed() {
-			t.Logf("netlab: last console lines of VM %s (seconds since start):\n%s", q.MAC, tail(q.TimedConsole(), 40))
-		}
-	})
-	return q
+	return q, nil
+}
+
+// kill ends QEMU at once if it still runs and waits for it.
+func (q *QEMU) kill() {
+	select {
+	case <-q.done:
+	default:
+		_ = q.cmd.Process.Kill()
+		<-q.done
+	}
 }
 
 // ovmfNoIPv6 turns off OVMF's IPv6 network boot (PXEv6 and HTTPv6), so
@@ -212,7 +249,7 @@ func seedOVMFVars(t testing.TB, dir string, args []string, nic string, disk []st
 	seed := make([]string, 0, len(args))
 	for i := 0; i < len(args); i++ {
 		switch {
-		case args[i] == "-netdev" || args[i] == "-monitor":
+		case args[i] == "-netdev" || args[i] == "-qmp":
 			i++ // replaced below, or not needed
 		case args[i] == "-device" && args[i+1] == nic:
 			i++
@@ -255,64 +292,35 @@ func seedOVMFVars(t testing.TB, dir string, args []string, nic string, disk []st
 
 // Reset presses the VM's reset button (QEMU's system_reset): the firmware
 // starts over, as after a power cycle, NVRAM kept.
-func (q *QEMU) Reset() error { return q.monitorCommand("system_reset") }
-
-// PowerOff pulls the VM's plug: QEMU exits at once, nothing is flushed in
-// the guest. Done is closed after it.
-func (q *QEMU) PowerOff() error {
-	err := q.monitorCommand("quit")
-	select {
-	case <-q.done:
-	case <-time.After(10 * time.Second):
-		_ = q.cmd.Process.Kill()
-		<-q.done
-	}
-	return err
-}
-
-// monitorCommand runs one HMP command on the VM's monitor socket.
-func (q *QEMU) monitorCommand(command string) error {
-	c, err := net.DialTimeout("unix", q.monitor, 5*time.Second)
-	if err != nil {
-		return fmt.Errorf("netlab: VM %s monitor: %w", q.MAC, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	// The banner ends with the first prompt; the command's output with the next.
-	if err := readUntil(c, "(qemu) "); err != nil {
-		return fmt.Errorf("netlab: VM %s monitor: %w", q.MAC, err)
-	}
-	if _, err := io.WriteString(c, command+"\n"); err != nil {
-		return fmt.Errorf("netlab: VM %s monitor: %w", q.MAC, err)
-	}
-	if command == "quit" {
-		return nil
-	}
-	if err := readUntil(c, "(qemu) "); err != nil {
-		return fmt.Errorf("netlab: VM %s monitor %s: %w", q.MAC, command, err)
+func (q *QEMU) Reset() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := qmpExecute(ctx, q.qmp, "system_reset"); err != nil {
+		return fmt.Errorf("netlab: VM %s: %w", q.MAC, err)
 	}
 	return nil
 }
 
-func readUntil(r io.Reader, marker string) error {
-	var seen []byte
-	buf := make([]byte, 512)
-	for !strings.Contains(string(seen), marker) {
-		n, err := r.Read(buf)
-		seen = append(seen, buf[:n]...)
-		if err != nil {
-			return err
-		}
+// PowerOff pulls the VM's plug: QEMU exits at once, nothing is flushed in
+// the guest. Done is closed after it.
+func (q *QEMU) PowerOff() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := qmpExecute(ctx, q.qmp, "quit")
+	select {
+	case <-q.done:
+	case <-ctx.Done():
+		q.kill()
+	}
+	if err != nil {
+		return fmt.Errorf("netlab: VM %s: %w", q.MAC, err)
 	}
 	return nil
 }
 
 // Console returns what the VM printed on its serial console so far, with
 // carriage returns and terminal escape sequences removed.
-func (q *QEMU) Console() string {
-	b, _ := os.ReadFile(q.console)
-	return cleanConsole(string(b))
-}
+func (q *QEMU) Console() string { return readConsole(q.console) }
 
 // TimedConsole is Console with each line prefixed by the seconds since QEMU
 // started when the line was completed: where a slow boot spends its time.
@@ -351,14 +359,29 @@ func (q *QEMU) WaitConsole(ctx context.Context, substr string) (string, error) {
 // bytes (a len(Console()) taken earlier): what this boot printed, not the
 // last one.
 func (q *QEMU) WaitConsoleFrom(ctx context.Context, from int, substr string) (string, error) {
+	line, exited, err := waitConsole(ctx, q.console, from, substr, q.done)
+	switch {
+	case exited:
+		return "", fmt.Errorf("netlab: VM %s exited (%v) without printing %q", q.MAC, q.err, substr)
+	case err != nil:
+		return "", fmt.Errorf("netlab: VM %s did not print %q: %w", q.MAC, substr, err)
+	}
+	return line, nil
+}
+
+// waitConsole waits until a line of the console file at path, after its
+// first from bytes, contains substr, and returns that line. done closed
+// means no more will be written (exited is then true when nothing
+// matched); a nil done never closes: a VM behind a BMC may be powered on
+// again and add to the same console.
+func waitConsole(ctx context.Context, path string, from int, substr string, done <-chan struct{}) (line string, exited bool, err error) {
 	for {
-		exited := false
 		select {
-		case <-q.done:
+		case <-done:
 			exited = true
 		default:
 		}
-		text := q.Console()
+		text := readConsole(path)
 		if from < len(text) {
 			text = text[from:]
 		} else {
@@ -366,19 +389,53 @@ func (q *QEMU) WaitConsoleFrom(ctx context.Context, from int, substr string) (st
 		}
 		for _, line := range strings.Split(text, "\n") {
 			if strings.Contains(line, substr) {
-				return line, nil
+				return line, false, nil
 			}
 		}
 		if exited {
-			return "", fmt.Errorf("netlab: VM %s exited (%v) without printing %q", q.MAC, q.err, substr)
+			return "", true, nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("netlab: VM %s did not print %q: %w", q.MAC, substr, ctx.Err())
-		case <-q.done:
+			return "", false, ctx.Err()
+		case <-done:
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// poweredConsole is the console of a VM behind a BMC (IPMINode,
+// Machine): one file over all its power-ons, which the VM may be off
+// between, so only ctx ends a wait. Embedded, it gives them Console,
+// WaitConsole and WaitConsoleFrom.
+type poweredConsole struct {
+	path string
+	who  string // "VM <mac> behind <bmc>", for errors
+}
+
+// Console is what the VM printed on its serial console over all its
+// power-ons so far, cleaned as QEMU.Console is.
+func (c poweredConsole) Console() string { return readConsole(c.path) }
+
+// WaitConsole waits until a console line contains substr (from any boot).
+func (c poweredConsole) WaitConsole(ctx context.Context, substr string) (string, error) {
+	return c.WaitConsoleFrom(ctx, 0, substr)
+}
+
+// WaitConsoleFrom is WaitConsole after the console's first from bytes (a
+// len(Console()) taken earlier): what a later boot printed.
+func (c poweredConsole) WaitConsoleFrom(ctx context.Context, from int, substr string) (string, error) {
+	line, _, err := waitConsole(ctx, c.path, from, substr, nil)
+	if err != nil {
+		return "", fmt.Errorf("netlab: %s did not print %q: %w", c.who, substr, err)
+	}
+	return line, nil
+}
+
+// readConsole is a console file's text, cleaned (see cleanConsole).
+func readConsole(path string) string {
+	b, _ := os.ReadFile(path)
+	return cleanConsole(string(b))
 }
 
 // cleanConsole drops \r and ANSI escape sequences (SeaBIOS, OVMF and iPXE draw
@@ -436,11 +493,11 @@ type consoleWriter struct {
 }
 
 func newConsoleWriter(path string) (*consoleWriter, error) {
-	raw, err := os.Create(path)
+	raw, err := appendFile(path)
 	if err != nil {
 		return nil, err
 	}
-	timed, err := os.Create(path + ".timed")
+	timed, err := appendFile(path + ".timed")
 	if err != nil {
 		raw.Close()
 		return nil, err
@@ -460,6 +517,12 @@ func (w *consoleWriter) Write(p []byte) (int, error) {
 		w.line = w.line[:0]
 	}
 	return w.raw.Write(p)
+}
+
+// appendFile opens path for appending, creating it: a VM powered on again
+// adds to the console it had.
+func appendFile(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 }
 
 func (w *consoleWriter) Close() {
