@@ -30,10 +30,13 @@ type Machine struct {
 }
 
 // NewMachine sets up a powered-off VM (opts as for StartQEMU; Lab
-// required). Whatever QEMU it runs is killed when the test ends; if the
-// test failed, the tail of its console is logged.
+// required). Reboot is always on: with -no-reboot QEMU turns a reset,
+// QMP's system_reset included, into exiting, which is a power-off, not
+// what a BMC's reset does. Whatever QEMU it runs is killed when the test
+// ends; if the test failed, the tail of its console is logged.
 func NewMachine(t testing.TB, opts QEMUOpts) *Machine {
 	t.Helper()
+	opts.Reboot = true
 	cl := opts.commandLine(t)
 	m := &Machine{MAC: cl.mac, Tap: cl.tap, cmd: cl,
 		poweredConsole: poweredConsole{path: filepath.Join(cl.dir, "console.log"), who: "machine " + cl.mac}}

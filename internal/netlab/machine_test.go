@@ -11,7 +11,7 @@ import (
 // the process; QMP says so each time.
 func TestMachine(t *testing.T) {
 	lab := NewLab(t, "10.79.1.1/24")
-	m := NewMachine(t, QEMUOpts{Lab: lab, Reboot: true})
+	m := NewMachine(t, QEMUOpts{Lab: lab})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if on, _ := m.PowerState(ctx); on {
