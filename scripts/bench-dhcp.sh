@@ -196,7 +196,10 @@ proc_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 # reaped children too (cutime, cstime), so short-lived processes are not missed.
 cpu_snapshot() {
 	# The command name in field 2 may contain spaces: cut it out by its parentheses.
-	cat /proc/[0-9]*/stat 2>/dev/null | awk '{
+	# A process that exits between the glob and the read makes cat fail,
+	# which pipefail and set -e would turn into the script's end: what was
+	# read is all there is to count.
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{
 		name = $0; sub(/^[0-9]+ \(/, "", name); sub(/\) [A-Za-z] .*$/, "", name); gsub(/ /, "_", name)
 		pid = $1; sub(/^.*\) /, ""); print pid, $2, $12 + $13 + $14 + $15, name }'
 }
