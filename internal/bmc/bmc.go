@@ -3,6 +3,17 @@
 // Wake-on-LAN for machines without one. The daemon sees only the BMC
 // interface, so its tests use a fake and the protocol tests use real
 // counterparts (OpenIPMI's ipmi_sim, the Redfish stand-in).
+//
+// Libraries, chosen for being pure Go and shelling out to nothing:
+// IPMI is github.com/bougou/go-ipmi (Apache-2.0), limited here to RMCP+
+// with cipher suites 17 and 3 and guarded against a BMC that answers with
+// weaker algorithms (cipherguard.go). Redfish is
+// github.com/stmcginnis/gofish (BSD-3-Clause), the client
+// bmc-toolbox/bmclib's own Redfish provider is built on; bmclib itself
+// was not used: the module proxy here does not serve it, and its
+// "ipmitool" provider runs the ipmitool binary (the password in its
+// environment), which the product must not do. Its "ipmi"/"goipmi"
+// providers wrap the same go-ipmi used here.
 package bmc
 
 import (
