@@ -84,7 +84,7 @@ func checkSite(t *testing.T, text, profiles string) {
 	if err := os.Symlink(profiles, filepath.Join(root, "profiles")); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"api-token", "router-password", "vault-token", "nomad-token"} {
+	for _, s := range []string{"api-token", "router-password", "vault-token", "nomad-token", "bmc-password"} {
 		write(t, filepath.Join(root, "etc/bootstrapd", s), []byte("s3cret-"+s+"\n"), 0o600)
 		write(t, filepath.Join(root, "tmp/bootstrapd-demo", s), []byte("s3cret-"+s+"\n"), 0o600)
 	}

@@ -70,16 +70,23 @@ func retireText(n inventory.Node, waiting bool) string {
 }
 
 func reinstallCmd(fs *flag.FlagSet, e *env) action {
+	pf := addPowerFlags(fs, "set a one-time PXE boot and power the node on, or cycle it if on, through its BMC")
 	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, args []string) error {
-		n, err := c.Reinstall(ctx, args[0])
+		r, err := c.Reinstall(ctx, args[0], api.PowerAfter{Power: *pf.power, WoL: *pf.wol})
 		if err != nil {
 			return err
 		}
 		if asJSON {
-			return printJSON(e, n)
+			if err := printJSON(e, r); err != nil {
+				return err
+			}
+			if r.Power != nil && r.Power.Error != "" {
+				return powered(e, r)
+			}
+			return nil
 		}
-		fmt.Fprintf(e.stdout, "%s (%s) reinstalls on its next PXE boot\n", dash(n.Hostname), n.MAC)
-		return nil
+		fmt.Fprintf(e.stdout, "%s (%s) reinstalls on its next PXE boot\n", dash(r.Hostname), r.MAC)
+		return powered(e, r)
 	})
 }
 

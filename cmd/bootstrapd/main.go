@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/bootstrapd/bootstrapd/internal/api"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -35,9 +37,16 @@ func commands() []command {
 		{name: "node", summary: "show one node; change how it boots its disk", subs: []command{
 			{name: "show", args: []string{"<mac|hostname>"}, summary: "show one node: state, address, lease, profile, history", setup: nodeShowCmd},
 			{name: "boot", args: []string{"<mac|hostname>", "exit|sanboot|none"}, summary: "change how an installed node boots its disk (from its next PXE boot)", setup: nodeBootCmd},
+			{name: "bmc", args: []string{"<mac|hostname>", "<url>|none"}, summary: "give a node a BMC (ipmi:// or redfish://), change it, or remove it (none)", setup: nodeBMCCmd},
 		}},
 		{name: "reinstall", args: []string{"<mac|hostname>"}, summary: "send a node back to enrolled: it installs again on its next PXE boot", setup: reinstallCmd},
 		{name: "retire", args: []string{"<mac|hostname>"}, summary: "take a node out of service: drain, revoke, remove its records; -wait until it is retired", setup: retireCmd},
+		{name: "power", summary: "power a node through its BMC (or wake it with Wake-on-LAN); each action is in its history", subs: []command{
+			{name: "status", args: []string{"<mac|hostname>"}, summary: "ask a node's BMC whether it is on", setup: powerCmd(api.PowerStatus)},
+			{name: "on", args: []string{"<mac|hostname>"}, summary: "power a node on through its BMC; -wol sends a Wake-on-LAN packet instead", setup: powerCmd(api.PowerOn)},
+			{name: "off", args: []string{"<mac|hostname>"}, summary: "power a node off through its BMC (hard off)", setup: powerCmd(api.PowerOff)},
+			{name: "cycle", args: []string{"<mac|hostname>"}, summary: "power-cycle a node through its BMC (on when it was off)", setup: powerCmd(api.PowerCycle)},
+		}},
 		{name: "events", summary: "show the event log; -f follows it", setup: eventsCmd},
 		{name: "ui", summary: "open the live status page: prints a one-time login link (serves it on 127.0.0.1 when bootstrapd is on its socket)", setup: uiCmd},
 		{name: "leases", summary: "list DHCP leases", setup: leasesCmd},

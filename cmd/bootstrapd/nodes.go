@@ -73,14 +73,25 @@ func enrollCmd(fs *flag.FlagSet, e *env) action {
 	})
 	wait := &waitFlag{state: inventory.Installed}
 	fs.Var(wait, "wait", "after enrolling, show progress until the node is installed (or -wait STATE: installing, installed, joined, ready)")
+	fs.StringVar(&req.BMC, "bmc", "", "the node's BMC: `ipmi://HOST[:PORT]` or redfish://HOST[:PORT][/redfish/v1/Systems/ID] (never with credentials)")
+	fs.StringVar(&req.BMCCredentials, "bmc-credentials", "", "where the BMC's credentials are: `file:/path` (user:password, mode 0600) or vault:<mount>/<path> (default: the site's bmc block)")
+	pf := addPowerFlags(fs, "set a one-time PXE boot and power the node on, or cycle it if on (default: the site's bmc power_on_enroll)")
 	return clientAction(fs, e, func(ctx context.Context, c *api.Client, asJSON bool, args []string) error {
 		req.MAC = args[0]
-		n, err := c.Enroll(ctx, req)
+		req.Power, req.WoL = pf.set(), *pf.wol
+		r, err := c.Enroll(ctx, req)
 		if err != nil {
 			return err
 		}
+		n := r.Node
 		if !asJSON {
 			fmt.Fprintf(e.stdout, "enrolled %s as %s, %s, profile %s; it installs on its next PXE boot\n", n.MAC, n.Hostname, n.IP, dash(n.Profile))
+			if err := powered(e, r); err != nil {
+				return err
+			}
+		} else if r.Power != nil && r.Power.Error != "" {
+			printJSON(e, r)
+			return powered(e, r)
 		}
 		return settle(ctx, e, c, n, asJSON, wait.on, wait.state, "the install")
 	})
@@ -186,7 +197,7 @@ func nodeShowCmd(fs *flag.FlagSet, e *env) action {
 				}
 			}
 		}
-		fmt.Fprintf(e.stdout, "  profile:  %s\n  boot:     %s\n  arch:     %s\n  history:\n", dash(n.Profile), dash(n.BootMethod), dash(n.Arch))
+		fmt.Fprintf(e.stdout, "  profile:  %s\n  boot:     %s\n  arch:     %s\n  bmc:      %s\n  history:\n", dash(n.Profile), dash(n.BootMethod), dash(n.Arch), bmcText(n.BMC))
 		for _, ev := range n.History {
 			fmt.Fprintf(e.stdout, "    %s  %s\n", ev.At.Local().Format(time.DateTime), what(ev))
 		}

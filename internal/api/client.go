@@ -111,9 +111,9 @@ func (c *Client) Leases(ctx context.Context) ([]inventory.Lease, error) {
 	return out, c.do(ctx, http.MethodGet, "/v1/leases", nil, &out)
 }
 
-// Enroll enrolls a node.
-func (c *Client) Enroll(ctx context.Context, req EnrollRequest) (inventory.Node, error) {
-	var out inventory.Node
+// Enroll enrolls a node and, when asked, powers it into its install.
+func (c *Client) Enroll(ctx context.Context, req EnrollRequest) (NodeReply, error) {
+	var out NodeReply
 	return out, c.do(ctx, http.MethodPost, "/v1/nodes", req, &out)
 }
 

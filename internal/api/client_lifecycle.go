@@ -18,10 +18,11 @@ func (c *Client) Retire(ctx context.Context, ref string) (inventory.Node, error)
 	return out, c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(ref)+"/retire", nil, &out)
 }
 
-// Reinstall sends a node back to enrolled.
-func (c *Client) Reinstall(ctx context.Context, ref string) (inventory.Node, error) {
-	var out inventory.Node
-	return out, c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(ref)+"/reinstall", nil, &out)
+// Reinstall sends a node back to enrolled and, when asked, powers it into
+// its install.
+func (c *Client) Reinstall(ctx context.Context, ref string, p PowerAfter) (NodeReply, error) {
+	var out NodeReply
+	return out, c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(ref)+"/reinstall", p, &out)
 }
 
 // SetBootMethod changes how an installed node boots its disk.

@@ -20,21 +20,43 @@ func (s *Server) lifecycleRoutes(mux *http.ServeMux) {
 		reply(w, http.StatusOK, public(n))
 	})
 	mux.HandleFunc("POST /v1/nodes/{ref}/reinstall", func(w http.ResponseWriter, r *http.Request) {
+		var req PowerAfter
+		if !decode(w, r, &req) {
+			return
+		}
+		action := ""
+		switch {
+		case req.Power && req.WoL:
+			reply(w, http.StatusBadRequest, Error{Error: "-power or -wol, not both: -power uses the node's BMC, -wol is for a machine without one"})
+			return
+		case req.Power:
+			action = PowerInstall
+		case req.WoL:
+			action = PowerWake
+		}
+		if action != "" {
+			// Refused before the reinstall, not after it.
+			n, err := s.Inv.Find(r.PathValue("ref"))
+			if err == nil {
+				err = s.canPower(n, action)
+			}
+			if err != nil {
+				fail(w, err)
+				return
+			}
+		}
 		n, err := s.Inv.Reinstall(r.Context(), r.PathValue("ref"), "api")
 		if err != nil {
 			fail(w, err)
 			return
 		}
-		reply(w, http.StatusOK, public(n))
+		reply(w, http.StatusOK, s.powerAfter(r.Context(), n, action))
 	})
 	mux.HandleFunc("PUT /v1/nodes/{ref}/boot-method", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			BootMethod string `json:"boot_method"`
 		}
-		dec := json.NewDecoder(r.Body) // bounded by Handler
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			reply(w, http.StatusBadRequest, Error{Error: "bad request body: " + err.Error()})
+		if !decode(w, r, &req) {
 			return
 		}
 		n, err := s.Inv.SetBootMethod(r.Context(), r.PathValue("ref"), req.BootMethod, "api")

@@ -32,6 +32,7 @@ type Inventory interface {
 	Retire(ctx context.Context, ref, actor string) (inventory.Node, error)
 	Reinstall(ctx context.Context, ref, actor string) (inventory.Node, error)
 	SetBootMethod(ctx context.Context, ref, method, actor string) (inventory.Node, error)
+	SetBMC(ctx context.Context, ref string, b *inventory.BMC, actor string) (inventory.Node, error)
 }
 
 // EnrollRequest is the body of POST /v1/nodes.
@@ -42,6 +43,25 @@ type EnrollRequest struct {
 	Profile    string            `json:"profile,omitempty"`
 	BootMethod string            `json:"boot_method,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
+	// BMC is the node's controller, ipmi:// or redfish://; BMCCredentials
+	// a reference to its credentials (file:/path, vault:mount/path), never
+	// them.
+	BMC            string `json:"bmc,omitempty"`
+	BMCCredentials string `json:"bmc_credentials,omitempty"`
+	// Power sets a one-time PXE boot and powers the node on (or cycles
+	// it); nil takes the site's power_on_enroll. WoL wakes it with a
+	// magic packet instead.
+	Power *bool `json:"power,omitempty"`
+	WoL   bool  `json:"wol,omitempty"`
+}
+
+// PowerAfter is the body of POST /v1/nodes/{ref}/reinstall: whether to
+// power the node into its install (a one-time PXE boot and a power cycle),
+// or wake it. Reinstall never powers a node unless asked: it may be
+// running.
+type PowerAfter struct {
+	Power bool `json:"power,omitempty"`
+	WoL   bool `json:"wol,omitempty"`
 }
 
 // Server serves the admin API.
@@ -54,7 +74,9 @@ type Server struct {
 	// `nodes` shows what each node will install.
 	DefaultProfile string
 	Router         Router // nil without a router block
-	Log            *slog.Logger
+	// Power drives nodes' BMCs and Wake-on-LAN; nil has no power control.
+	Power Power
+	Log   *slog.Logger
 
 	// Logins are the status page's login codes and sessions; nil serves no
 	// status page. One set serves every listener, so a code minted over
@@ -89,6 +111,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/nodes", s.enroll)
 	s.lifecycleRoutes(mux)
+	s.powerRoutes(mux)
 	s.routerRoutes(mux)
 	s.statusRoutes(mux)
 	mux.HandleFunc("GET /v1/leases", func(w http.ResponseWriter, r *http.Request) {
@@ -105,6 +128,11 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		reply(w, http.StatusBadRequest, Error{Error: "bad request body: " + err.Error()})
+		return
+	}
+	b, action, err := s.enrollPower(req)
+	if err != nil {
+		reply(w, http.StatusBadRequest, Error{Error: err.Error()})
 		return
 	}
 	var ip netip.Addr
@@ -127,13 +155,13 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		req.BootMethod = p.LocalBoot
 	}
 	n, err := s.Inv.Enroll(r.Context(), inventory.EnrollRequest{
-		MAC: req.MAC, Hostname: req.Hostname, IP: ip, Profile: req.Profile, BootMethod: req.BootMethod, Labels: req.Labels, Actor: "api",
+		MAC: req.MAC, Hostname: req.Hostname, IP: ip, Profile: req.Profile, BootMethod: req.BootMethod, Labels: req.Labels, BMC: b, Actor: "api",
 	})
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	reply(w, http.StatusCreated, public(n))
+	reply(w, http.StatusCreated, s.powerAfter(r.Context(), n, action))
 }
 
 // TCPHandler is Handler behind the bearer token, for the TCP listener:

@@ -343,40 +343,49 @@ func (s *Site) validateJoin() error {
 	return nil
 }
 
-// secret reads a secret from a file named at key: a token or a password.
-// The file must be the operator's alone (mode 0600 or stricter), checked on
-// the open file before reading, so a secret other users can read is never
-// used, not even once. mint, if set, is a command that makes a good one
-// (with %[1]s for the path).
+// secret reads a secret from a file named at key: a token or a password
+// (see ReadSecret), as an error at key's line. mint, if set, is a command
+// that makes a good one (with %[1]s for the path).
 func (s *Site) secret(key, path, mint string) (string, error) {
 	name := strings.ReplaceAll(key, ".", " ")
 	hint := ""
 	if mint != "" {
 		hint = fmt.Sprintf("; create it with `"+mint+"`", path)
 	}
+	v, err := ReadSecret(path)
+	if err != nil {
+		return "", s.Errorf(key, "%s %v%s", name, err, hint)
+	}
+	return v, nil
+}
+
+// ReadSecret reads a secret from the file at path, trimmed. The file must
+// be the operator's alone (mode 0600 or stricter), checked on the open
+// file before reading, so a secret other users can read is never used,
+// not even once. Errors begin with the path and say what to do.
+func ReadSecret(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", s.Errorf(key, "%s %s: %v%s", name, path, errors.Unwrap(err), hint)
+		return "", fmt.Errorf("%s: %v", path, errors.Unwrap(err))
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return "", s.Errorf(key, "%s %s: %v", name, path, err)
+		return "", fmt.Errorf("%s: %v", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return "", s.Errorf(key, "%s %s is not a regular file", name, path)
+		return "", fmt.Errorf("%s is not a regular file", path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return "", s.Errorf(key, "%s %s is readable or writable by group or others (mode %04o); run `chmod 600 %s`",
-			name, path, perm, path)
+		return "", fmt.Errorf("%s is readable or writable by group or others (mode %04o); run `chmod 600 %s`", path, perm, path)
 	}
 	b, err := io.ReadAll(f)
 	if err != nil {
-		return "", s.Errorf(key, "%s %s: %v", name, path, err)
+		return "", fmt.Errorf("%s: %v", path, err)
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
-		return "", s.Errorf(key, "%s %s is empty%s", name, path, hint)
+		return "", fmt.Errorf("%s is empty", path)
 	}
 	return v, nil
 }

@@ -116,6 +116,7 @@ type clusterOps struct {
 	profiles map[string]*profile.Profile
 	inv      *inventory.Inventory
 	router   *siteRouter // nil without a router block
+	power    *Power      // nil: no power off on retire
 	log      *slog.Logger
 }
 
@@ -300,6 +301,11 @@ func (c *clusterOps) steps(n inventory.Node) []step {
 	if c.router != nil {
 		// The router's view already leaves retiring nodes out.
 		out = append(out, step{"remove router records", "router: records removed", func(ctx context.Context) error { _, _, err := c.router.Apply(ctx, false); return err }})
+	}
+	// Off before the purge: a node still running would register with
+	// Nomad again.
+	if s, ok := c.power.retireStep(n); ok {
+		out = append(out, s)
 	}
 	if c.Nomad != nil {
 		out = append(out, step{"purge", "nomad: node purged", func(ctx context.Context) error { return c.Nomad.Purge(ctx, n.Hostname) }})

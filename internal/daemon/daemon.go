@@ -38,6 +38,11 @@ type Options struct {
 	// and GET /v1/health. doctor builds on this package, so the caller
 	// hands them in; nil serves an empty list.
 	Health func(context.Context) []api.HealthCheck
+	// OpenBMC logs in to a node's BMC (bmc.Open with the site's TLS
+	// settings and timeout); Wake sends Wake-on-LAN packets. Nil: power
+	// actions fail saying so, and nothing else changes.
+	OpenBMC OpenBMC
+	Wake    Wake
 }
 
 // Run serves site until ctx is cancelled, then closes every listener and
@@ -97,8 +102,17 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	}
 	tftp.SetBlockSize(site.TFTP.BlockSize)
 
+	power, err := NewPower(ctx, site, PowerConfig{Inv: inv, Open: opts.OpenBMC, Wake: opts.Wake, Server: server,
+		InstallTimeout: installTimeout(site, profiles), Log: log.With("svc", "bmc")})
+	if err != nil {
+		return err
+	}
+	if opts.OpenBMC == nil {
+		power.open = noBMC
+	}
+	inv.Retrier = power
 	admin := &api.Server{Inv: inv, Log: log.With("svc", "api"), DefaultProfile: site.DefaultProfile,
-		Profiles: profiles, Logins: ui.NewLogins(ui.Limits{}), Health: opts.Health}
+		Profiles: profiles, Logins: ui.NewLogins(ui.Limits{}), Health: withPowerHealth(opts.Health, power, inv), Power: power}
 	var router *siteRouter
 	if site.Router != nil {
 		router = newSiteRouter(site, server, inv, log.With("svc", "router"))
@@ -108,13 +122,13 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	if err != nil {
 		return err
 	}
-	ops := &clusterOps{Cluster: clus, site: site, profiles: profiles, inv: inv, router: router, log: log.With("svc", "cluster")}
+	ops := &clusterOps{Cluster: clus, site: site, profiles: profiles, inv: inv, router: router, power: power, log: log.With("svc", "cluster")}
 	if clus.Vault != nil || clus.Nomad != nil {
 		nodes.Join.Cluster = ops
 	}
 	// With anything to undo on retire, retire waits for the teardown and
 	// says which steps are pending.
-	if clus.Vault != nil || clus.Nomad != nil || router != nil {
+	if clus.Vault != nil || clus.Nomad != nil || router != nil || site.BMC.PowerOffOnRetire {
 		inv.RetireSteps = ops.retireSteps
 	}
 
@@ -139,6 +153,10 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 		}
 	}
 	g.Go(func() error { inv.RunDeadlines(ctx); return nil })
+	// Power actions run in the background with the daemon's context; a
+	// stop waits for them (each bounded by the BMC timeout, and by
+	// stopGrace) so none records its outcome into a closed store.
+	g.Go(func() error { <-ctx.Done(); power.Wait(); return nil })
 	if router != nil {
 		g.Go(func() error { return router.run(ctx) })
 	}
