@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bootstrapd/bootstrapd/internal/api"
+	"github.com/bootstrapd/bootstrapd/internal/bmc"
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/netboot"
@@ -38,9 +39,8 @@ type Options struct {
 	// and GET /v1/health. doctor builds on this package, so the caller
 	// hands them in; nil serves an empty list.
 	Health func(context.Context) []api.HealthCheck
-	// OpenBMC logs in to a node's BMC (bmc.Open with the site's TLS
-	// settings and timeout); Wake sends Wake-on-LAN packets. Nil: power
-	// actions fail saying so, and nothing else changes.
+	// OpenBMC logs in to a node's BMC and Wake sends Wake-on-LAN packets;
+	// nil: OpenWith(site) and bmc.WakeOnLAN. Tests put fakes here.
 	OpenBMC OpenBMC
 	Wake    Wake
 }
@@ -102,13 +102,16 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	}
 	tftp.SetBlockSize(site.TFTP.BlockSize)
 
+	if opts.OpenBMC == nil {
+		opts.OpenBMC = OpenWith(site, log.With("svc", "bmc"))
+	}
+	if opts.Wake == nil {
+		opts.Wake = bmc.WakeOnLAN
+	}
 	power, err := NewPower(ctx, site, PowerConfig{Inv: inv, Open: opts.OpenBMC, Wake: opts.Wake, Server: server,
 		InstallTimeout: installTimeout(site, profiles), Log: log.With("svc", "bmc")})
 	if err != nil {
 		return err
-	}
-	if opts.OpenBMC == nil {
-		power.open = noBMC
 	}
 	inv.Retrier = power
 	admin := &api.Server{Inv: inv, Log: log.With("svc", "api"), DefaultProfile: site.DefaultProfile,

@@ -20,18 +20,23 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/profile"
 )
 
-// OpenBMC logs in to the BMC at u with c. It is bmc.Open with the site's
-// TLS settings and timeout bound in (see cmd/bootstrapd), and a fake in
-// tests.
+// OpenBMC logs in to the BMC at u with c: bmc.Open with the site's TLS
+// settings and timeout bound in (OpenWith), or a fake in tests.
 type OpenBMC func(ctx context.Context, u *url.URL, c bmc.Credentials) (bmc.BMC, error)
 
-// Wake sends a Wake-on-LAN magic packet for mac: on iface to dst, or,
-// with iface "", routed to dst (a directed broadcast through a relay).
-type Wake func(ctx context.Context, iface string, mac net.HardwareAddr, dst netip.AddrPort) error
+// OpenWith is bmc.Open with the site's bmc block: its CA or pinned
+// fingerprint for Redfish, and its timeout for every call.
+func OpenWith(site *config.Site, log *slog.Logger) OpenBMC {
+	o := bmc.Options{RootCAs: site.BMC.RootCAs, Fingerprint: site.BMC.Fingerprint, Timeout: site.BMC.TimeoutD, Log: log}
+	return func(ctx context.Context, u *url.URL, c bmc.Credentials) (bmc.BMC, error) {
+		return bmc.Open(ctx, u, c, o)
+	}
+}
 
-// wolPort is where magic packets go: the discard port, as etherwake and
-// most BMC-less tools send them.
-const wolPort = 9
+// Wake sends a Wake-on-LAN magic packet for mac as a broadcast on iface
+// and, when dst is valid, to dst too (a relayed subnet's directed
+// broadcast): bmc.WakeOnLAN.
+type Wake func(ctx context.Context, iface string, mac net.HardwareAddr, dst netip.AddrPort) error
 
 // Power drives nodes' BMCs for the lifecycle and the admin API: status,
 // on, off, cycle, the one-time PXE boot an install needs, and Wake-on-LAN
@@ -92,7 +97,7 @@ func NewPower(ctx context.Context, site *config.Site, cfg PowerConfig) (*Power, 
 		p.window = func(inventory.Node) time.Duration { return time.Hour }
 	}
 	if s := site.Subnet; s.IsValid() && (site.Router != nil && site.Router.DHCP == "relay" || cfg.Server.IsValid() && !s.Contains(cfg.Server)) {
-		p.relayed = netip.AddrPortFrom(broadcast(s), wolPort)
+		p.relayed = netip.AddrPortFrom(broadcast(s), bmc.WakePort)
 	}
 	return p, nil
 }
@@ -271,7 +276,6 @@ func (p *Power) login(ctx context.Context, n inventory.Node) (bmc.BMC, error) {
 // wakeNode sends the magic packet on the provisioning interface and, where
 // nodes are on a relayed segment, to its directed broadcast.
 func (p *Power) wakeNode(ctx context.Context, n inventory.Node) api.PowerResult {
-	r := p.result(n, api.PowerWake, nil)
 	mac, err := net.ParseMAC(n.MAC)
 	if err != nil {
 		return p.result(n, api.PowerWake, err)
@@ -279,27 +283,13 @@ func (p *Power) wakeNode(ctx context.Context, n inventory.Node) api.PowerResult 
 	if p.wake == nil {
 		return p.result(n, api.PowerWake, errors.New("this bootstrapd cannot send Wake-on-LAN packets"))
 	}
-	sent := []string{}
-	var errs []error
-	onLink := netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), wolPort)
-	if err := p.wake(ctx, p.site.Interface, mac, onLink); err != nil {
-		errs = append(errs, fmt.Errorf("on %s: %w", p.site.Interface, err))
-	} else {
-		sent = append(sent, "on "+p.site.Interface)
+	if err := p.wake(ctx, p.site.Interface, mac, p.relayed); err != nil {
+		return p.result(n, api.PowerWake, err)
 	}
+	r := p.result(n, api.PowerWake, nil)
+	r.Answer = "magic packet sent on " + p.site.Interface
 	if p.relayed.IsValid() {
-		if err := p.wake(ctx, "", mac, p.relayed); err != nil {
-			errs = append(errs, fmt.Errorf("to %s: %w", p.relayed, err))
-		} else {
-			sent = append(sent, "to "+p.relayed.String()+" (the relayed subnet's broadcast)")
-		}
-	}
-	r.Answer = "magic packet sent " + strings.Join(sent, " and ")
-	if len(sent) == 0 {
-		return p.result(n, api.PowerWake, errors.Join(errs...))
-	}
-	if len(errs) > 0 {
-		r.Warning = errors.Join(errs...).Error()
+		r.Answer += " and to " + p.relayed.String() + " (the relayed subnet's broadcast)"
 	}
 	return r
 }
@@ -447,11 +437,6 @@ func (p *Power) Health(nodes []inventory.Node) (api.HealthCheck, bool) {
 		h.Fix = "`bootstrapd doctor` logs in to each BMC and says what to fix; `bootstrapd events -node <node>` has the whole story"
 	}
 	return h, true
-}
-
-// noBMC is OpenBMC for a bootstrapd built without the BMC protocols.
-func noBMC(context.Context, *url.URL, bmc.Credentials) (bmc.BMC, error) {
-	return nil, errors.New("this bootstrapd cannot talk to BMCs (built without them)")
 }
 
 // installTimeout is how long a node's install may take: its profile's

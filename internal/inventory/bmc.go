@@ -6,9 +6,10 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/bmc"
 )
 
 // BMC is a node's baseboard management controller: where it is and, when
@@ -31,61 +32,33 @@ func (b BMC) String() string {
 	return b.URL + " (credentials " + b.Credentials + ")"
 }
 
-// BMC URL schemes. Redfish over plain HTTP sends the password in the
-// clear: the daemon refuses it unless the site's bmc block says
+// SchemeRedfishHTTP is Redfish over plain HTTP, which sends the password
+// in the clear: the daemon refuses it unless the site's bmc block says
 // insecure_http = true.
-const (
-	SchemeIPMI        = "ipmi"
-	SchemeRedfish     = "redfish"
-	SchemeRedfishHTTP = "redfish+http"
-)
+const SchemeRedfishHTTP = "redfish+http"
 
-// ParseBMC checks a BMC's URL and credential reference and returns them in
-// canonical form. A URL that carries a user or password is refused: it was
-// typed on a command line, which every user of the machine can read.
+// ParseBMC checks a BMC's URL (bmc.ParseTarget: ipmi://, redfish:// or
+// redfish+http://, host, port, a Redfish system path) and its credential
+// reference, and returns them in canonical form. A URL that carries a user
+// or password is refused: it was typed on a command line, which every
+// user of the machine can read.
 func ParseBMC(rawURL, creds string) (BMC, error) {
 	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" || u.Opaque != "" {
+	if err != nil {
 		return BMC{}, fmt.Errorf("BMC %q is not a URL like ipmi://10.0.9.11 or redfish://10.0.9.11", rawURL)
 	}
 	if u.User != nil {
-		return BMC{}, fmt.Errorf("BMC URL %s carries credentials: never put them on a command line (every user can read it in ps); "+
-			"give the URL without them, and the credentials by reference: the site's bmc block, or -bmc-credentials file:/etc/bootstrapd/bmc/<node> or vault:kv/bmc/<node>", u.Redacted())
+		return BMC{}, fmt.Errorf("BMC URL %s://%s carries credentials: never put them on a command line (every user can read it in ps); "+
+			"give the URL without them, and the credentials by reference: the site's bmc block, or -bmc-credentials file:/etc/bootstrapd/bmc/<node> or vault:kv/bmc/<node>", u.Scheme, u.Host)
 	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	if u.Scheme != SchemeIPMI && u.Scheme != SchemeRedfish && u.Scheme != SchemeRedfishHTTP {
-		return BMC{}, fmt.Errorf("BMC %s: the scheme is ipmi:// (IPMI 2.0 over LAN), redfish:// (Redfish over HTTPS) or redfish+http:// (plain HTTP), not %s://", rawURL, u.Scheme)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return BMC{}, fmt.Errorf("BMC %s: a BMC URL has no query or fragment", rawURL)
-	}
-	host, port := u.Hostname(), u.Port()
-	if strings.ContainsAny(host, " \t") || host == "" {
-		return BMC{}, fmt.Errorf("BMC %s: %q is not a host", rawURL, host)
-	}
-	if port != "" {
-		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			return BMC{}, fmt.Errorf("BMC %s: port %q is not 1..65535", rawURL, port)
-		}
-	}
-	switch u.Scheme {
-	case SchemeIPMI:
-		if u.Path != "" && u.Path != "/" {
-			return BMC{}, fmt.Errorf("BMC %s: an ipmi:// URL is a host and port only", rawURL)
-		}
-		u.Path = ""
-	case SchemeRedfish, SchemeRedfishHTTP:
-		// The system is found from the service root when it has one; a
-		// BMC with several names the one to drive.
-		u.Path = strings.TrimSuffix(u.Path, "/")
-		if u.Path != "" && !strings.HasPrefix(u.Path, "/redfish/v1/Systems/") {
-			return BMC{}, fmt.Errorf("BMC %s: the path, when given, is the system's, like /redfish/v1/Systems/1", rawURL)
-		}
+	t, err := bmc.ParseTarget(u)
+	if err != nil {
+		return BMC{}, err
 	}
 	if err := checkCredentialRef(creds); err != nil {
 		return BMC{}, err
 	}
-	return BMC{URL: (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String(), Credentials: creds}, nil
+	return BMC{URL: (&url.URL{Scheme: t.Scheme, Host: u.Host, Path: t.SystemPath}).String(), Credentials: creds}, nil
 }
 
 // Credential reference kinds.
