@@ -31,6 +31,7 @@ import (
 type simBMC struct {
 	lab   *netlab.Lab
 	boots string // one line per power-on
+	stop  func() // kills the simulator
 }
 
 func startSim(t *testing.T) *simBMC {
@@ -81,10 +82,11 @@ set_working_mc 0x20
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	sim.stop = func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-	})
+	}
+	t.Cleanup(sim.stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := lab.Ready(ctx, "udp", "127.0.0.1:623"); err != nil {
@@ -187,8 +189,19 @@ func TestIPMISimulator(t *testing.T) {
 	if !errors.Is(err, ErrBootUnsupported) || !strings.Contains(err.Error(), "completion code 0xcc") {
 		t.Errorf("boot flags: %v; want ErrBootUnsupported with completion code 0xcc", err)
 	}
-	if err := b.Close(); err != nil {
-		t.Errorf("close: %v", err)
+
+	// A BMC that goes away under an open session: the next call fails
+	// within its timeout, and so does Close, instead of hanging.
+	sim.stop()
+	start := time.Now()
+	_, _, err = b.PowerState(ctx)
+	if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrTimeout) {
+		t.Errorf("power state of a stopped BMC: %v; want unreachable or timeout", err)
+	}
+	t.Logf("stopped BMC: %v", err)
+	_ = b.Close()
+	if took := time.Since(start); took > 12*time.Second {
+		t.Errorf("a call and Close on a stopped BMC took %s", took)
 	}
 	if strings.Contains(logs.String(), testPassword) {
 		t.Errorf("the log holds the password:\n%s", logs.String())

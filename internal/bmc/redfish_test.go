@@ -3,13 +3,18 @@ package bmc
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stmcginnis/gofish"
+	"github.com/stmcginnis/gofish/schemas"
 
 	"github.com/bootstrapd/bootstrapd/internal/bmc/redfishtest"
 )
@@ -224,4 +229,65 @@ func TestRedfishPlainHTTPAndSystemPath(t *testing.T) {
 	if len(resets) != 1 || resets[0] != s.SystemPath(1)+"/Actions/ComputerSystem.Reset" {
 		t.Errorf("resets %v, want one on %s", resets, s.SystemPath(1))
 	}
+}
+
+// TestRedfishRequestsMatchGofish: the requests Open, BootPXEOnce, Power
+// and Close send are the ones a program using gofish the documented way
+// sends for the same steps, so the product speaks Redfish as the library
+// and its users do, not a dialect of its own.
+func TestRedfishRequestsMatchGofish(t *testing.T) {
+	writes := func(s *redfishtest.Server) []string {
+		var out []string
+		for _, r := range s.Requests() {
+			if r.Method == "GET" {
+				continue
+			}
+			body, _ := json.Marshal(r.Body)
+			out = append(out, fmt.Sprintf("%s %s %s %s %d", r.Method, r.Path, r.Auth, body, r.Status))
+		}
+		return out
+	}
+
+	ours, u := standIn(t, redfishtest.Options{})
+	ctx := context.Background()
+	b, err := Open(ctx, u, Credentials{User: "admin", Password: testPassword}, Options{Fingerprint: ours.Fingerprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.BootPXEOnce(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Power(ctx, PowerOn); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	theirs, _ := standIn(t, redfishtest.Options{})
+	api, err := gofish.ConnectContext(ctx, gofish.ClientConfig{Endpoint: theirs.URL, Username: "admin", Password: testPassword, Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	systems, err := api.Service.Systems()
+	if err != nil || len(systems) != 1 {
+		t.Fatalf("systems %v, %v", systems, err)
+	}
+	if err := systems[0].SetBoot(&schemas.Boot{BootSourceOverrideTarget: schemas.PxeBootSource,
+		BootSourceOverrideEnabled: schemas.OnceBootSourceOverrideEnabled, BootSourceOverrideMode: schemas.UEFIBootSourceOverrideMode}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := systems[0].Reset(schemas.OnResetType); err != nil {
+		t.Fatal(err)
+	}
+	api.Logout()
+
+	got, want := writes(ours), writes(theirs)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("bootstrapd sent:\n%s\ngofish sends:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(want) != 4 {
+		t.Errorf("gofish sent %d writes, want 4 (session, Boot, Reset, logout):\n%s", len(want), strings.Join(want, "\n"))
+	}
+	t.Logf("both sent:\n%s", strings.Join(got, "\n"))
 }
