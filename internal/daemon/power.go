@@ -463,3 +463,22 @@ func withPowerHealth(health func(context.Context) []api.HealthCheck, p *Power, i
 		return out
 	}
 }
+
+// Check logs in to n's BMC and asks its power state, recording nothing:
+// doctor's check. The error keeps its kind (bmc.ErrAuth, ...).
+func (p *Power) Check(ctx context.Context, n inventory.Node) (bmc.State, string, error) {
+	if n.BMC == nil {
+		return bmc.Unknown, "", errors.New("it has no BMC")
+	}
+	if err := p.Allowed(*n.BMC); err != nil {
+		return bmc.Unknown, "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.budget())
+	defer cancel()
+	b, err := p.login(ctx, n)
+	if err != nil {
+		return bmc.Unknown, "", err
+	}
+	defer b.Close()
+	return b.PowerState(ctx)
+}

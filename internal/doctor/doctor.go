@@ -20,6 +20,7 @@ import (
 
 	"github.com/bootstrapd/bootstrapd/internal/api"
 	"github.com/bootstrapd/bootstrapd/internal/config"
+	"github.com/bootstrapd/bootstrapd/internal/daemon"
 )
 
 // Result is one line of the report: {name, ok, detail, fix}. It is the
@@ -38,6 +39,9 @@ type Env struct {
 	// Socket is what was found at the admin socket path when no bootstrapd
 	// answers there; see probeSocket.
 	Socket socketState
+	// OpenBMC logs in to a node's BMC; nil: the real protocols with the
+	// site's bmc block (daemon.OpenWith). Tests put a fake here.
+	OpenBMC daemon.OpenBMC
 }
 
 // Check inspects one aspect of the site. It returns no results when it has
@@ -60,6 +64,7 @@ func Checks() []Check {
 		CheckProfileFiles,
 		CheckRouter,
 		CheckCluster,
+		CheckBMCs,
 	}
 }
 

@@ -8,7 +8,6 @@ package bmctest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -18,10 +17,10 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/bmc"
 )
 
-// Errors the fake fails with, worded as a real BMC's would be.
+// Errors the fake fails with: the kinds package bmc's errors wrap.
 var (
-	ErrAuth        = errors.New("the BMC refused the user name or password")
-	ErrUnreachable = errors.New("the BMC cannot be reached")
+	ErrAuth        = bmc.ErrAuth
+	ErrUnreachable = bmc.ErrUnreachable
 )
 
 // BMC is one fake controller. Its zero value is a machine that is off and
@@ -126,7 +125,7 @@ func (f *BMC) call(ctx context.Context, name, method string) error {
 	f.mu.Unlock()
 	if hang {
 		<-ctx.Done()
-		return fmt.Errorf("the BMC did not answer in time: %w", ctx.Err())
+		return fmt.Errorf("%w (%v)", bmc.ErrTimeout, ctx.Err())
 	}
 	return err
 }
