@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
+
 	"github.com/bootstrapd/bootstrapd/internal/api"
 	"github.com/bootstrapd/bootstrapd/internal/bmc"
 	"github.com/bootstrapd/bootstrapd/internal/bmc/bmctest"
+	"github.com/bootstrapd/bootstrapd/internal/cluster/clustertest"
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/inventory/inventorytest"
@@ -417,5 +420,53 @@ func TestPowerSerializesPerNode(t *testing.T) {
 	res := r.Act(context.Background(), a, api.PowerOff, "test")
 	if res.Error == "" || strings.Count(strings.Join(hung.Calls(), ","), "open") != 2 {
 		t.Errorf("second action on the hung node: %q, calls %q", res.Error, hung.Calls())
+	}
+}
+
+// TestBMCCredentialsFromVault: vault:<mount>/<path> is read from a real
+// Vault (1.14.1, dev mode: KV v2 at secret/) with bootstrapd's token; a
+// missing secret or one without the fields says what to write.
+func TestBMCCredentialsFromVault(t *testing.T) {
+	srv := clustertest.StartVault(t)
+	vc, err := vaultapi.NewClient(&vaultapi.Config{Address: srv.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.SetToken(srv.RootToken)
+	ctx := context.Background()
+	if _, err := vc.KVv2("secret").Put(ctx, "bmc/n1", map[string]any{"user": "root", "password": "vaultpa55"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vc.KVv2("secret").Put(ctx, "bmc/half", map[string]any{"username": "root"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VAULT_TOKEN", srv.RootToken)
+	site := loadSite(t, fmt.Sprintf("vault {\n  address = %q\n}\n", srv.Addr))
+	cases := []struct {
+		ref, user, err string
+	}{
+		{"vault:secret/bmc/n1", "root", ""},
+		{"vault:secret/bmc/none", "", "no such secret in KV v2 mount secret; write it with `vault kv put -mount=secret bmc/none user=... password=...`"},
+		{"vault:secret/bmc/half", "", "have no user and password fields"},
+		{"vault:nomount/bmc/n1", "", "credentials vault:nomount/bmc/n1: "},
+	}
+	for _, c := range cases {
+		t.Run(c.ref, func(t *testing.T) {
+			r := newPowerRig(t, site)
+			f := r.lab.Add("10.0.9.11", &bmctest.BMC{})
+			n := r.enroll(t, "52:54:00:00:00:01", "ipmi://10.0.9.11", c.ref, "", nil)
+			res := r.Act(ctx, n, api.PowerOn, "test")
+			if c.err != "" {
+				if !strings.Contains(res.Error, c.err) || len(f.Calls()) != 0 {
+					t.Errorf("error %q, calls %q; want %q", res.Error, f.Calls(), c.err)
+				}
+			} else if cr := f.Credentials(); res.Error != "" || len(cr) != 1 || cr[0].User != c.user || cr[0].Password != "vaultpa55" {
+				t.Errorf("error %q, logins %v", res.Error, cr)
+			}
+			noSecret(t, r, fmt.Sprintf("%+v", res))
+			if strings.Contains(r.logs.String()+res.Error, "vaultpa55") || strings.Contains(r.logs.String(), srv.RootToken) {
+				t.Error("a secret from Vault is in the log or the result")
+			}
+		})
 	}
 }
