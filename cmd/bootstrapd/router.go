@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"net"
@@ -17,6 +15,7 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/daemon"
 	"github.com/bootstrapd/bootstrapd/internal/routeros"
+	"github.com/bootstrapd/bootstrapd/internal/tlspin"
 )
 
 // routerPlanApplyCmd asks the daemon, which knows the nodes, to plan or
@@ -164,8 +163,7 @@ func routerFingerprintCmd(fs *flag.FlagSet, e *env) action {
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(cert.Raw)
-		fp := hex.EncodeToString(sum[:])
+		fp := tlspin.Fingerprint(cert.Raw)
 		fmt.Fprintf(e.stdout, "fingerprint = %q  # %s, CN %s, until %s\n", fp, *addr, cert.Subject.CommonName, cert.NotAfter.Format(time.DateOnly))
 		fmt.Fprintln(e.stderr, "This trusted whatever answered: check that it is what the bootstrap script printed on the router "+
 			"(`/certificate print detail where name=bootstrapd-api` there shows it again).")

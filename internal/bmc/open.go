@@ -2,10 +2,7 @@ package bmc
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -190,34 +187,6 @@ func failure(t Target, op string, kind, cause error, fix string) error {
 		msg += " (" + fix + ")"
 	}
 	return fmt.Errorf(msg, args...)
-}
-
-// pinnedTLS verifies a certificate by its SHA-256 fingerprint alone (BMCs
-// present self-signed certificates with whatever name), checked on every
-// handshake; with no fingerprint it verifies the chain against roots
-// and the host name.
-func pinnedTLS(host string, roots *x509.CertPool, fingerprint string) (*tls.Config, error) {
-	if fingerprint == "" {
-		return &tls.Config{RootCAs: roots, ServerName: host, MinVersion: tls.VersionTLS12}, nil
-	}
-	want := strings.ToLower(strings.ReplaceAll(fingerprint, ":", ""))
-	if b, err := hex.DecodeString(want); err != nil || len(b) != sha256.Size {
-		return nil, errors.New("the fingerprint is not a SHA-256 in hex (64 hex digits, colons allowed)")
-	}
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // replaced by the pin check below
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return errors.New("the BMC sent no certificate")
-			}
-			sum := sha256.Sum256(raw[0])
-			if got := hex.EncodeToString(sum[:]); got != want {
-				return fmt.Errorf("the BMC's certificate fingerprint %s does not match the pinned %s", got, want)
-			}
-			return nil
-		},
-	}, nil
 }
 
 // classify picks the kind of a transport failure: a timeout, or a BMC

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/bootstrapd/bootstrapd/internal/tlspin"
 	"github.com/stmcginnis/gofish"
 	"github.com/stmcginnis/gofish/schemas"
 )
@@ -41,7 +42,7 @@ func openRedfish(ctx context.Context, t Target, cr Credentials, o Options) (BMC,
 			return nil, failure(t, "connect", ErrSettings, errors.New("no CA and no certificate fingerprint to check the BMC's HTTPS certificate against"),
 				"set the BMC's certificate fingerprint (or a CA), or use redfish+http:// where plain HTTP is acceptable")
 		}
-		conf, err := pinnedTLS(t.Host, o.RootCAs, o.Fingerprint)
+		conf, err := tlspin.Config(t.Host, o.RootCAs, o.Fingerprint, "the BMC")
 		if err != nil {
 			return nil, failure(t, "connect", ErrSettings, err, "fix the BMC's certificate fingerprint")
 		}

@@ -5,10 +5,8 @@ package routeros
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bootstrapd/bootstrapd/internal/tlspin"
 	ros "github.com/go-routeros/routeros/v3"
 )
 
@@ -170,7 +169,13 @@ func (c *Conn) dial(ctx context.Context, deadline time.Time) error {
 	nc := raw
 	switch {
 	case c.d.RootCAs != nil || c.d.Fingerprint != "":
-		nc = tls.Client(raw, c.tlsConfig())
+		host, _, _ := net.SplitHostPort(c.d.Address)
+		conf, err := tlspin.Config(host, c.d.RootCAs, c.d.Fingerprint, "the router")
+		if err != nil {
+			raw.Close()
+			return fmt.Errorf("router %s: %w", c.d.Address, err)
+		}
+		nc = tls.Client(raw, conf)
 	case !c.d.Insecure:
 		raw.Close()
 		return fmt.Errorf("router %s: no CA and no certificate fingerprint to check api-ssl against; set one, or allow plain api explicitly", c.d.Address)
@@ -197,31 +202,6 @@ func (c *Conn) dial(ctx context.Context, deadline time.Time) error {
 	c.s = &session{client: client, nc: nc, guard: g}
 	c.logins++
 	return nil
-}
-
-// tlsConfig verifies the router by CA or by pinned fingerprint. A pin
-// replaces chain verification (RouterOS certificates are self-signed) but
-// is checked in full on every handshake.
-func (c *Conn) tlsConfig() *tls.Config {
-	host, _, _ := net.SplitHostPort(c.d.Address)
-	if c.d.Fingerprint == "" {
-		return &tls.Config{RootCAs: c.d.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}
-	}
-	want := strings.ToLower(strings.ReplaceAll(c.d.Fingerprint, ":", ""))
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // replaced by the pin check below
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return errors.New("router sent no certificate")
-			}
-			sum := sha256.Sum256(raw[0])
-			if got := hex.EncodeToString(sum[:]); got != want {
-				return fmt.Errorf("router certificate fingerprint %s does not match the pinned %s", got, want)
-			}
-			return nil
-		},
-	}
 }
 
 // TrapError is RouterOS refusing a command (!trap).

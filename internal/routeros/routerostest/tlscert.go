@@ -4,11 +4,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -17,6 +15,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/tlspin"
 )
 
 // SelfSigned makes a certificate for localhost, 127.0.0.1 and ::1, valid
@@ -119,7 +119,4 @@ func leaf(conf *tls.Config) *x509.Certificate {
 
 // Fingerprint is the SHA-256 of a certificate's DER bytes in lowercase hex,
 // the form a client pins.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	return hex.EncodeToString(sum[:])
-}
+func Fingerprint(cert *x509.Certificate) string { return tlspin.Fingerprint(cert.Raw) }
