@@ -84,7 +84,7 @@ func fileCredentials(path string) (bmc.Credentials, error) {
 // username) and password.
 func (c *credentials) fromVault(ctx context.Context, ref string) (bmc.Credentials, error) {
 	if c.vault == nil {
-		return bmc.Credentials{}, fmt.Errorf("credentials vault:%s, but the site has no vault block: add one (README: Vault, Nomad and Concourse) or use file:", ref)
+		return bmc.Credentials{}, fmt.Errorf("credentials vault:%s, but the site has no vault block: add one (README: Vault, Nomad and Concourse) or use a file:/path reference", ref)
 	}
 	mount, path, _ := strings.Cut(ref, "/")
 	s, err := c.vault.KVv2(mount).Get(ctx, path)

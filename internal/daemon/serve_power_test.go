@@ -231,7 +231,11 @@ func TestPowerThroughTheAPI(t *testing.T) {
 	// Nothing the API or the log shows holds the password.
 	nodes, _ := c.Nodes(ctx)
 	var events []string
-	c.Events(ctx, api.EventQuery{}, func(e inventory.LogEvent) error { b, _ := json.Marshal(e); events = append(events, string(b)); return nil })
+	c.Events(ctx, api.EventQuery{}, func(e inventory.LogEvent) error {
+		b, _ := json.Marshal(e)
+		events = append(events, string(b))
+		return nil
+	})
 	out, _ := json.Marshal(nodes)
 	for name, s := range map[string]string{"nodes": string(out), "events": strings.Join(events, "\n"), "log": logs.String()} {
 		if strings.Contains(s, bmcPassword) {
