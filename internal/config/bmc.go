@@ -3,7 +3,6 @@ package config
 import (
 	"crypto/x509"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -90,32 +89,22 @@ func (s *Site) validateBMC() error {
 	if b.InstallRetries < 0 || b.InstallRetries > MaxInstallRetries {
 		return s.Errorf("bmc.install_retries", "install_retries %d is outside 0..%d (power cycles of an install that missed its deadline)", b.InstallRetries, MaxInstallRetries)
 	}
-	switch {
-	case b.InsecureHTTP && (b.CAFile != "" || b.Fingerprint != ""):
+	if b.InsecureHTTP && (b.CAFile != "" || b.Fingerprint != "") {
 		key := "bmc.ca_file"
 		if b.Fingerprint != "" {
 			key = "bmc.fingerprint"
 		}
 		return s.Errorf(key, "insecure_http = true sends Redfish requests, and the password, over plain HTTP, where a certificate means nothing: remove insecure_http or %s", key[len("bmc."):])
-	case b.Fingerprint != "" && b.CAFile != "":
-		return s.Errorf("bmc.fingerprint", "set fingerprint or ca_file, not both")
-	case b.Fingerprint != "":
-		if !fingerprintRE.MatchString(strings.ReplaceAll(b.Fingerprint, ":", "")) {
-			return s.Errorf("bmc.fingerprint", "fingerprint %q is not a SHA-256 in hex (64 digits; `openssl x509 -noout -fingerprint -sha256` prints it)", b.Fingerprint)
-		}
-	case b.CAFile != "":
-		pool, err := s.certPool("bmc.ca_file", b.CAFile)
-		if err != nil {
-			return err
-		}
-		b.RootCAs = pool
+	}
+	var err error
+	if b.RootCAs, err = s.tlsTrust("bmc", b.Fingerprint, b.CAFile, "`openssl s_client -connect <bmc>:443 | openssl x509 -noout -fingerprint -sha256` prints a BMC's"); err != nil {
+		return err
 	}
 	if b.PasswordFile != "" && b.User == "" {
 		return s.Errorf("bmc.password_file", "bmc password_file is set but user is not: set user = \"...\" (the BMC account bootstrapd logs in as)")
 	}
 	// Without a user there are no site-wide credentials, and every node
 	// with a BMC names its own (-bmc-credentials).
-	var err error
 	b.password, err = s.credential("bmc.password_file", b.PasswordFile, BMCPasswordEnv, "BMC password", b.User != "")
 	if b.User == "" {
 		b.password = ""

@@ -148,18 +148,10 @@ func (s *Site) validateRouter() error {
 	if err != nil {
 		return s.Errorf("router.api", "router api %q is not address:port, like \"10.77.0.1:8729\" (api-ssl)", r.API)
 	}
-	switch {
-	case r.Fingerprint != "" && r.CAFile != "":
-		return s.Errorf("router.fingerprint", "set fingerprint or ca_file, not both")
-	case r.Fingerprint != "":
-		if !fingerprintRE.MatchString(strings.ReplaceAll(r.Fingerprint, ":", "")) {
-			return s.Errorf("router.fingerprint", "fingerprint %q is not a SHA-256 in hex; `bootstrapd router fingerprint` prints the router's", r.Fingerprint)
-		}
-	case r.CAFile != "":
-		if r.RootCAs, err = s.certPool("router.ca_file", r.CAFile); err != nil {
-			return err
-		}
-	case !r.Insecure && !r.unpinned:
+	if r.RootCAs, err = s.tlsTrust("router", r.Fingerprint, r.CAFile, "`bootstrapd router fingerprint` prints the router's"); err != nil {
+		return err
+	}
+	if r.Fingerprint == "" && r.CAFile == "" && !r.Insecure && !r.unpinned {
 		return s.Errorf("router", "the router block needs fingerprint (the router's api-ssl certificate, pinned) or ca_file: "+
 			"once the router runs the script from `bootstrapd router bootstrap-script`, `bootstrapd router fingerprint -addr %s -write %s` writes it here; "+
 			"plain api (8728), which sends the password in the clear, only with insecure = true", r.API, s.Path)
@@ -212,8 +204,25 @@ func (s *Site) validateRouter() error {
 	return err
 }
 
-// certPool reads the PEM CA file named at key (router.ca_file,
-// bmc.ca_file): the certificates a TLS peer's must chain to.
+// tlsTrust checks how block (router, bmc) trusts its TLS peer: a pinned
+// certificate fingerprint or a CA file, not both, and loads the CA file;
+// hint says where a fingerprint comes from. Neither is nil, nil.
+func (s *Site) tlsTrust(block, fingerprint, caFile, hint string) (*x509.CertPool, error) {
+	switch {
+	case fingerprint != "" && caFile != "":
+		return nil, s.Errorf(block+".fingerprint", "set fingerprint or ca_file, not both")
+	case fingerprint != "":
+		if !fingerprintRE.MatchString(strings.ReplaceAll(fingerprint, ":", "")) {
+			return nil, s.Errorf(block+".fingerprint", "fingerprint %q is not a SHA-256 in hex; %s", fingerprint, hint)
+		}
+	case caFile != "":
+		return s.certPool(block+".ca_file", caFile)
+	}
+	return nil, nil
+}
+
+// certPool reads the PEM CA file named at key: the certificates a TLS
+// peer's must chain to.
 func (s *Site) certPool(key, path string) (*x509.CertPool, error) {
 	name := strings.ReplaceAll(key, ".", " ")
 	pem, err := os.ReadFile(path)

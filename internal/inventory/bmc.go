@@ -117,31 +117,18 @@ func (inv *Inventory) SetBMC(ctx context.Context, ref string, b *BMC, actor stri
 		}
 		b = &pb
 	}
-	n, err := inv.Find(ref)
-	if err != nil {
-		return Node{}, err
-	}
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	cur := inv.nodes[n.MAC]
-	if cur == nil {
-		return Node{}, fmt.Errorf("%w: %s", ErrNotFound, n.MAC)
-	}
-	if cur.State == Discovered || cur.State == Retired {
-		return Node{}, fmt.Errorf("%w: %s is %s; enroll it first (enroll -bmc gives it its BMC)", ErrConflict, cur.MAC, cur.State)
-	}
 	cause := "bmc removed"
 	if b != nil {
 		cause = "bmc " + b.String()
 	}
-	next := cur.clone()
-	next.BMC = b
-	next.History = append(next.History, Event{At: inv.now(), Cause: cause, Actor: actor})
-	if err := inv.save(&next); err != nil {
-		return Node{}, err
+	next, err := inv.setting(ref, " (enroll -bmc gives it its BMC)", actor, func(n *Node) string {
+		n.BMC = b
+		return cause
+	})
+	if err == nil {
+		inv.log.InfoContext(ctx, "node bmc", "mac", next.MAC, "hostname", next.Hostname, "bmc", cause)
 	}
-	inv.log.InfoContext(ctx, "node bmc", "mac", next.MAC, "hostname", next.Hostname, "bmc", cause)
-	return next.clone(), nil
+	return next, err
 }
 
 // InstallRetrier retries an install that missed its deadline (by a power

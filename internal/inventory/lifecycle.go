@@ -28,6 +28,24 @@ func (inv *Inventory) SetBootMethod(ctx context.Context, ref, method, actor stri
 	if err := checkBootMethod(method); err != nil {
 		return Node{}, err
 	}
+	next, err := inv.setting(ref, "", actor, func(n *Node) string {
+		if n.BootMethod == method {
+			return ""
+		}
+		was := n.BootMethod
+		n.BootMethod = method
+		return fmt.Sprintf("boot method %s (was %s)", method, was)
+	})
+	if err == nil {
+		inv.log.InfoContext(ctx, "boot method", "mac", next.MAC, "hostname", next.Hostname, "method", method)
+	}
+	return next, err
+}
+
+// setting changes a setting of the enrolled node ref: change sets it on
+// the node and returns the event that records it, or "" when there is
+// nothing to change. hint says how a node not yet enrolled gets it.
+func (inv *Inventory) setting(ref, hint, actor string, change func(*Node) string) (Node, error) {
 	n, err := inv.Find(ref)
 	if err != nil {
 		return Node{}, err
@@ -39,17 +57,17 @@ func (inv *Inventory) SetBootMethod(ctx context.Context, ref, method, actor stri
 	case cur == nil:
 		return Node{}, fmt.Errorf("%w: %s", ErrNotFound, n.MAC)
 	case cur.State == Discovered || cur.State == Retired:
-		return Node{}, fmt.Errorf("%w: %s is %s; enroll it first", ErrConflict, cur.MAC, cur.State)
-	case cur.BootMethod == method:
-		return cur.clone(), nil
+		return Node{}, fmt.Errorf("%w: %s is %s; enroll it first%s", ErrConflict, cur.MAC, cur.State, hint)
 	}
 	next := cur.clone()
-	next.History = append(next.History, Event{At: inv.now(), Cause: fmt.Sprintf("boot method %s (was %s)", method, cur.BootMethod), Actor: actor})
-	next.BootMethod = method
+	cause := change(&next)
+	if cause == "" {
+		return cur.clone(), nil
+	}
+	next.History = append(next.History, Event{At: inv.now(), Cause: cause, Actor: actor})
 	if err := inv.save(&next); err != nil {
 		return Node{}, err
 	}
-	inv.log.InfoContext(ctx, "boot method", "mac", next.MAC, "hostname", next.Hostname, "method", method)
 	return next.clone(), nil
 }
 
