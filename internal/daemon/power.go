@@ -247,9 +247,10 @@ func (p *Power) install(ctx context.Context, b bmc.BMC, n inventory.Node, r *api
 }
 
 // UEFI says whether n boots UEFI, for its one-time PXE boot: what its
-// firmware label says, else the arch it last sent over DHCP, else UEFI,
-// which every server of the last decade boots (a legacy override on a UEFI
-// machine can switch it to legacy mode for good on some BMCs).
+// firmware label says, else the arch it last sent over DHCP (an EFI or
+// UEFI HTTP client), else not: a node never seen gets the plain PXE
+// override, as `ipmitool chassis bootdev pxe`, MAAS and Tinkerbell's
+// Rufio give unless told the machine is UEFI.
 func UEFI(n inventory.Node) bool {
 	switch n.Labels[api.FirmwareLabel] {
 	case "bios":
@@ -257,7 +258,7 @@ func UEFI(n inventory.Node) bool {
 	case "uefi":
 		return true
 	}
-	return n.Arch != "bios"
+	return strings.HasPrefix(n.Arch, "efi") || strings.HasPrefix(n.Arch, "http")
 }
 
 // login opens n's BMC with its credentials.
