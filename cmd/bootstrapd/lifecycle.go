@@ -77,13 +77,10 @@ func reinstallCmd(fs *flag.FlagSet, e *env) action {
 			return err
 		}
 		if asJSON {
-			if err := printJSON(e, r); err != nil {
+			if err := printJSON(e, r); err != nil || r.Power == nil || r.Power.Error == "" {
 				return err
 			}
-			if r.Power != nil && r.Power.Error != "" {
-				return powered(e, r)
-			}
-			return nil
+			return powered(e, r)
 		}
 		fmt.Fprintf(e.stdout, "%s (%s) reinstalls on its next PXE boot\n", dash(r.Hostname), r.MAC)
 		return powered(e, r)

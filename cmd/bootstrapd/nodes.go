@@ -89,8 +89,12 @@ func enrollCmd(fs *flag.FlagSet, e *env) action {
 			if err := powered(e, r); err != nil {
 				return err
 			}
-		} else if r.Power != nil && r.Power.Error != "" {
-			printJSON(e, r)
+		} else if r.Power != nil && (r.Power.Error != "" || !wait.on) {
+			// The node with what its power action did; a script waiting
+			// gets the node as it ends instead.
+			if err := printJSON(e, r); err != nil || r.Power.Error == "" {
+				return err
+			}
 			return powered(e, r)
 		}
 		return settle(ctx, e, c, n, asJSON, wait.on, wait.state, "the install")

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +64,8 @@ func TestPowerCommands(t *testing.T) {
 	}{
 		{[]string{"enroll", "52:54:00:00:00:01", "-bmc", "ipmi://10.0.9.11", "-bmc-credentials", "file:" + creds, "-power", "-label", "firmware=bios"}, 0,
 			"n1 (52:54:00:00:00:01), BMC ipmi://10.0.9.11: next boot: PXE, legacy, once; power on: done (was off)"},
+		{[]string{"enroll", "52:54:00:00:00:04", "-hostname", "n4", "-bmc", "ipmi://10.0.9.11", "-bmc-credentials", "file:" + creds, "-power", "-json"}, 0,
+			`"answer": "next boot: PXE, legacy, once; power cycle: done (was on)"`},
 		{[]string{"power", "status", "n1"}, 0, "n1 (52:54:00:00:00:01) is on (BMC ipmi://10.0.9.11: chassis power is on)"},
 		{[]string{"power", "-json", "cycle", "n1"}, 0, `"answer": "power cycle: done (was on)"`},
 		{[]string{"power", "off", "n1"}, 0, "n1 (52:54:00:00:00:01), BMC ipmi://10.0.9.11: power off: done (was on)"},
@@ -87,6 +91,9 @@ func TestPowerCommands(t *testing.T) {
 		code, out, errOut := cli(context.Background(), addr, c.args...)
 		if code != c.code || !strings.Contains(out+errOut, c.out) {
 			t.Errorf("bootstrapd %q: exit %d, output %q %q; want exit %d mentioning %q", c.args, code, out, errOut, c.code, c.out)
+		}
+		if slices.Contains(c.args, "-json") && c.code == 0 && !json.Valid([]byte(out)) {
+			t.Errorf("bootstrapd %q: stdout is not one JSON document: %s", c.args, out)
 		}
 		if strings.Contains(out+errOut, secret) && !strings.Contains(strings.Join(c.args, " "), secret) {
 			t.Errorf("bootstrapd %q printed the password", c.args)
