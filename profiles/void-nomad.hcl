@@ -5,7 +5,8 @@
 # Node labels it reads (bootstrapd enroll -label k=v):
 #   disk=/dev/vda                  install disk (default /dev/sda; wiped)
 #   timezone=Europe/Berlin         default UTC
-#   xbps_repository=https://...    mirror (default: repo-default, musl-aware);
+#   xbps_repository=https://...    mirror (default: the site's package_cache when
+#                                  it has one, else repo-default; musl-aware);
 #                                  nonfree is taken from <mirror>/nonfree
 profile "void-nomad" {
   description = "Void Linux + Nomad client (Concourse worker capacity)"

@@ -48,6 +48,8 @@ type Site struct {
 	Vault  *Vault  `hcl:"vault,block"`
 	// Discovery bounds the nodes unknown MACs leave behind.
 	Discovery *Discovery `hcl:"discovery,block"`
+	// PackageCache serves the nodes' package repository from a cache.
+	PackageCache *PackageCache `hcl:"package_cache,block"`
 	// BMC is how nodes' BMCs are logged in to and used; never nil after
 	// Load (the defaults when the site has no bmc block).
 	BMC *BMC `hcl:"bmc,block"`

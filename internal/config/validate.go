@@ -86,6 +86,7 @@ func (s *Site) defaults(dir string) error {
 	}
 	s.routerDefaults(dir)
 	s.clusterDefaults(dir)
+	s.packageCacheDefaults(dir)
 	s.bmcDefaults(dir)
 	for _, f := range []*string{&s.API.TokenFile, &s.API.TLSCertFile, &s.API.TLSKeyFile} {
 		if *f != "" && !filepath.IsAbs(*f) {
@@ -114,6 +115,7 @@ func (s *Site) validate() error {
 	add(s.validateCluster())
 	add(s.validateDiscovery())
 	add(s.validateBMC())
+	add(s.validatePackageCache())
 	return errors.Join(errs...)
 }
 

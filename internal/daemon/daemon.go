@@ -24,6 +24,7 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/netboot"
+	"github.com/bootstrapd/bootstrapd/internal/pkgcache"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
 	"github.com/bootstrapd/bootstrapd/internal/pxe"
 	"github.com/bootstrapd/bootstrapd/internal/store"
@@ -90,6 +91,15 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 		if nodes.Join.AuthorizedKeys, err = os.ReadFile(site.Nodes.AuthorizedKeys); err != nil {
 			return err
 		}
+	}
+	if pc := site.PackageCache; pc != nil {
+		cache, err := pkgcache.New(pkgcache.Options{Upstream: pc.Upstream, Dir: pc.Dir, MaxBytes: int64(pc.MaxGiB) << 30,
+			Revalidate: pc.RevalidateD, Log: log.With("svc", "pkgcache")})
+		if err != nil {
+			return err
+		}
+		cache.Register(reg)
+		nodes.Packages = cache
 	}
 	nodes.Register(reg)
 	mux := http.NewServeMux()

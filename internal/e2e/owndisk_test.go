@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +72,10 @@ vault {
   token_file = "vault-token"
   wrap_ttl   = "15m"
 }
-`, host, filepath.Join(root, "profiles"), r.vault.Addr))
+package_cache {
+  upstream = %q
+}
+`, host, filepath.Join(root, "profiles"), r.vault.Addr, r.repo))
 	site := filepath.Join(r.dir, "site.hcl")
 	r.d = &daemon{bin: binary(t), sock: filepath.Join(r.dir, "api.sock"), lab: lab}
 
@@ -108,9 +113,31 @@ vault {
 }
 
 // enroll enrolls a node for the void-nomad profile on its virtio disk.
+// It has no xbps_repository label: it installs through bootstrapd's
+// package cache of the repository stand-in.
 func (r *rack) enroll(t *testing.T, mac, hostname string) {
 	t.Helper()
-	r.d.mustCLI(t, "enroll", mac, "-hostname", hostname, "-label", "disk=/dev/vda", "-label", "xbps_repository="+r.repo)
+	r.d.mustCLI(t, "enroll", mac, "-hostname", hostname, "-label", "disk=/dev/vda")
+}
+
+// cacheStats reads the package cache's counters from bootstrapd's
+// /metrics.
+func (r *rack) cacheStats(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := r.lab.HTTPClient().Get("http://" + net.JoinHostPort(r.lab.Addr.String(), "8080") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(l, " ")
+		if rest, found := strings.CutPrefix(name, "bootstrapd_package_cache_"); ok && found {
+			out[rest], _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return out
 }
 
 // powerOn starts a node's VM with an empty disk; the VM reboots when the
@@ -172,6 +199,11 @@ func TestOwnDisk(t *testing.T) {
 				vm = r.powerOn(t, fw, mac)
 			}
 			installed := r.waitState(t, vm, "n1", inventory.Installed, 10*time.Minute)
+			// The packages came through bootstrapd's package cache.
+			first := r.cacheStats(t)
+			if first["upstream_bytes_total"] < 50<<20 || first["served_bytes_total"] < first["upstream_bytes_total"] {
+				t.Errorf("package cache after the install: %v, want the packages (the 98 MB nomad among them) through it", first)
+			}
 			ready := r.waitState(t, vm, "n1", inventory.Ready, 10*time.Minute)
 			t.Logf("%s: power-on to installed %s, to ready %s", fw, installed.Round(time.Second), ready.Round(time.Second))
 			n := nodeJSON(t, r.d, "n1")
@@ -237,6 +269,14 @@ func TestOwnDisk(t *testing.T) {
 				}
 				r.waitState(t, vm, "n1", inventory.Installing, 5*time.Minute)
 				r.waitState(t, vm, "n1", inventory.Installed, 10*time.Minute)
+				// The second install came from the cache: nothing more
+				// downloaded (the indexes are fresh for 5 minutes), all of
+				// it served again.
+				again := r.cacheStats(t)
+				if again["upstream_bytes_total"] != first["upstream_bytes_total"] || again["served_bytes_total"] < 2*first["served_bytes_total"] || again["hits_total"] == 0 {
+					t.Errorf("package cache after the reinstall: %v, after the first install: %v; want no new upstream bytes", again, first)
+				}
+				t.Logf("package cache: upstream %.0f bytes, served %.0f bytes over two installs", again["upstream_bytes_total"], again["served_bytes_total"])
 				return
 			}
 

@@ -58,6 +58,7 @@ type Data struct {
 	StatusURL         string // where the installer reports, carrying its one-time token
 	ConfigURL         string // base URL of the node's rendered templates, same token
 	JoinURL           string // POST here, with the token, to claim the join bundle (Nomad client config, wrapped Vault token) once
+	PackageCache      string // the package cache's repository URL (glibc; musl is under /musl), or "" without one
 }
 
 // sample is the data templates are rendered with at load, so that a

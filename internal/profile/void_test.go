@@ -108,10 +108,18 @@ func voidNodes(p *Profile, canary string) []voidNode {
 	// anything; its values go through hclq into a quoted here-document.
 	hostile.Nomad = Nomad{Datacenter: `dc"1 ${var.x}`, NodePool: "p%{ if true }", NodeClass: `c\`,
 		Meta: map[string]string{"concourse_worker": "true", `k"ey ${x}`: "v'$(touch " + canary + "/meta)`x`\nBOOTSTRAPD_NOMAD_HCL\n%%{y}"}}
+	// With the site's package cache, a node without the label installs
+	// through it; the label still wins.
+	cached := voidData(p, "52:54:00:aa:bb:04", "n4", nil)
+	cached.PackageCache = "http://10.9.0.1:8080/xbps"
+	cachedLabelled := labelled
+	cachedLabelled.PackageCache = cached.PackageCache
 	return []voidNode{
 		{"plain", plain, cfg(plain, "/dev/sda", "UTC", "https://repo-default.voidlinux.org/current")},
 		{"labelled", labelled, cfg(labelled, "/dev/vda", "Europe/Berlin", "https://mirror.example/void/current")},
 		{"hostile", hostile, cfg(hostile, h["disk"], h["timezone"], h["xbps_repository"])},
+		{"cached", cached, cfg(cached, "/dev/sda", "UTC", "http://10.9.0.1:8080/xbps")},
+		{"cached, labelled", cachedLabelled, cfg(cachedLabelled, "/dev/vda", "Europe/Berlin", "https://mirror.example/void/current")},
 	}
 }
 
@@ -254,8 +262,11 @@ func TestVoidNomadAutoinstallSourced(t *testing.T) {
 		// The repository default follows the initrd's libc; a label wins.
 		musl, _ := sourceCfg(t, path, "XBPS_ARCH=x86_64-musl")
 		want := n.cfg["xbpsrepository"]
-		if n.name == "plain" {
+		switch n.name {
+		case "plain":
 			want = "https://repo-default.voidlinux.org/current/musl"
+		case "cached":
+			want = "http://10.9.0.1:8080/xbps/musl"
 		}
 		if musl["xbpsrepository"] != want {
 			t.Errorf("%s: with XBPS_ARCH=x86_64-musl, xbpsrepository = %q, want %q", n.name, musl["xbpsrepository"], want)

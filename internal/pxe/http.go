@@ -60,7 +60,10 @@ type NodeHTTP struct {
 	// Concourse) served at StandInPath for the stand-in worker job; ""
 	// serves nothing there.
 	StandInWorker string
-	Log           *slog.Logger
+	// Packages, when set, is the package cache, served at PackagesPath
+	// (pkgcache: the nodes' XBPS repository, fetched upstream once).
+	Packages http.Handler
+	Log      *slog.Logger
 
 	metrics *httpMetrics
 	refused *quietLog
@@ -75,7 +78,7 @@ func (h *NodeHTTP) Register(reg prometheus.Registerer) {
 // route names a request for metrics: a few fixed values, never a path
 // (paths carry MACs and tokens, and would make unbounded label sets).
 func route(p string) string {
-	for _, r := range []string{"/boot.ipxe", "/ipxe", "/assets/", "/install/", "/stand-in/"} {
+	for _, r := range []string{"/boot.ipxe", "/ipxe", "/assets/", "/install/", "/stand-in/", PackagesPath} {
 		if strings.HasPrefix(p, r) {
 			return strings.Trim(r, "/")
 		}
@@ -96,8 +99,14 @@ func (h *NodeHTTP) Handler() http.Handler {
 	mux.HandleFunc("GET /install/{token}/config/{name}", h.config)
 	mux.HandleFunc("POST /install/{token}/join", h.join)
 	mux.HandleFunc("GET "+StandInPath, h.standIn)
+	if h.Packages != nil {
+		mux.Handle(PackagesPath, http.StripPrefix(strings.TrimSuffix(PackagesPath, "/"), h.Packages))
+	}
 	return h.logged(mux)
 }
+
+// PackagesPath is where nodes find the package cache's repository.
+const PackagesPath = "/xbps/"
 
 // StandInPath is where nodes fetch the stand-in worker binary.
 const StandInPath = "/stand-in/concourse-standin"
@@ -293,6 +302,9 @@ func (h *NodeHTTP) data(n inventory.Node, p *profile.Profile, token string) prof
 		StatusURL: h.BaseURL + "/install/" + token + "/status",
 		ConfigURL: h.BaseURL + "/install/" + token + "/config",
 		JoinURL:   h.BaseURL + "/install/" + token + "/join",
+	}
+	if h.Packages != nil {
+		d.PackageCache = h.BaseURL + strings.TrimSuffix(PackagesPath, "/")
 	}
 	if d.Labels == nil {
 		d.Labels = map[string]string{}
