@@ -135,14 +135,29 @@ func TestWakeOnLAN(t *testing.T) {
 // TestRedfishPower: the same hands-off install against the Redfish
 // service stand-in (HTTPS, its certificate pinned by fingerprint in the
 // site), whose ComputerSystem drives a QEMU VM through QMP. bootstrapd
-// PATCHes a one-time PXE boot override (Pxe, Once, Legacy for this BIOS
-// VM), which the stand-in sees the power-on boot with, and resets the
-// system on; `power off` ends the QEMU process; retire powers it off.
+// PATCHes a one-time PXE boot override (Pxe, Once, and the mode: Legacy
+// for a node it knows nothing of, UEFI for one labelled firmware=uefi),
+// which the stand-in sees the power-on boot with, and resets the system
+// on; `power off` ends the QEMU process; retire powers it off.
 func TestRedfishPower(t *testing.T) {
+	for i, tc := range []struct {
+		firmware, mode string
+		enroll         []string
+	}{
+		{"bios", "Legacy", nil},
+		{"uefi", "UEFI", []string{"-label", "firmware=uefi"}},
+	} {
+		t.Run(tc.firmware, func(t *testing.T) {
+			redfishPower(t, fmt.Sprintf("10.85.%d", 10+i), tc.firmware, tc.mode, tc.enroll...)
+		})
+	}
+}
+
+func redfishPower(t *testing.T, prefix, firmware, mode string, enroll ...string) {
 	const password = "Redfish-e2e-5b1d"
-	b := newBMCLab(t, "10.85.1")
+	b := newBMCLab(t, prefix)
 	mac := "52:54:00:85:01:01"
-	vm := netlab.NewMachine(t, netlab.QEMUOpts{Lab: b.lab, MAC: mac})
+	vm := netlab.NewMachine(t, netlab.QEMUOpts{Lab: b.lab, MAC: mac, Firmware: firmware})
 	srv, url := b.serveRedfish(t, 8443, redfishtest.Options{User: "admin", Password: password, Machine: vm})
 	b.start(t, fmt.Sprintf(`  user = "admin"
   password_file = "bmc-password"
@@ -151,7 +166,7 @@ func TestRedfishPower(t *testing.T) {
   power_off_on_retire = true`, srv.Fingerprint), password)
 
 	start := time.Now()
-	b.mustCLI(t, "enroll", mac, "-hostname", "n1", "-bmc", url, "-power", "-wait", "installed")
+	b.mustCLI(t, append([]string{"enroll", mac, "-hostname", "n1", "-bmc", url, "-power", "-wait", "installed"}, enroll...)...)
 	t.Logf("enroll -power -wait installed: %v", time.Since(start).Round(time.Second))
 	// The VM prints its report's success once the daemon has answered it.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -160,18 +175,18 @@ func TestRedfishPower(t *testing.T) {
 		t.Fatalf("installed, but: %v", err)
 	}
 	current, boots := srv.Boot(0)
-	if len(boots) == 0 || boots[0] != (redfishtest.BootOverride{Target: "Pxe", Enabled: "Once", Mode: "Legacy"}) {
-		t.Errorf("the power-on booted with override %+v, want Pxe, Once, Legacy", boots)
+	if len(boots) == 0 || boots[0] != (redfishtest.BootOverride{Target: "Pxe", Enabled: "Once", Mode: mode}) {
+		t.Errorf("the power-on booted with override %+v, want Pxe, Once, %s", boots, mode)
 	}
 	if current.Enabled != "Disabled" {
 		t.Errorf("the Once override is still set after its boot: %+v", current)
 	}
-	b.waitEvent(t, mac, 5*time.Second, "power install via "+url, "Boot override set: Pxe, Once, Legacy")
+	b.waitEvent(t, mac, 5*time.Second, "power install via "+url, "Boot override set: Pxe, Once, "+mode)
 	var patched, reset bool
 	for _, r := range srv.Requests() {
 		if r.Method == "PATCH" && r.Path == srv.SystemPath(0) && r.Status/100 == 2 {
 			boot, _ := r.Body["Boot"].(map[string]any)
-			want := map[string]any{"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once", "BootSourceOverrideMode": "Legacy"}
+			want := map[string]any{"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once", "BootSourceOverrideMode": mode}
 			for k, v := range want {
 				if boot[k] != v {
 					t.Errorf("PATCH %s: Boot.%s = %v, want %v", r.Path, k, boot[k], v)
