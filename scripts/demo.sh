@@ -15,7 +15,8 @@
 # `cluster init`, and for each node: enroll, power on a QEMU VM (SeaBIOS,
 # PXE first, TCG). The Void installer *stand-in* (it honours the Void
 # autoinstaller's contract) partitions the disk, installs from the
-# repository and runs the real void-nomad post-install script; the node
+# repository through bootstrapd's package cache and runs the real
+# void-nomad post-install script; the node
 # reboots, PXE-boots again, bootstrapd hands it to its disk, runit starts
 # its services and its Nomad client joins with what the join bundle put on
 # the disk. The Concourse worker job's allocation (a stand-in worker) runs
@@ -227,7 +228,7 @@ say "enrolling $NODES node(s) and powering them on (QEMU, SeaBIOS, PXE first, TC
 start "$BIN" events -f
 for n in $(seq "$NODES"); do
 	mac=52:54:00:77:00:0$n
-	"$BIN" enroll "$mac" -hostname "demo$n" -label disk=/dev/vda -label xbps_repository=http://10.77.0.1:8081 >/dev/null
+	"$BIN" enroll "$mac" -hostname "demo$n" -label disk=/dev/vda >/dev/null
 	truncate -s 1G "$WORK/disk$n.img"
 	in_ns ip tuntap add "tap$n" mode tap
 	in_ns ip link set "tap$n" master br0
@@ -277,3 +278,5 @@ NOMAD_TOKEN=$(cat "$WORK/nomad-token") in_ns "$NOMAD" node status -address=http:
 	cut -c 1-150 | sed 's/^/    /'
 say "the TSA stand-in's view (workers that proved their Vault key over SSH):"
 cat "$WORK"/web/alloc/*/alloc/logs/tsa.stdout.* | grep "registered" | sed 's/^/    /'
+say "the package cache's view (each package fetched from the repository once, however many nodes installed it):"
+in_ns curl -fs http://10.77.0.1:8080/metrics | grep -E '^bootstrapd_package_cache_(upstream|served)_bytes_total' | sed 's/^/    /'

@@ -55,3 +55,10 @@ nomad {
   # and fetched by each node's worker task (sha256-checked).
   stand_in_worker = "/tmp/bootstrapd-demo/concourse-standin"
 }
+
+# The nodes install through bootstrapd's package cache of the demo's package
+# repository stand-in (Debian's binaries and the real Nomad, over HTTP).
+package_cache {
+  upstream = "http://10.77.0.1:8081"
+  dir      = "/tmp/bootstrapd-demo/xbps-cache"
+}
