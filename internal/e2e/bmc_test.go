@@ -23,7 +23,8 @@ import (
 // one-time PXE boot (ipmi_sim refuses it: a recorded warning, the VM
 // boots the network first anyway) and powers it on over IPMI 2.0, the
 // VM PXE-boots the test kernel, which reports back and powers off. Then
-// `power status|on|off` follow the VM's QEMU process, and retire (the
+// `power status|on|off` follow the VM's QEMU process, `reinstall -power`
+// cycles the running node into its installer again, and retire (the
 // site's power_off_on_retire) powers it off. The BMC password, in a
 // 0600 file the site names, appears in no log, event, output or argv.
 func TestIPMIPower(t *testing.T) {
@@ -73,6 +74,22 @@ func TestIPMIPower(t *testing.T) {
 	}
 	b.assertNoSecret(t, password) // while every process is up: bootstrapd, ipmi_sim, QEMU
 
+	// reinstall -power cycles the running node into its installer.
+	from = len(vm.Console())
+	b.mustCLI(t, "reinstall", "n1", "-power")
+	if _, err := vm.WaitConsoleFrom(ctx, from, "NETLAB: report ok"); err != nil {
+		t.Fatalf("reinstall -power: %v", err)
+	}
+	eventually(t, 10*time.Second, "n1 installed again", func() bool { return b.node(t, mac).State == inventory.Installed })
+	b.waitEvent(t, mac, 5*time.Second, "power install via "+vm.URL(), "was on")
+	if err := vm.WaitPower(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+
+	b.mustCLI(t, "power", "on", "n1")
+	if err := vm.WaitPower(ctx, true); err != nil {
+		t.Fatal(err)
+	}
 	b.mustCLI(t, "power", "off", "n1")
 	if err := vm.WaitPower(ctx, false); err != nil {
 		t.Fatalf("power off: %v", err)
