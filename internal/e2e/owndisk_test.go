@@ -147,8 +147,9 @@ func (r *rack) powerOn(t *testing.T, firmware, mac string) *netlab.QEMU {
 	return netlab.StartQEMU(t, netlab.QEMUOpts{Lab: r.lab, MAC: mac, Firmware: firmware, MemoryMB: 1024, Reboot: true, Disk: newDisk(t, t.TempDir())})
 }
 
-// stateAt waits for a node to reach state and returns the time it took.
-func (r *rack) waitState(t *testing.T, vm *netlab.QEMU, ref string, want inventory.State, limit time.Duration) time.Duration {
+// waitState waits for a node to reach state and returns the time since
+// its power-on.
+func (r *rack) waitState(t *testing.T, poweredOn time.Time, ref string, want inventory.State, limit time.Duration) time.Duration {
 	t.Helper()
 	eventually(t, limit, ref+" "+string(want), func() bool {
 		n := nodeJSON(t, r.d, ref)
@@ -157,7 +158,7 @@ func (r *rack) waitState(t *testing.T, vm *netlab.QEMU, ref string, want invento
 		}
 		return n.State == want
 	})
-	return vm.Elapsed()
+	return time.Since(poweredOn)
 }
 
 // TestOwnDisk is a node's whole life under real firmware: PXE install
@@ -172,39 +173,59 @@ func (r *rack) waitState(t *testing.T, vm *netlab.QEMU, ref string, want invento
 // the VM: Nomad's node list, the worker's output, the TSA's log.
 // BIOS then retires the node; UEFI reinstalls it, which only works when
 // the post-install script kept network boot first in BootOrder.
+//
+// The BIOS machine is powered on by hand before anyone enrolled it, as an
+// operator collecting MACs would; the UEFI one is hands-off: a powered-off
+// machine behind a BMC (OpenIPMI's ipmi_sim), which `enroll -bmc ...
+// -power` powers on and `reinstall -power` cycles, with no test code
+// touching the VM after it is set up.
 func TestOwnDisk(t *testing.T) {
 	for i, fw := range []string{"bios", "uefi"} {
 		t.Run(fw, func(t *testing.T) {
 			t.Parallel()
 			r := newRack(t, fmt.Sprintf("10.96.%d.1/24", i))
 			mac := fmt.Sprintf("52:54:00:96:%02x:01", i)
-			var vm *netlab.QEMU
+			var vm interface{ Console() string }
+			var poweredOn time.Time
 			if fw == "bios" {
-				// A new machine powered on before anyone enrolled it, as an
-				// operator collects MACs: bootstrapd lists it as discovered,
-				// the operator enrolls it and presses reset.
-				vm = r.powerOn(t, fw, mac)
+				// bootstrapd lists it as discovered, the operator enrolls
+				// it and presses reset.
+				q := r.powerOn(t, fw, mac)
+				vm, poweredOn = q, time.Now()
 				eventually(t, 3*time.Minute, mac+" discovered", func() bool {
 					out, err := r.d.cli(t, "node", "show", mac, "-json")
 					var n inventory.Node
 					return err == nil && json.Unmarshal([]byte(out), &n) == nil && n.State == inventory.Discovered
 				})
-				t.Logf("bios: discovered %s after power-on", vm.Elapsed().Round(time.Second))
+				t.Logf("bios: discovered %s after power-on", q.Elapsed().Round(time.Second))
 				r.enroll(t, mac, "n1")
-				if err := vm.Reset(); err != nil {
+				if err := q.Reset(); err != nil {
 					t.Fatal(err)
 				}
 			} else {
-				r.enroll(t, mac, "n1")
-				vm = r.powerOn(t, fw, mac)
+				bmc := netlab.StartIPMINode(t, netlab.IPMIOpts{QEMU: netlab.QEMUOpts{Lab: r.lab, MAC: mac, Firmware: fw, MemoryMB: 1024, Disk: newDisk(t, t.TempDir())}})
+				// The node's own BMC credentials, by reference: a 0600 file.
+				creds := filepath.Join(r.dir, "bmc-n1")
+				if err := os.WriteFile(creds, []byte(bmc.User+":"+bmc.Password+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				vm, poweredOn = bmc, time.Now()
+				r.d.mustCLI(t, "enroll", mac, "-hostname", "n1", "-label", "disk=/dev/vda", "-label", "firmware=uefi",
+					"-bmc", bmc.URL(), "-bmc-credentials", "file:"+creds, "-power")
+				// The daemon powers it on in the background, off the command's path.
+				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+				defer cancel()
+				if err := bmc.WaitPower(ctx, true); err != nil {
+					t.Fatalf("enroll -power did not power the machine on through its BMC: %v", err)
+				}
 			}
-			installed := r.waitState(t, vm, "n1", inventory.Installed, 10*time.Minute)
+			installed := r.waitState(t, poweredOn, "n1", inventory.Installed, 10*time.Minute)
 			// The packages came through bootstrapd's package cache.
 			first := r.cacheStats(t)
 			if first["upstream_bytes_total"] < 50<<20 || first["served_bytes_total"] < first["upstream_bytes_total"] {
 				t.Errorf("package cache after the install: %v, want the packages (the 98 MB nomad among them) through it", first)
 			}
-			ready := r.waitState(t, vm, "n1", inventory.Ready, 10*time.Minute)
+			ready := r.waitState(t, poweredOn, "n1", inventory.Ready, 10*time.Minute)
 			t.Logf("%s: power-on to installed %s, to ready %s", fw, installed.Round(time.Second), ready.Round(time.Second))
 			n := nodeJSON(t, r.d, "n1")
 
@@ -263,12 +284,10 @@ func TestOwnDisk(t *testing.T) {
 			})
 
 			if fw == "uefi" {
-				r.d.mustCLI(t, "reinstall", "n1")
-				if err := vm.Reset(); err != nil {
-					t.Fatal(err)
-				}
-				r.waitState(t, vm, "n1", inventory.Installing, 5*time.Minute)
-				r.waitState(t, vm, "n1", inventory.Installed, 10*time.Minute)
+				// The running node is cycled through its BMC into a PXE boot.
+				r.d.mustCLI(t, "reinstall", "n1", "-power")
+				r.waitState(t, poweredOn, "n1", inventory.Installing, 5*time.Minute)
+				r.waitState(t, poweredOn, "n1", inventory.Installed, 10*time.Minute)
 				// The second install came from the cache: nothing more
 				// downloaded (the indexes are fresh for 5 minutes), all of
 				// it served again.
@@ -286,7 +305,7 @@ func TestOwnDisk(t *testing.T) {
 			}
 			priv, _ := key.Data["private_key"].(string)
 			r.d.mustCLI(t, "retire", "n1")
-			r.waitState(t, vm, "n1", inventory.Retired, 3*time.Minute)
+			r.waitState(t, poweredOn, "n1", inventory.Retired, 3*time.Minute)
 			// The teardown drained the VM's client (its worker allocation
 			// told to stop) before it purged the node from Nomad.
 			if a, _, err := r.nc.Allocations().Info(worker, nil); err != nil || a.DesiredStatus != nomadapi.AllocDesiredStatusStop {
