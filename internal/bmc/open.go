@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -128,6 +129,9 @@ func ParseTarget(u *url.URL) (Target, error) {
 	if t.Host == "" || u.Opaque != "" {
 		return Target{}, fmt.Errorf("BMC URL %q: no host; write %s://HOST[:PORT]", u.Redacted(), t.Scheme)
 	}
+	if !validHost(t.Host) {
+		return Target{}, fmt.Errorf("BMC URL %q: host %q is neither an IP address nor a DNS name", u.Redacted(), t.Host)
+	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
@@ -150,6 +154,29 @@ func ParseTarget(u *url.URL) (Target, error) {
 		return Target{}, fmt.Errorf("BMC URL %q: the path must be %s<id> (one system) or nothing (discover it)", u.Redacted(), systemsPrefix)
 	}
 	return t, nil
+}
+
+// validHost reports whether h is an IP address or a DNS name: url.Parse
+// lets through bracketed hosts that are neither ("[:]"), which no dialer
+// reaches and whose URL does not parse back.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // validID reports whether s can be one path segment of a Redfish URI.
