@@ -122,6 +122,25 @@ func (inv *Inventory) Node(mac string) (Node, bool) {
 	return n.clone(), true
 }
 
+// DHCPNode is what a DHCP reply needs of a node: a copy of these fields
+// only, where Node would copy the node's whole history for every packet.
+type DHCPNode struct {
+	Hostname string
+	IP       netip.Addr
+	BootFile string
+}
+
+// DHCPNode returns what the DHCP server needs of the node with mac, if any.
+func (inv *Inventory) DHCPNode(mac string) (DHCPNode, bool) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	n, ok := inv.nodes[mac]
+	if !ok {
+		return DHCPNode{}, false
+	}
+	return DHCPNode{Hostname: n.Hostname, IP: n.IP, BootFile: n.BootFile}, true
+}
+
 // Find looks a node up by MAC (any notation) or hostname.
 func (inv *Inventory) Find(ref string) (Node, error) {
 	if mac, err := ParseMAC(ref); err == nil {

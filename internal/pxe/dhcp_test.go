@@ -295,3 +295,59 @@ func TestDHCPRefusalsRateLimited(t *testing.T) {
 		t.Errorf("%d log lines for 1000 refused requests, want at most %d", n, quietBurst)
 	}
 }
+
+// TestRepliesAsTheLibraryBuildsThem: replies are built by hand, with the
+// configuration's options encoded once, instead of by
+// dhcpv4.NewReplyFromRequest. On the wire they must be what the library's
+// constructor and option encoders make of the same request.
+func TestRepliesAsTheLibraryBuildsThem(t *testing.T) {
+	withOpts := func(m *dhcpv4.DHCPv4) {
+		m.UpdateOption(dhcpv4.OptClientIdentifier([]byte{1, 0x52, 0x54, 0, 0, 0, 0x99}))
+		m.UpdateOption(dhcpv4.OptRelayAgentInfo(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(1), []byte("eth0"))))
+		m.GatewayIPAddr = net.ParseIP("10.77.0.254").To4()
+		m.SetBroadcast()
+	}
+	for _, tc := range []struct {
+		name string
+		req  *dhcpv4.DHCPv4
+		t    dhcpv4.MessageType
+	}{
+		{"offer", discover(t, stranger), dhcpv4.MessageTypeOffer},
+		{"relayed ack with client id", discover(t, stranger, withOpts), dhcpv4.MessageTypeAck},
+		{"nak", discover(t, stranger, withOpts), dhcpv4.MessageTypeNak},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newDHCP(t, config.ModePool)
+			var got *dhcpv4.DHCPv4
+			var err error
+			mods := []dhcpv4.Modifier{dhcpv4.WithMessageType(tc.t), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(h.Server.AsSlice()))}
+			if tc.t == dhcpv4.MessageTypeNak {
+				got, err = h.nak(tc.req, "no")
+				mods = append(mods, dhcpv4.WithOption(dhcpv4.OptMessage("no")))
+			} else {
+				got, err = h.lease(tc.req, Client{}, nil, tc.t, netip.MustParseAddr("10.77.0.100"))
+				mods = append(mods,
+					dhcpv4.WithServerIP(h.Server.AsSlice()),
+					dhcpv4.WithNetmask(net.CIDRMask(h.Subnet.Bits(), 32)),
+					dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(h.Lease)),
+					dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(h.Lease/2)),
+					dhcpv4.WithOption(dhcpv4.OptRebindingTimeValue(h.Lease*7/8)),
+					dhcpv4.WithOption(dhcpv4.OptRouter(ips(h.Router)...)),
+					dhcpv4.WithOption(dhcpv4.OptDNS(ips(h.DNS)...)),
+					dhcpv4.WithOption(dhcpv4.OptDomainName(h.Domain)),
+					dhcpv4.WithYourIP(net.ParseIP("10.77.0.100").To4()),
+				)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := dhcpv4.NewReplyFromRequest(tc.req, mods...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, w := got.ToBytes(), want.ToBytes(); !bytes.Equal(g, w) {
+				t.Errorf("reply differs from the library's:\ngot  %v\nwant %v", got.Summary(), want.Summary())
+			}
+		})
+	}
+}
