@@ -14,7 +14,7 @@ DESTDIR   ?=
 SYSTEMD   ?= $(shell test -d /run/systemd/system && echo 1)
 RUNIT     ?= $(shell test -d /etc/runit && echo 1)
 
-.PHONY: help demo build deps test lint netboot bench fuzz clean install
+.PHONY: help demo build deps test lint netboot bench bench-dhcp bench-files fuzz clean install
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -54,8 +54,13 @@ netboot: ## put the iPXE binaries from Debian's ipxe package into netboot/
 	@test -f $(IPXE_DIR)/undionly.kpxe || { echo "missing $(IPXE_DIR)/undionly.kpxe: apt-get install ipxe"; exit 1; }
 	install -m 0644 $(IPXE_DIR)/undionly.kpxe $(IPXE_DIR)/ipxe.efi $(IPXE_DIR)/snponly.efi netboot/
 
-bench: build ## DHCP load: bootstrapd vs Kea under perfdhcp (needs root)
+bench: bench-dhcp bench-files ## both benchmarks below, one after the other (needs root)
+
+bench-dhcp: build ## DHCP load: bootstrapd vs Kea under perfdhcp (needs root)
 	scripts/bench-dhcp.sh
+
+bench-files: build ## HTTP and TFTP files: bootstrapd vs nginx and tftpd-hpa, side by side (needs root)
+	scripts/bench-files.sh
 
 fuzz: ## run every fuzz target for FUZZTIME (default 60s)
 	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh

@@ -120,9 +120,15 @@ func (h *NodeHTTP) logged(next http.Handler) http.Handler {
 		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		h.metrics.observe(route(r.URL.Path), rec.code, rec.bytes)
+		ok := rec.code < 400
+		if ok && !h.Log.Enabled(r.Context(), slog.LevelInfo) {
+			// The line would be dropped: skip building it (redaction,
+			// formatting, a dozen allocations) on every asset request.
+			return
+		}
 		args := []any{"method", r.Method, "path", cleanLog(RedactPath(r.URL.Path)), "status", rec.code, "bytes", rec.bytes,
 			"remote", r.RemoteAddr, "duration", time.Since(start).Round(time.Microsecond)}
-		if rec.code >= 400 {
+		if !ok {
 			h.refused.Warn("http_"+strconv.Itoa(rec.code), "http", args...)
 			return
 		}
@@ -179,6 +185,28 @@ func (r *recorder) Write(b []byte) (int, error) {
 	r.bytes += int64(n)
 	return n, err
 }
+
+// ReadFrom passes io.Copy through to the server's own ReadFrom, which
+// sends an *os.File (and http.ServeContent's LimitedReader of one) with
+// sendfile(2). Without it io.Copy only sees Write, and every byte of an
+// initrd goes through a user-space buffer: a 32 MiB asset was served at a
+// few percent of nginx's rate (docs/benchmarks.md, "Files").
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	var n int64
+	var err error
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		// Hide our own ReadFrom from io.Copy, or it would call us back.
+		n, err = io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
+	}
+	r.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (deadlines,
+// flushes) through the recorder.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // bootScript is the same for every node: it asks for the node's own script
 // by MAC, retrying a few times because a flaky link at this point otherwise
