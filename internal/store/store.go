@@ -111,9 +111,20 @@ func (db *DB) commit(ctx context.Context) {
 
 func (db *DB) update(group []write) error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
+		// A group is mostly writes to one bucket (leases, under DHCP load):
+		// the last bucket is kept, not looked up again for every change.
+		var b *bolt.Bucket
+		var name string
 		for _, w := range group {
 			for _, c := range w.changes {
-				if err := apply(tx, c); err != nil {
+				if b == nil || name != c.bucket {
+					var err error
+					if b, err = bucket(tx, c.bucket); err != nil {
+						return fmt.Errorf("%s/%s: %w", c.bucket, c.key, err)
+					}
+					name = c.bucket
+				}
+				if err := apply(b, c); err != nil {
 					return fmt.Errorf("%s/%s: %w", c.bucket, c.key, err)
 				}
 			}
@@ -122,11 +133,16 @@ func (db *DB) update(group []write) error {
 	})
 }
 
-func apply(tx *bolt.Tx, c change) error {
-	b, err := tx.CreateBucketIfNotExists([]byte(c.bucket))
-	if err != nil {
-		return err
+// bucket opens the named bucket, creating it the first time. Looking it up
+// first spares CreateBucketIfNotExists's copies of the name when it exists.
+func bucket(tx *bolt.Tx, name string) (*bolt.Bucket, error) {
+	if b := tx.Bucket([]byte(name)); b != nil {
+		return b, nil
 	}
+	return tx.CreateBucketIfNotExists([]byte(name))
+}
+
+func apply(b *bolt.Bucket, c change) error {
 	if c.value == nil {
 		return b.Delete([]byte(c.key))
 	}
