@@ -56,6 +56,8 @@ type DHCP struct {
 	// third of the allocations of an exchange.
 	staticOnce sync.Once
 	static     []staticOption
+	serverID   []byte                             // h.Server, for option 54 and siaddr
+	msgTypes   [dhcpv4.MessageTypeInform + 1]byte // option 53's values, sliced one at a time
 }
 
 type staticOption struct {
@@ -67,6 +69,10 @@ type staticOption struct {
 // They are shared by every reply: nothing may change their bytes.
 func (h *DHCP) staticOptions() []staticOption {
 	h.staticOnce.Do(func() {
+		h.serverID = h.Server.AsSlice()
+		for i := range h.msgTypes {
+			h.msgTypes[i] = byte(i)
+		}
 		opts := []dhcpv4.Option{
 			dhcpv4.OptSubnetMask(net.CIDRMask(h.Subnet.Bits(), 32)),
 			dhcpv4.OptIPAddressLeaseTime(h.Lease),
@@ -116,8 +122,13 @@ func (h *DHCP) newReply(req *dhcpv4.DHCPv4, t dhcpv4.MessageType) *dhcpv4.DHCPv4
 			resp.Options[code.Code()] = v
 		}
 	}
-	resp.Options[dhcpv4.OptionDHCPMessageType.Code()] = []byte{byte(t)}
-	resp.Options[dhcpv4.OptionServerIdentifier.Code()] = h.Server.AsSlice()
+	h.staticOptions() // sets serverID and msgTypes
+	if int(t) < len(h.msgTypes) {
+		resp.Options[dhcpv4.OptionDHCPMessageType.Code()] = h.msgTypes[t : t+1 : t+1]
+	} else {
+		resp.Options[dhcpv4.OptionDHCPMessageType.Code()] = []byte{byte(t)}
+	}
+	resp.Options[dhcpv4.OptionServerIdentifier.Code()] = h.serverID
 	return resp
 }
 
@@ -155,13 +166,12 @@ func (h *DHCP) Reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) (*dhcpv4
 		if port != dhcpv4.ServerPort {
 			return nil, nil
 		}
-		return h.serverReply(ctx, req, c, n)
+		return h.serverReply(ctx, req, mac, c, n)
 	}
 	return nil, nil
 }
 
-func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, c Client, n *inventory.DHCPNode) (*dhcpv4.DHCPv4, error) {
-	mac := req.ClientHWAddr.String()
+func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, mac string, c Client, n *inventory.DHCPNode) (*dhcpv4.DHCPv4, error) {
 	pool := h.Mode == config.ModePool
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
@@ -232,7 +242,7 @@ func (h *DHCP) lease(req *dhcpv4.DHCPv4, c Client, n *inventory.DHCPNode, t dhcp
 // lease timers and, for PXE clients, the boot file.
 func (h *DHCP) base(req *dhcpv4.DHCPv4, c Client, n *inventory.DHCPNode, t dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
 	resp := h.newReply(req, t)
-	resp.ServerIPAddr = h.Server.AsSlice()
+	resp.ServerIPAddr = h.serverID
 	for _, o := range h.staticOptions() {
 		resp.Options[o.code] = o.value
 	}
@@ -284,7 +294,7 @@ func (h *DHCP) proxyReply(req *dhcpv4.DHCPv4, c Client, n *inventory.DHCPNode, p
 		return nil, nil // the real DHCP server handles the rest
 	}
 	resp := h.newReply(req, t)
-	resp.ServerIPAddr = h.Server.AsSlice()
+	resp.ServerIPAddr = h.serverID
 	resp.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
 	if v := req.Options.Get(dhcpv4.OptionClientMachineIdentifier); v != nil {
 		resp.Options[dhcpv4.OptionClientMachineIdentifier.Code()] = v
