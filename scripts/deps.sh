@@ -17,6 +17,7 @@ set -euo pipefail
 # procps bsdextrautils             pgrep (the demo test), column (the demo's summary)
 # the lint of shell scripts:       shellcheck
 # chromium                         the headless browser the status page's test (TestUI) drives
+# valgrind                         instruction counts of the in-process DHCP benchmark (docs/benchmarks.md, DHCP cost)
 # openipmi ipmitool redfishtool    ipmi_sim, the BMC the IPMI tests drive; ipmitool and redfishtool cross-check them (tests only)
 # The Void stand-in (scripts/standin-void.sh) copies Debian's binaries into its installer and packages:
 # fdisk dosfstools                 sfdisk and mkfs.vfat in the installer (GPT/dos labels, the ESP)
@@ -26,7 +27,7 @@ set -euo pipefail
 # systemd-boot-efi efibootmgr      the EFI boot loader stand-in (grub-x86_64-efi) and its NVRAM entry
 packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod e2fsprogs udhcpc isc-dhcp-client
 	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq nginx-light wrk tftpd-hpa nftables iproute2 gcc libc6-dev procps bsdextrautils shellcheck chromium
-	openipmi ipmitool redfishtool
+	valgrind openipmi ipmitool redfishtool
 	fdisk dosfstools runit dropbear-bin extlinux syslinux-common systemd-boot-efi efibootmgr)
 
 missing=()
