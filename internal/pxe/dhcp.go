@@ -150,7 +150,9 @@ func (h *DHCP) Reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) (*dhcpv4
 	}
 	mac := req.ClientHWAddr.String()
 	c := Classify(req)
-	if (c.PXE || c.IPXE) && req.MessageType() != dhcpv4.MessageTypeRelease {
+	// Parsed once: each accessor call decodes the option again (and allocates).
+	mt := req.MessageType()
+	if (c.PXE || c.IPXE) && mt != dhcpv4.MessageTypeRelease {
 		h.Leases.Seen(ctx, mac, ArchName(c))
 	}
 	// One lookup per request: the node's reservation, hostname and boot
@@ -161,19 +163,19 @@ func (h *DHCP) Reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) (*dhcpv4
 	}
 	switch h.Mode {
 	case config.ModeProxy:
-		return h.proxyReply(req, c, n, port)
+		return h.proxyReply(req, mt, c, n, port)
 	case config.ModePool, config.ModeReservation:
 		if port != dhcpv4.ServerPort {
 			return nil, nil
 		}
-		return h.serverReply(ctx, req, mac, c, n)
+		return h.serverReply(ctx, req, mt, mac, c, n)
 	}
 	return nil, nil
 }
 
-func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, mac string, c Client, n *inventory.DHCPNode) (*dhcpv4.DHCPv4, error) {
+func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, mac string, c Client, n *inventory.DHCPNode) (*dhcpv4.DHCPv4, error) {
 	pool := h.Mode == config.ModePool
-	switch req.MessageType() {
+	switch mt {
 	case dhcpv4.MessageTypeDiscover:
 		ip, err := h.Leases.Offer(mac, addr(req.RequestedIPAddress()), pool)
 		if err != nil {
@@ -280,15 +282,15 @@ func (h *DHCP) nak(req *dhcpv4.DHCPv4, msg string) (*dhcpv4.DHCPv4, error) {
 
 // proxyReply answers PXE clients with boot information only (yiaddr stays
 // 0.0.0.0), so bootstrapd can sit beside the router's DHCP server.
-func (h *DHCP) proxyReply(req *dhcpv4.DHCPv4, c Client, n *inventory.DHCPNode, port int) (*dhcpv4.DHCPv4, error) {
+func (h *DHCP) proxyReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, c Client, n *inventory.DHCPNode, port int) (*dhcpv4.DHCPv4, error) {
 	if !c.PXE && !c.IPXE {
 		return nil, nil
 	}
 	var t dhcpv4.MessageType
 	switch {
-	case port == dhcpv4.ServerPort && req.MessageType() == dhcpv4.MessageTypeDiscover:
+	case port == dhcpv4.ServerPort && mt == dhcpv4.MessageTypeDiscover:
 		t = dhcpv4.MessageTypeOffer
-	case port == PXEPort && req.MessageType() == dhcpv4.MessageTypeRequest:
+	case port == PXEPort && mt == dhcpv4.MessageTypeRequest:
 		t = dhcpv4.MessageTypeAck
 	default:
 		return nil, nil // the real DHCP server handles the rest
@@ -349,16 +351,17 @@ func (h *DHCP) Handler(port int) server4.Handler {
 		}
 		ctx := context.Background()
 		debug := h.Log.Enabled(ctx, slog.LevelDebug)
-		h.metrics.request(req.MessageType())
+		mt := req.MessageType()
+		h.metrics.request(mt)
 		resp, err := h.Reply(ctx, req, port)
 		if err != nil {
 			h.metrics.error()
-			h.refused.Warn("bad_request", "dhcp request not answered", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "err", err)
+			h.refused.Warn("bad_request", "dhcp request not answered", "mac", req.ClientHWAddr.String(), "type", mt.String(), "err", err)
 			return
 		}
 		if resp == nil {
 			if debug {
-				h.Log.Debug("dhcp not answered", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "port", port, "mode", h.Mode)
+				h.Log.Debug("dhcp not answered", "mac", req.ClientHWAddr.String(), "type", mt.String(), "port", port, "mode", h.Mode)
 			}
 			return
 		}
@@ -369,9 +372,10 @@ func (h *DHCP) Handler(port int) server4.Handler {
 			h.Log.Warn("dhcp reply not sent", "mac", req.ClientHWAddr.String(), "to", dst.String(), "err", err)
 			return
 		}
-		h.metrics.reply(resp.MessageType())
+		rt := resp.MessageType()
+		h.metrics.reply(rt)
 		if debug {
-			h.Log.Debug("dhcp", "mac", req.ClientHWAddr.String(), "req", req.MessageType().String(), "reply", resp.MessageType().String(),
+			h.Log.Debug("dhcp", "mac", req.ClientHWAddr.String(), "req", mt.String(), "reply", rt.String(),
 				"yiaddr", resp.YourIPAddr.String(), "file", resp.BootFileName, "to", dst.String())
 		}
 	}
