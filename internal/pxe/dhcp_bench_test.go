@@ -2,6 +2,7 @@ package pxe
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -21,8 +22,16 @@ import (
 // before Reply returns. Each request is parsed from bytes and each reply
 // encoded, as the listener does, and the client side is cheap (templates
 // with the MAC and address patched in) so that the figures are the server's.
-// Run in parallel so that commits are shared, as they are under load.
+// parallel=1 has one exchange in flight per CPU, so a commit carries one or
+// two leases; parallel=32 has 32 per CPU, and commits are shared as they are
+// under load.
 func BenchmarkDORA(b *testing.B) {
+	for _, parallel := range []int{1, 32} {
+		b.Run(fmt.Sprintf("parallel=%d", parallel), func(b *testing.B) { benchDORA(b, parallel) })
+	}
+}
+
+func benchDORA(b *testing.B, parallel int) {
 	db, err := store.Open(filepath.Join(b.TempDir(), "db"))
 	if err != nil {
 		b.Fatal(err)
@@ -52,6 +61,7 @@ func BenchmarkDORA(b *testing.B) {
 	yiaddr := optionAt(b, request, dhcpv4.OptionRequestedIPAddress)
 	var seq atomic.Uint32
 	b.ReportAllocs()
+	b.SetParallelism(parallel)
 	b.RunParallel(func(pb *testing.PB) {
 		disc, req := append([]byte(nil), discover...), append([]byte(nil), request...)
 		for pb.Next() {
