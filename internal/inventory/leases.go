@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -30,6 +31,46 @@ type Lease struct {
 }
 
 func (l *Lease) live(now time.Time) bool { return now.Before(l.Expires) }
+
+// json is the lease as encoding/json writes it, byte for byte, without
+// reflection: one is written per DHCP ACK, and json.Marshal (which also
+// re-scans the time's and address's own encodings) was 4-7% of the
+// instructions of an exchange in BenchmarkDORA. It falls back to json.Marshal for anything
+// unusual: a MAC that would need escaping, no address, a year outside
+// 0-9999 or a zone offset in seconds.
+func (l *Lease) json() ([]byte, error) {
+	_, offset := l.Expires.Zone()
+	if y := l.Expires.Year(); !l.IP.IsValid() || y < 0 || y > 9999 || offset%60 != 0 || !plainMAC(l.MAC) {
+		return json.Marshal(l)
+	}
+	b := make([]byte, 0, 96)
+	b = append(b, '{')
+	if l.MAC != "" {
+		b = append(b, `"mac":"`...)
+		b = append(b, l.MAC...)
+		b = append(b, `",`...)
+	}
+	b = append(b, `"ip":"`...)
+	b = l.IP.AppendTo(b)
+	b = append(b, `","expires":"`...)
+	b = l.Expires.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if l.Declined {
+		b = append(b, `,"declined":true`...)
+	}
+	return append(b, '}'), nil
+}
+
+// plainMAC reports whether s has only characters JSON writes as they are
+// (a MAC's hex digits and colons, say).
+func plainMAC(s string) bool {
+	for _, c := range []byte(s) {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
 
 type offer struct {
 	ip      netip.Addr
@@ -225,7 +266,11 @@ func (inv *Inventory) Commit(ctx context.Context, mac string, ip netip.Addr, poo
 	inv.mu.Unlock()
 	// The write happens outside the lock so that concurrent ACKs share one
 	// fsync (the store batches them).
-	if err := inv.db.Put(leasesBucket, ip.String(), l); err != nil {
+	data, err := l.json()
+	if err != nil {
+		return Lease{}, fmt.Errorf("encode lease %s for %s: %w", ip, mac, err)
+	}
+	if err := inv.db.PutJSON(leasesBucket, ip.String(), data); err != nil {
 		return Lease{}, fmt.Errorf("persist lease %s for %s: %w", ip, mac, err)
 	}
 	return *l, nil

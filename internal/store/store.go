@@ -197,6 +197,13 @@ func (db *DB) PutAll(entries ...Entry) error {
 	return db.submit(w)
 }
 
+// PutJSON stores data, which is already JSON, under bucket/key, and returns
+// after the write is durable. It is for values written on a hot path (a
+// lease per DHCP ACK) whose owner encodes them without reflection.
+func (db *DB) PutJSON(bucket, key string, data []byte) error {
+	return db.submit(write{changes: []change{{bucket: bucket, key: key, value: data}}})
+}
+
 // Load decodes every value in bucket, in key order, calling fn for each.
 func Load[T any](db *DB, bucket string, fn func(key string, v T) error) error {
 	return LoadFrom(db, bucket, "", fn)
