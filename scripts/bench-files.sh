@@ -14,10 +14,14 @@
 # port). The peers see the same spread.
 #
 # Run as root from the repository: `make bench-files` (builds bin/bootstrapd
-# first). Knobs (environment): DURATION (wrk seconds per measure, default 10),
-# RUNS (single-file TFTP fetches per server and blksize; the median is
-# reported, default 3), STORM (concurrent TFTP fetches, default 200), KEEP=1
-# (keep the temp dir: configs, logs, raw output). Nothing outside the two
+# first). The machine is shared and its load comes and goes, so the peer and
+# bootstrapd take turns: ROUNDS wrk runs each (peer, bootstrapd, peer, ...)
+# and RUNS TFTP fetches each, and the table gives the medians. Knobs
+# (environment): DURATION (seconds of one wrk run, default 10), ROUNDS
+# (default 2), RUNS (default 5), STORM (concurrent TFTP fetches, default
+# 200), MEASURES (which of "http tftp storm" to run, default all), BS_FLAGS
+# (more flags for bootstrapd serve, e.g. "-cpuprofile /tmp/files.pprof"),
+# KEEP=1 (keep the temp dir: configs, logs, raw samples). Nothing outside the two
 # namespaces, the veth pair and one temp directory is created, and the exit
 # trap deletes all of them.
 set -euo pipefail
@@ -25,8 +29,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
-RUNS=${RUNS:-3}
+ROUNDS=${ROUNDS:-2}
+RUNS=${RUNS:-5}
 STORM=${STORM:-200}
+MEASURES=${MEASURES:-"http tftp storm"}
+read -ra BS_FLAGS <<<"${BS_FLAGS:-}"
 KEEP=${KEEP:-0}
 BIN=${BIN:-$PWD/bin/bootstrapd}
 SMALL_SRC=${SMALL_SRC:-/usr/lib/ipxe/undionly.kpxe}
@@ -120,7 +127,7 @@ cat >"$TMP/bootstrapd/site.hcl" <<-EOF
 	api { socket = "$TMP/bootstrapd/api.sock" }
 EOF
 "$BIN" check -config "$TMP/bootstrapd/site.hcl" >/dev/null
-ip netns exec "$NS_S" "$BIN" serve -config "$TMP/bootstrapd/site.hcl" -log-format json 2>"$TMP/bootstrapd/server.log" &
+ip netns exec "$NS_S" "$BIN" serve -config "$TMP/bootstrapd/site.hcl" -log-format json "${BS_FLAGS[@]}" 2>"$TMP/bootstrapd/server.log" &
 BS_PID=$!
 PIDS+=("$BS_PID")
 
@@ -178,7 +185,7 @@ wrk_run() {
 	echo "$out"
 }
 # wrk_rate URL: requests per second.
-wrk_rate() { wrk_run "$1" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }'; }
+wrk_rate() { wrk_run "$1" | awk '/^Requests\/sec:/ { printf "%.0f\n", $2 }'; }
 # wrk_mib URL: MiB/s read, partial responses included: with a 32 MiB file
 # and 100 connections few requests end within DURATION, so requests/s
 # would mostly count the ones that happened to finish.
@@ -186,17 +193,34 @@ wrk_mib() {
 	wrk_run "$1" | awk '/^Transfer\/sec:/ {
 		v = $2; u = v; sub(/[A-Za-z]+$/, "", v); sub(/^[0-9.]+/, "", u)
 		m = u == "GB" ? 1024 : u == "MB" ? 1 : u == "KB" ? 1 / 1024 : 1 / 1048576
-		printf "%.0f", v * m }'
+		printf "%.0f\n", v * m }'
 }
 
-# tftp_speed URL BLKSIZE: median download speed of RUNS fetches, MiB/s.
-tftp_speed() {
-	local url=$1 blk=$2 s
-	for _ in $(seq "$RUNS"); do
-		s=$(ip netns exec "$NS_C" curl -fsS --max-time 120 --tftp-blksize "$blk" -o /dev/null -w '%{speed_download}' "$url") ||
-			die "tftp fetch $url (blksize $blk) failed"
-		echo "$s"
-	done | sort -n | awk '{ v[NR] = $1 } END { printf "%.1f", v[int((NR + 1) / 2)] / 1048576 }'
+# tftp_mib URL BLKSIZE: download speed of one fetch, MiB/s.
+tftp_mib() {
+	local s
+	s=$(ip netns exec "$NS_C" curl -fsS --max-time 120 --tftp-blksize "$2" -o /dev/null -w '%{speed_download}' "$1") ||
+		die "tftp fetch $1 (blksize $2) failed"
+	awk -v s="$s" 'BEGIN { printf "%.1f\n", s / 1048576 }'
+}
+
+# alternate KEY N FN PEER_URL BS_URL [ARG]: N turns of FN on the peer then
+# on bootstrapd; R[KEY_peer] and R[KEY_bs] get the medians.
+alternate() {
+	local key=$1 n=$2 fn=$3 peer=$4 bs=$5 arg=${6:-} v
+	: >"$TMP/$key.peer"
+	: >"$TMP/$key.bs"
+	for _ in $(seq "$n"); do
+		v=$("$fn" "$peer" "$arg")
+		echo "$v" >>"$TMP/$key.peer"
+		v=$("$fn" "$bs" "$arg")
+		echo "$v" >>"$TMP/$key.bs"
+	done
+	R[${key}_peer]=$(median "$TMP/$key.peer")
+	R[${key}_bs]=$(median "$TMP/$key.bs")
+}
+median() {
+	sort -n "$1" | awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf (m >= 100 ? "%.0f" : "%.1f"), m }'
 }
 
 # storm URL: seconds for STORM concurrent fetches (blksize 1468) to all end;
@@ -218,20 +242,24 @@ storm() {
 }
 
 declare -A R
-log "HTTP small file ($SMALL_SIZE bytes), wrk -c100 -d${DURATION}s"
-R[hs_peer]=$(wrk_rate "http://$PEER_IP:8080/undionly.kpxe")
-R[hs_bs]=$(wrk_rate "http://$BS_IP:8080/assets/undionly.kpxe")
-log "HTTP 32 MiB file"
-R[hb_peer]=$(wrk_mib "http://$PEER_IP:8080/big.bin")
-R[hb_bs]=$(wrk_mib "http://$BS_IP:8080/assets/big.bin")
-for blk in 1468 512; do
-	log "TFTP 32 MiB file, blksize $blk, median of $RUNS"
-	R[t${blk}_peer]=$(tftp_speed "tftp://$PEER_IP/big.bin" "$blk")
-	R[t${blk}_bs]=$(tftp_speed "tftp://$BS_IP/big.bin" "$blk")
-done
-log "TFTP $STORM concurrent fetches of undionly.kpxe"
-R[st_peer]=$(storm "tftp://$PEER_IP/undionly.kpxe")
-R[st_bs]=$(storm "tftp://$BS_IP/undionly.kpxe")
+measure() { [[ " $MEASURES " == *" $1 "* ]]; }
+if measure http; then
+	log "HTTP small file ($SMALL_SIZE bytes), wrk -c100, $ROUNDS x ${DURATION}s each"
+	alternate hs "$ROUNDS" wrk_rate "http://$PEER_IP:8080/undionly.kpxe" "http://$BS_IP:8080/assets/undionly.kpxe"
+	log "HTTP 32 MiB file"
+	alternate hb "$ROUNDS" wrk_mib "http://$PEER_IP:8080/big.bin" "http://$BS_IP:8080/assets/big.bin"
+fi
+if measure tftp; then
+	for blk in 1468 512; do
+		log "TFTP 32 MiB file, blksize $blk, $RUNS fetches each"
+		alternate "t$blk" "$RUNS" tftp_mib "tftp://$PEER_IP/big.bin" "tftp://$BS_IP/big.bin" "$blk"
+	done
+fi
+if measure storm; then
+	log "TFTP $STORM concurrent fetches of undionly.kpxe"
+	R[st_peer]=$(storm "tftp://$PEER_IP/undionly.kpxe")
+	R[st_bs]=$(storm "tftp://$BS_IP/undionly.kpxe")
+fi
 
 # ratio is bootstrapd / peer, except for times (lower is better), where it
 # is peer / bootstrapd: above 1 is always bootstrapd ahead.
@@ -242,8 +270,14 @@ echo "Machine: $(nproc) cores, kernel $(uname -r); $(nginx -v 2>&1 | sed 's/^ngi
 echo
 echo "| measure | peer | bootstrapd | ratio |"
 echo "|---|---:|---:|---:|"
-echo "| HTTP, $((SMALL_SIZE / 1000)) KB file, wrk -c100 (req/s) | nginx: ${R[hs_peer]} | ${R[hs_bs]} | $(ratio "${R[hs_bs]}" "${R[hs_peer]}") |"
-echo "| HTTP, 32 MiB file, wrk -c100 (MiB/s) | nginx: ${R[hb_peer]} | ${R[hb_bs]} | $(ratio "${R[hb_bs]}" "${R[hb_peer]}") |"
-echo "| TFTP, one 32 MiB file, blksize 1468 (MiB/s, median of $RUNS) | tftpd-hpa: ${R[t1468_peer]} | ${R[t1468_bs]} | $(ratio "${R[t1468_bs]}" "${R[t1468_peer]}") |"
-echo "| TFTP, one 32 MiB file, blksize 512 (MiB/s, median of $RUNS) | tftpd-hpa: ${R[t512_peer]} | ${R[t512_bs]} | $(ratio "${R[t512_bs]}" "${R[t512_peer]}") |"
-echo "| TFTP, $STORM concurrent fetches of undionly.kpxe (s, ratio peer/bootstrapd) | tftpd-hpa: ${R[st_peer]} | ${R[st_bs]} | $(ratio "${R[st_peer]}" "${R[st_bs]}") |"
+if measure http; then
+	echo "| HTTP, $((SMALL_SIZE / 1000)) KB file, wrk -c100 (req/s, median of $ROUNDS) | nginx: ${R[hs_peer]} | ${R[hs_bs]} | $(ratio "${R[hs_bs]}" "${R[hs_peer]}") |"
+	echo "| HTTP, 32 MiB file, wrk -c100 (MiB/s, median of $ROUNDS) | nginx: ${R[hb_peer]} | ${R[hb_bs]} | $(ratio "${R[hb_bs]}" "${R[hb_peer]}") |"
+fi
+if measure tftp; then
+	echo "| TFTP, one 32 MiB file, blksize 1468 (MiB/s, median of $RUNS) | tftpd-hpa: ${R[t1468_peer]} | ${R[t1468_bs]} | $(ratio "${R[t1468_bs]}" "${R[t1468_peer]}") |"
+	echo "| TFTP, one 32 MiB file, blksize 512 (MiB/s, median of $RUNS) | tftpd-hpa: ${R[t512_peer]} | ${R[t512_bs]} | $(ratio "${R[t512_bs]}" "${R[t512_peer]}") |"
+fi
+if measure storm; then
+	echo "| TFTP, $STORM concurrent fetches of undionly.kpxe (s, ratio peer/bootstrapd) | tftpd-hpa: ${R[st_peer]} | ${R[st_bs]} | $(ratio "${R[st_peer]}" "${R[st_bs]}") |"
+fi

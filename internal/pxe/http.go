@@ -408,6 +408,14 @@ func (h *NodeHTTP) asset(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// A name whose extension has no registered type (vmlinuz,
+	// undionly.kpxe) gets nginx's default_type. Left unset,
+	// http.ServeContent reads the file's first 512 bytes to sniff a type
+	// and seeks back: two syscalls on every request, for a header no boot
+	// loader reads.
+	if mime.TypeByExtension(path.Ext(name)) == "" {
+		w.Header().Set("Content-Type", "application/octet-stream")
+	}
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
 }
 

@@ -445,8 +445,10 @@ func TestHTTPAssets(t *testing.T) {
 		name, target, rng string
 		code              int
 		want              []byte // exact body, when 2xx
+		ctype             string // Content-Type, when set
 	}{
-		{name: "kernel", target: "/assets/void/vmlinuz", code: 200, want: f.kernel},
+		// No extension, no registered type: nginx's default, not a sniff.
+		{name: "kernel", target: "/assets/void/vmlinuz", code: 200, want: f.kernel, ctype: "application/octet-stream"},
 		{name: "initrd", target: "/assets/void/initrd.img", code: 200, want: f.initrd},
 		{name: "symlink inside the dir", target: "/assets/alias", code: 200, want: f.initrd},
 		{name: "range", target: "/assets/void/vmlinuz", rng: "bytes=1000-1999", code: 206, want: f.kernel[1000:2000]},
@@ -480,6 +482,9 @@ func TestHTTPAssets(t *testing.T) {
 			}
 			if tc.want != nil && !bytes.Equal(body, tc.want) {
 				t.Fatalf("%s: got %d bytes, not the %d expected", tc.target, len(body), len(tc.want))
+			}
+			if ct := w.Header().Get("Content-Type"); tc.ctype != "" && ct != tc.ctype {
+				t.Errorf("%s: Content-Type %q, want %q", tc.target, ct, tc.ctype)
 			}
 			if tc.code == 206 {
 				if cr := w.Header().Get("Content-Range"); !strings.HasPrefix(cr, "bytes ") || !strings.HasSuffix(cr, "/100000") {
