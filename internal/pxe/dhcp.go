@@ -52,8 +52,8 @@ type DHCP struct {
 	refused *quietLog
 
 	// static holds the options that are the same in every reply carrying
-	// an address, encoded once: their encoders allocate, and they were a
-	// third of the allocations of an exchange.
+	// an address, encoded once: their encoders allocate, and building
+	// replies was about a third of the allocations of an exchange.
 	staticOnce sync.Once
 	static     []staticOption
 	serverID   []byte                             // h.Server, for option 54 and siaddr
