@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bootstrapd/bootstrapd/internal/httpcount"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -254,9 +255,9 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "package cache: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	cw := &countingWriter{ResponseWriter: w}
+	cw := httpcount.New(w)
 	http.ServeContent(cw, r, path.Base(p), info.ModTime(), f)
-	c.stats.served.Add(cw.n)
+	c.stats.served.Add(cw.Bytes)
 }
 
 // ensure makes p present and, for an index, fresh enough to serve.
@@ -439,30 +440,4 @@ func (c *Cache) evict(keep string) {
 func (c *Cache) filePath(p string) string { return filepath.Join(c.files, filepath.FromSlash(p)) }
 func (c *Cache) metaPath(p string) string {
 	return filepath.Join(c.o.Dir, "meta", filepath.FromSlash(p)+".json")
-}
-
-// countingWriter counts the body bytes written through it. It keeps the
-// ResponseWriter's ReadFrom, through which ServeContent's copy reaches
-// sendfile: a package should go from the page cache to the socket.
-type countingWriter struct {
-	http.ResponseWriter
-	n int64
-}
-
-func (w *countingWriter) Write(b []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(b)
-	w.n += int64(n)
-	return n, err
-}
-
-func (w *countingWriter) ReadFrom(r io.Reader) (int64, error) {
-	var n int64
-	var err error
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(r)
-	} else {
-		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
-	}
-	w.n += n
-	return n, err
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bootstrapd/bootstrapd/internal/httpcount"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
 )
@@ -117,19 +118,19 @@ const StandInPath = "/stand-in/concourse-standin"
 func (h *NodeHTTP) logged(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+		rec := httpcount.New(w)
 		next.ServeHTTP(rec, r)
-		h.metrics.observe(route(r.URL.Path), rec.code, rec.bytes)
-		ok := rec.code < 400
+		h.metrics.observe(route(r.URL.Path), rec.Status, rec.Bytes)
+		ok := rec.Status < 400
 		if ok && !h.Log.Enabled(r.Context(), slog.LevelInfo) {
 			// The line would be dropped: skip building it (redaction,
 			// formatting, a dozen allocations) on every asset request.
 			return
 		}
-		args := []any{"method", r.Method, "path", cleanLog(RedactPath(r.URL.Path)), "status", rec.code, "bytes", rec.bytes,
+		args := []any{"method", r.Method, "path", cleanLog(RedactPath(r.URL.Path)), "status", rec.Status, "bytes", rec.Bytes,
 			"remote", r.RemoteAddr, "duration", time.Since(start).Round(time.Microsecond)}
 		if !ok {
-			h.refused.Warn("http_"+strconv.Itoa(rec.code), "http", args...)
+			h.refused.Warn("http_"+strconv.Itoa(rec.Status), "http", args...)
 			return
 		}
 		h.Log.InfoContext(r.Context(), "http", args...)
@@ -168,45 +169,6 @@ func RedactPath(p string) string {
 	}
 	return strings.Join(parts, "/")
 }
-
-type recorder struct {
-	http.ResponseWriter
-	code  int
-	bytes int64
-}
-
-func (r *recorder) WriteHeader(code int) {
-	r.code = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	n, err := r.ResponseWriter.Write(b)
-	r.bytes += int64(n)
-	return n, err
-}
-
-// ReadFrom passes io.Copy through to the server's own ReadFrom, which
-// sends an *os.File (and http.ServeContent's LimitedReader of one) with
-// sendfile(2). Without it io.Copy only sees Write, and every byte of an
-// initrd goes through a user-space buffer: a 32 MiB asset was served at a
-// few percent of nginx's rate (docs/benchmarks.md, "Files").
-func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
-	var n int64
-	var err error
-	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(src)
-	} else {
-		// Hide our own ReadFrom from io.Copy, or it would call us back.
-		n, err = io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
-	}
-	r.bytes += n
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the connection (deadlines,
-// flushes) through the recorder.
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // bootScript is the same for every node: it asks for the node's own script
 // by MAC, retrying a few times because a flaky link at this point otherwise

@@ -1,4 +1,4 @@
-package pxe
+package httpcount
 
 import (
 	"io"
@@ -20,10 +20,10 @@ func (w *readerFromWriter) ReadFrom(src io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{w.ResponseRecorder}, src)
 }
 
-// TestRecorderReadFrom: the logging wrapper passes io.Copy through to the
-// wrapped writer's ReadFrom when it has one (the server's does sendfile),
-// falls back to Write when it has none, and counts the bytes either way.
-func TestRecorderReadFrom(t *testing.T) {
+// TestReadFrom: the Writer passes io.Copy through to the wrapped writer's
+// ReadFrom when it has one (the server's does sendfile), falls back to
+// Write when it has none, and counts the bytes either way.
+func TestReadFrom(t *testing.T) {
 	const body = "iPXE binary, say"
 	for _, c := range []struct {
 		name     string
@@ -41,7 +41,7 @@ func TestRecorderReadFrom(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			inner, used, out := c.w()
-			rec := &recorder{ResponseWriter: inner, code: http.StatusOK}
+			rec := New(inner)
 			// What http.ServeContent does: io.CopyN into the writer.
 			n, err := io.CopyN(rec, strings.NewReader(body+"and more"), int64(len(body)))
 			if err != nil || n != int64(len(body)) {
@@ -50,8 +50,8 @@ func TestRecorderReadFrom(t *testing.T) {
 			if used() != c.wantUsed {
 				t.Errorf("wrapped ReadFrom used = %v, want %v", used(), c.wantUsed)
 			}
-			if rec.bytes != int64(len(body)) || out.Body.String() != body {
-				t.Errorf("counted %d bytes, wrote %q; want %d and %q", rec.bytes, out.Body.String(), len(body), body)
+			if rec.Bytes != int64(len(body)) || out.Body.String() != body {
+				t.Errorf("counted %d bytes, wrote %q; want %d and %q", rec.Bytes, out.Body.String(), len(body), body)
 			}
 			if rec.Unwrap() != inner {
 				t.Error("Unwrap does not return the wrapped writer")
