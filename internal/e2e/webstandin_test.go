@@ -3,17 +3,23 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/bootstrapd/bootstrapd/internal/netlab"
 	nomadapi "github.com/hashicorp/nomad/api"
 )
 
 // webStandIn is a stand-in for Concourse's web node, as far as worker keys
 // go (it is not Concourse): a batch job with seed 000's
-// authorized_worker_keys template (the concourse-web policy, LIST over the
-// workers' metadata, one read per worker), whose task prints what Nomad
-// rendered. It runs on a client named "web".
+// authorized_worker_keys template, the one in
+// examples/demo/concourse-web.nomad.hcl (the concourse-web policy, LIST over
+// the workers' metadata, one read per worker), whose task prints what Nomad
+// rendered. It runs on a client named "web". Its verbs: the job's ID, then
+// the template.
 const webStandIn = `job %q {
   type        = "batch"
   datacenters = ["*"]
@@ -41,13 +47,9 @@ const webStandIn = `job %q {
       }
       template {
         destination = "${NOMAD_SECRETS_DIR}/authorized_worker_keys"
-        data        = <<EOF
-{{ range secrets "kv/metadata/concourse/workers/" }}
-{{ with secret (printf "kv/data/concourse/workers/%%s" .) }}
-{{ .Data.data.public_key }}
-{{ end }}
-{{ end }}
-EOF
+        data        = <<-EOF
+%s
+        EOF
       }
       resources {
         cpu    = 20
@@ -65,7 +67,7 @@ EOF
 func webKeys(t *testing.T, nc *nomadapi.Client, run int) string {
 	t.Helper()
 	id := fmt.Sprintf("concourse-web-standin-%d", run)
-	job, err := nc.Jobs().ParseHCL(fmt.Sprintf(webStandIn, id), true)
+	job, err := nc.Jobs().ParseHCL(fmt.Sprintf(webStandIn, id, workerKeysTemplate(t)), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +87,23 @@ func webKeys(t *testing.T, nc *nomadapi.Client, run int) string {
 		return alloc.ClientStatus == nomadapi.AllocClientStatusComplete
 	})
 	return allocLog(t, nc, alloc.ID, "web")
+}
+
+// workerKeysTemplate is the authorized_worker_keys template of seed 000's
+// web job as examples/demo/concourse-web.nomad.hcl has it.
+func workerKeysTemplate(t *testing.T) string {
+	t.Helper()
+	root, _ := netlab.RepoRoot()
+	b, err := os.ReadFile(filepath.Join(root, "examples", "demo", "concourse-web.nomad.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, ok := strings.Cut(string(b), "data        = <<-EOF\n")
+	body, _, ok2 := strings.Cut(body, "\n        EOF")
+	if !ok || !ok2 {
+		t.Fatal("examples/demo/concourse-web.nomad.hcl: no authorized_worker_keys template (data = <<-EOF ... EOF)")
+	}
+	return body
 }
 
 // workerOutput is the stdout of a task of the worker job on the named node.
