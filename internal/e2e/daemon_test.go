@@ -22,7 +22,7 @@ var built sync.Map // package path -> func() (string, error)
 
 // goBuild builds the command in package pkg once per test process and
 // returns the binary's path.
-func goBuild(t *testing.T, pkg string) string {
+func goBuild(t testing.TB, pkg string) string {
 	t.Helper()
 	once, _ := built.LoadOrStore(pkg, sync.OnceValues(func() (string, error) {
 		dir, err := os.MkdirTemp("", "bootstrapd-e2e-bin")
@@ -43,7 +43,7 @@ func goBuild(t *testing.T, pkg string) string {
 }
 
 // binary is bootstrapd, built once per test process.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	return goBuild(t, "github.com/bootstrapd/bootstrapd/cmd/bootstrapd")
 }
@@ -59,7 +59,7 @@ type daemon struct {
 
 // site writes a site file for lab with the given dhcp mode and extra HCL,
 // beside a netboot directory holding Debian's iPXE binaries.
-func writeSite(t *testing.T, lab *netlab.Lab, dir, dhcpBody, extra string) string {
+func writeSite(t testing.TB, lab *netlab.Lab, dir, dhcpBody, extra string) string {
 	t.Helper()
 	nb := filepath.Join(dir, "netboot")
 	os.MkdirAll(nb, 0o755)
@@ -90,13 +90,20 @@ api {
 	return p
 }
 
-// startDaemon runs `bootstrapd serve` inside the lab namespace (or, with
-// lab nil, in this one) and waits until it says it is serving.
-func startDaemon(t *testing.T, lab *netlab.Lab, dir string) *daemon {
+// startDaemon runs `bootstrapd serve -debug` inside the lab namespace (or,
+// with lab nil, in this one) and waits until it says it is serving.
+func startDaemon(t testing.TB, lab *netlab.Lab, dir string) *daemon {
+	t.Helper()
+	return startDaemonArgs(t, lab, dir, "-debug")
+}
+
+// startDaemonArgs is startDaemon with serve's flags given: none runs it as
+// a service runs, for measurements.
+func startDaemonArgs(t testing.TB, lab *netlab.Lab, dir string, flags ...string) *daemon {
 	t.Helper()
 	d := &daemon{bin: binary(t), dir: dir, site: filepath.Join(dir, "site.hcl"), sock: filepath.Join(dir, "api.sock"),
 		lab: lab, log: &testlog.Buffer{}, done: make(chan struct{})}
-	args := []string{"serve", "-config", d.site, "-log-format", "json", "-debug"}
+	args := append([]string{"serve", "-config", d.site, "-log-format", "json"}, flags...)
 	if lab != nil {
 		d.cmd = lab.Command(context.Background(), d.bin, args...)
 	} else {
@@ -175,7 +182,7 @@ func tailLines(s string, n int) string {
 }
 
 // eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

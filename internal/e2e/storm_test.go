@@ -1,0 +1,365 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/api"
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/netlab"
+)
+
+// The boot storm: a rack's worth of nodes powered on at the same moment,
+// each doing what its PXE ROM and iPXE do (stormnode_test.go), against one
+// bootstrapd serving as it does in the lab (no -debug). BenchmarkBootStorm
+// is the measurement (`make bench-storm`); TestBootStorm runs a small
+// storm so the harness and its checks keep working between measurements.
+
+// stormOpts sizes a storm.
+type stormOpts struct {
+	nodes      int
+	initrdSize int64 // bytes; the kernel is a fifth of it
+}
+
+// stormReport is what a storm measured.
+type stormReport struct {
+	opts    stormOpts
+	results []stormResult
+	wall    time.Duration // first power-on to the last node's end
+	cpu     time.Duration // bootstrapd's user+system time during the storm
+	peakRSS int64         // bootstrapd's VmHWM after the storm
+	// udpDrops is datagrams the lab's kernel dropped because a socket's
+	// receive buffer was full: requests bootstrapd never saw.
+	udpDrops int64
+	states  map[inventory.State]int
+}
+
+// Its addresses: bootstrapd on .0.1 of a /22, nodes from 10.98.1.0 on.
+const stormLab = "10.98.0.1/22"
+
+func stormNodeIP(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, 98, byte(1 + i/256), byte(i % 256)})
+}
+
+// runStorm builds the rack (namespaces, the daemon, enrolled nodes), powers
+// every node on at once and waits for all of them to finish or fail.
+func runStorm(tb testing.TB, o stormOpts) stormReport {
+	tb.Helper()
+	lab := netlab.NewLab(tb, stormLab)
+	dir := tb.TempDir()
+	writeSite(tb, lab, dir, `  mode   = "reservation"
+  subnet = "10.98.0.0/22"`, `default_profile = "storm"`)
+	writeStormProfile(tb, dir, o)
+	d := startDaemonArgs(tb, lab, dir)
+	bootFile, err := os.Stat(filepath.Join(dir, "netboot", "undionly.kpxe"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+
+	setup := time.Now()
+	nodes := make([]*stormNode, o.nodes)
+	for i := range nodes {
+		ip := stormNodeIP(i)
+		h := lab.AddHost(tb, ip.String()+"/22")
+		mac, err := net.ParseMAC(h.MAC)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		nodes[i] = &stormNode{host: h, mac: mac, ip: ip, bootFileSize: bootFile.Size()}
+	}
+	client, err := api.NewClient("unix://"+d.sock, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := forEach(nodes, 16, func(n *stormNode) error {
+		_, err := client.Enroll(ctx, api.EnrollRequest{MAC: n.mac.String(), IP: n.ip.String()})
+		return err
+	}); err != nil {
+		tb.Fatalf("enroll: %v", err)
+	}
+	tb.Logf("storm: %d nodes in namespaces and enrolled in %v", o.nodes, time.Since(setup).Round(100*time.Millisecond))
+
+	pid := d.cmd.Process.Pid
+	cpu0 := procCPU(tb, pid)
+	drops0 := udpRcvbufErrors(tb, lab)
+	rep := stormReport{opts: o, results: make([]stormResult, len(nodes))}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep.results[i] = n.boot(ctx)
+		}()
+	}
+	wg.Wait()
+	rep.wall = time.Since(start)
+	rep.cpu = procCPU(tb, pid) - cpu0
+	rep.peakRSS = procStatus(tb, pid, "VmHWM")
+	rep.udpDrops = udpRcvbufErrors(tb, lab) - drops0
+
+	all, err := client.Nodes(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rep.states = map[inventory.State]int{}
+	for _, n := range all {
+		rep.states[n.State]++
+	}
+	if p := os.Getenv("BOOTSTRAPD_STORM_LOG"); p != "" {
+		if err := os.WriteFile(p, []byte(d.log.String()), 0o644); err != nil {
+			tb.Error(err)
+		}
+	}
+	return rep
+}
+
+// writeStormProfile writes the storm's profile and its kernel and initrd:
+// random bytes, so nothing on the way can compress them.
+func writeStormProfile(tb testing.TB, dir string, o stormOpts) {
+	tb.Helper()
+	assets := filepath.Join(dir, "netboot", "storm")
+	if err := os.MkdirAll(assets, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	for name, size := range map[string]int64{"vmlinuz": o.initrdSize / 5, "initrd.img": o.initrdSize} {
+		f, err := os.Create(filepath.Join(assets, name))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		_, err = io.CopyN(f, rand.Reader, size)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	profile := `profile "storm" {
+  description     = "the boot storm's: a kernel, an initrd, and an installer that reports"
+  kernel          = "storm/vmlinuz"
+  initrd          = ["storm/initrd.img"]
+  cmdline         = "bootstrapd.report={{.StatusURL}}"
+  install_timeout = "1h"
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "profiles", "storm.hcl"), []byte(profile), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// forEach runs fn for every item, at most par at once, and returns the
+// first error.
+func forEach[T any](items []T, par int, fn func(T) error) error {
+	sem := make(chan struct{}, par)
+	errc := make(chan error, len(items))
+	var wg sync.WaitGroup
+	for _, it := range items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errc <- fn(it)
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// procCPU is a process's user plus system time (/proc/PID/stat, fields 14
+// and 15, in clock ticks of 1/100 s on Linux).
+func procCPU(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		tb.Fatalf("/proc/%d/stat: %v", pid, err)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// procStatus is a "kB" field of /proc/PID/status (VmRSS, VmHWM), in bytes.
+func procStatus(tb testing.TB, pid int, field string) int64 {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				tb.Fatalf("/proc/%d/status %s: %v", pid, field, err)
+			}
+			return kb << 10
+		}
+	}
+	tb.Fatalf("/proc/%d/status has no %s", pid, field)
+	return 0
+}
+
+// udpRcvbufErrors is the UDP RcvbufErrors counter of the lab namespace's
+// kernel (/proc/net/snmp).
+func udpRcvbufErrors(tb testing.TB, lab *netlab.Lab) int64 {
+	tb.Helper()
+	out, err := lab.Command(context.Background(), "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		tb.Fatalf("/proc/net/snmp in the lab: %v", err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		if i := slices.Index(names, "RcvbufErrors"); i > 0 && i < len(f) {
+			n, err := strconv.ParseInt(f[i], 10, 64)
+			if err != nil {
+				tb.Fatalf("/proc/net/snmp: %v", err)
+			}
+			return n
+		}
+	}
+	tb.Fatal("/proc/net/snmp in the lab has no Udp RcvbufErrors")
+	return 0
+}
+
+// failures counts the nodes that failed at each step, and keeps the first
+// few reasons.
+func (r stormReport) failures() (map[stormStep]int, []string) {
+	counts := map[stormStep]int{}
+	var why []string
+	for i, res := range r.results {
+		if res.failed == numSteps {
+			continue
+		}
+		counts[res.failed]++
+		if len(why) < 5 {
+			why = append(why, fmt.Sprintf("node %d (%s), %s: %v", i, stormNodeIP(i), res.failed, res.err))
+		}
+	}
+	return counts, why
+}
+
+// quantile is the q-quantile (nearest rank) of the step's times over the
+// nodes that got past it.
+func (r stormReport) quantile(s stormStep, q float64) time.Duration {
+	var ds []time.Duration
+	for _, res := range r.results {
+		if res.failed > s || (s == stepWhole && res.failed == numSteps) {
+			ds = append(ds, res.took[s])
+		}
+	}
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(q*float64(len(ds))+0.999999) - 1
+	return ds[max(0, min(i, len(ds)-1))]
+}
+
+// table is the report as docs/benchmarks.md shows it.
+func (r stormReport) table() string {
+	var b strings.Builder
+	counts, _ := r.failures()
+	var bytes int64
+	for _, res := range r.results {
+		bytes += res.bytes
+	}
+	fmt.Fprintf(&b, "%d nodes at once, initrd %d MB, kernel %d MB; wall %v; bootstrapd CPU %.1f s (%.0f%% of one core), peak RSS %d MiB; %d UDP datagrams dropped on full receive buffers; %.1f GB received; nodes by state: %v\n\n",
+		r.opts.nodes, r.opts.initrdSize/1e6, r.opts.initrdSize/5/1e6, r.wall.Round(time.Millisecond),
+		r.cpu.Seconds(), 100*r.cpu.Seconds()/r.wall.Seconds(), r.peakRSS>>20, r.udpDrops, float64(bytes)/1e9, r.states)
+	fmt.Fprintf(&b, "| step | p50 | p99 | max | failed |\n|---|---:|---:|---:|---:|\n")
+	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms" }
+	for s := range numSteps {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", s, ms(r.quantile(s, 0.5)), ms(r.quantile(s, 0.99)), ms(r.quantile(s, 1)), counts[s])
+	}
+	return b.String()
+}
+
+// check fails tb unless every node got through every step and the daemon
+// ends with every node installed.
+func (r stormReport) check(tb testing.TB) {
+	tb.Helper()
+	counts, why := r.failures()
+	if len(counts) > 0 {
+		tb.Errorf("storm: failures by step %v; first: \n%s", counts, strings.Join(why, "\n"))
+	}
+	if r.states[inventory.Installed] != r.opts.nodes {
+		tb.Errorf("storm: nodes by state %v, want all %d installed", r.states, r.opts.nodes)
+	}
+}
+
+// TestBootStorm: 20 nodes at once, every one through every step, and the
+// daemon's inventory agreeing.
+func TestBootStorm(t *testing.T) {
+	r := runStorm(t, stormOpts{nodes: 20, initrdSize: 5e6})
+	t.Logf("\n%s", r.table())
+	r.check(t)
+	if r.quantile(stepWhole, 1) <= 0 || r.cpu <= 0 || r.peakRSS <= 0 {
+		t.Errorf("storm: nothing measured: whole max %v, cpu %v, rss %d", r.quantile(stepWhole, 1), r.cpu, r.peakRSS)
+	}
+}
+
+// BenchmarkBootStorm is the measurement: BOOTSTRAPD_STORM_NODES nodes
+// (default 500) and a BOOTSTRAPD_STORM_INITRD_MB initrd (default 50) at
+// once. The table goes to stdout; run it once (-benchtime 1x), as
+// `make bench-storm` does. BOOTSTRAPD_STORM_LOG=FILE keeps the daemon's log.
+func BenchmarkBootStorm(b *testing.B) {
+	o := stormOpts{nodes: envInt(b, "BOOTSTRAPD_STORM_NODES", 500), initrdSize: int64(envInt(b, "BOOTSTRAPD_STORM_INITRD_MB", 50)) * 1e6}
+	if o.nodes > 1000 {
+		b.Fatalf("BOOTSTRAPD_STORM_NODES=%d: at most 1000 (the lab's /22 holds 1021 nodes after bootstrapd)", o.nodes)
+	}
+	for b.Loop() {
+		r := runStorm(b, o)
+		fmt.Printf("\nBoot storm, %s\n\n%s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), r.table())
+		r.check(b)
+		b.ReportMetric(float64(r.quantile(stepWhole, 0.99))/1e9, "p99-boot-s")
+		b.ReportMetric(float64(r.quantile(stepNodeScript, 0.99))/1e6, "p99-script-ms")
+	}
+}
+
+func envInt(tb testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
