@@ -44,7 +44,7 @@ type stormReport struct {
 	// udpDrops is datagrams the lab's kernel dropped because a socket's
 	// receive buffer was full: requests bootstrapd never saw.
 	udpDrops int64
-	states  map[inventory.State]int
+	states   map[inventory.State]int
 }
 
 // Its addresses: bootstrapd on .0.1 of a /22, nodes from 10.98.1.0 on.
