@@ -9,7 +9,8 @@
 # storage is compared with the leases perfdhcp saw ACKed.
 #
 # Run as root from the repository: `make bench` (builds bin/bootstrapd first).
-# Knobs (environment): RATES, PERIOD, CLIENTS, MAX_DROP, SERVERS, BUDGET, KEEP.
+# Knobs (environment): RATES, PERIOD, CLIENTS, MAX_DROP, SERVERS, BUDGET, KEEP,
+# BIN, and for finding where a server's CPU goes, ATTACH and PROFILE (below).
 # Nothing outside the two namespaces, the veth pair and one temp directory is
 # created, and the exit trap deletes all of them. Host interfaces are not touched.
 set -euo pipefail
@@ -24,6 +25,18 @@ SERVERS=${SERVERS:-"kea bootstrapd"}
 BUDGET=${BUDGET:-330}          # seconds; no step starts after this (a full run takes about 4 min)
 KEEP=${KEEP:-0}                # 1: keep the temp dir (configs, logs, perfdhcp output)
 BIN=${BIN:-$PWD/bin/bootstrapd}
+# ATTACH: a command run beside every step's load, with $SERVER_PID and $DIR
+# (the step's directory) in its environment, e.g.
+#   ATTACH='perf stat -e task-clock,context-switches,raw_syscalls:sys_enter -p $SERVER_PID -o $DIR/perf.txt'
+#   ATTACH='strace -c -f -o $DIR/strace.txt -p $SERVER_PID'   # slows the server: for counts only
+# It gets SIGINT when perfdhcp ends (perf and strace then write their
+# summary). Its output stays in the step's directory: use KEEP=1.
+ATTACH=${ATTACH:-}
+# PROFILE=1: bootstrapd writes a Go CPU profile to the step's directory
+# (cpu.pprof). The profile is only written by a clean stop, so those steps
+# end with SIGTERM instead of SIGKILL, and their durability check says less:
+# do not use the "missing on disk" column of a PROFILE run.
+PROFILE=${PROFILE:-0}
 
 SERVER_IP=10.80.0.1
 CLIENT_IP=10.80.0.2
@@ -170,7 +183,9 @@ start_bootstrapd() {
 	local dir=$1 log=${2:-server.log}
 	[[ -f $dir/site.hcl ]] || write_site "$dir"
 	"$BIN" check -config "$dir/site.hcl" >/dev/null
-	ip netns exec "$NS_S" "$BIN" serve -config "$dir/site.hcl" -log-format json 2>"$dir/$log" &
+	local flags=()
+	[[ $PROFILE == 1 && $log == server.log ]] && flags=(-cpuprofile "$dir/cpu.pprof")
+	ip netns exec "$NS_S" "$BIN" serve -config "$dir/site.hcl" -log-format json "${flags[@]}" 2>"$dir/$log" &
 	SERVER_PID=$!
 	wait_for 10 grep -q '"bootstrapd serving"' "$dir/$log" ||
 		{ cat "$dir/$log" >&2; die "bootstrapd did not start"; }
@@ -287,10 +302,19 @@ run_step() {
 	qc0=$(rcvbuf_errors "$NS_C")
 	local cmd=(perfdhcp -4 -l "$VETH_C" -r "$rate" -R "$CLIENTS" -p "$PERIOD" -W "$WAIT_US" -x l "$SERVER_IP")
 	echo "ip netns exec $NS_C ${cmd[*]}" >"$dir/command"
+	local attach_pid=
+	if [[ -n $ATTACH ]]; then
+		SERVER_PID=$SERVER_PID DIR=$dir setsid bash -c "exec $ATTACH" >"$dir/attach.log" 2>&1 &
+		attach_pid=$!
+	fi
 	/usr/bin/time -f '%U %S %e' -o "$dir/perfdhcp.time" \
 		timeout $((PERIOD + 30)) ip netns exec "$NS_C" "${cmd[@]}" >"$dir/perfdhcp.txt" 2>&1 || rc=$?
 	# perfdhcp exits 3 when some exchanges did not complete: that is a result.
 	[[ $rc == 0 || $rc == 3 ]] || { cat "$dir/perfdhcp.txt" >&2; die "perfdhcp failed ($rc) against $server at $rate/s"; }
+	if [[ -n $attach_pid ]]; then
+		kill -INT "$attach_pid" 2>/dev/null || true
+		wait "$attach_pid" || true
+	fi
 	local t1 w1
 	t1=$(proc_ticks "$SERVER_PID")
 	cpu_snapshot >"$dir/cpu.1"
@@ -308,7 +332,11 @@ run_step() {
 
 	# Durability: kill without warning, then compare what is on disk with
 	# what the clients were told.
-	stop_server KILL
+	if [[ $PROFILE == 1 && $server == bootstrapd ]]; then
+		stop_server TERM # writes cpu.pprof; see PROFILE above
+	else
+		stop_server KILL
+	fi
 	acked_leases "$dir/perfdhcp.txt" >"$dir/acked"
 	"leases_$server" "$dir" >"$dir/stored"
 	local acked missing
