@@ -2,36 +2,68 @@
 //
 // It is a thin layer over bbolt: named buckets of JSON values. Every write
 // has been fsynced when Put returns, which is what lets the DHCP
-// server promise that a lease is on disk before its ACK leaves.
+// server promise that a lease is on disk before its ACK leaves. Writes are
+// made durable in a journal beside the bbolt file and applied to it in
+// bulk (journal.go).
 package store
 
 import (
-	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// DB is an open store file.
+// DB is an open store file and its journal (journal.go). A write is
+// durable once it is in the journal; the journal's records reach the bbolt
+// file at checkpoints, and every read applies them first, so a read sees
+// every write that has returned.
 type DB struct {
 	bolt   *bolt.DB
 	path   string
 	writes chan write
-	stop   context.CancelFunc
-	done   chan struct{}
+	done   chan struct{} // closed when the committer has ended
+
+	// mu makes Close and the sends on writes exclusive: a send on a closed
+	// channel would panic. Senders share it.
+	mu        sync.RWMutex
+	closed    bool
+	closeOnce sync.Once
+	closeErr  error
+
+	// The committer's alone (Open's before it starts, Close's after it ends).
+	journal      *journal
+	pending      map[string]map[string][]byte // journaled, not yet in bbolt: bucket -> key -> value (nil: delete)
+	checkpointAt int64                        // journal size that triggers a checkpoint
+	nextAt       int64                        // the next one, later after a failed one
+	records      atomic.Int64                 // journal records written, for tests
 }
 
 // write is one caller's changes, waiting for the committer. They are
 // committed in the same transaction: all or none.
 type write struct {
 	changes []change
-	done    chan error
+	done    chan error  // a caller waiting (Put, PutAll, PutJSON), or
+	then    func(error) // one that is called back (PutJSONThen)
+	sync    bool        // a reader: no changes, apply the journal to bbolt
+}
+
+func (w *write) answer(err error) {
+	if w.then != nil {
+		w.then(err)
+		return
+	}
+	w.done <- err
 }
 
 type change struct {
@@ -46,13 +78,16 @@ type Entry struct {
 	Delete      bool
 }
 
-// maxGroup bounds one commit, so a burst cannot make a single transaction
+// maxGroup bounds one commit, so a burst cannot make a single record
 // (and the wait of its first writer) arbitrarily long.
 const maxGroup = 2000
 
 // Open opens (creating if needed) the store file at path with mode 0600 and
 // its directory with 0700: leases and token hashes are nobody else's business.
-func Open(path string) (*DB, error) {
+// The journal, path + ".journal", is replayed into the store file.
+func Open(path string) (*DB, error) { return open(path, defaultCheckpointAt) }
+
+func open(path string, checkpointAt int64) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
@@ -63,74 +98,175 @@ func Open(path string) (*DB, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	db := &DB{bolt: b, path: path, writes: make(chan write, maxGroup), stop: stop, done: make(chan struct{})}
-	go db.commit(ctx)
+	// The journal is opened under bbolt's file lock: one process at a time.
+	j, data, err := openJournal(path)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	db := &DB{bolt: b, path: path, writes: make(chan write, maxGroup), done: make(chan struct{}),
+		journal: j, pending: map[string]map[string][]byte{}, checkpointAt: checkpointAt, nextAt: checkpointAt}
+	if err := db.replay(data); err != nil {
+		j.close()
+		b.Close()
+		return nil, err
+	}
+	go db.commit()
 	return db, nil
 }
 
-// commit is the only writer. It takes everything that is waiting, commits it
-// in one transaction (one fsync), answers every waiter, and goes again. So a
-// commit carries whatever arrived while the previous one was on disk: under
-// load, batches grow with the arrival rate instead of falling behind it.
-// (bbolt's own Batch closes a batch on a timer; once an fsync takes longer
-// than the timer, batches are cut faster than they commit and the backlog
-// grows without bound.)
-func (db *DB) commit(ctx context.Context) {
+// replay applies the journal's records that bbolt does not hold yet, after
+// a crash (a clean Close leaves none).
+func (db *DB) replay(data []byte) error {
+	var applied uint64
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte(metaBucket)); b != nil {
+			if v := b.Get([]byte(appliedKey)); len(v) == 8 {
+				applied = binary.BigEndian.Uint64(v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", db.path, err)
+	}
+	last, err := records(data, applied, db.journal.crc, func(_ uint64, body []byte) error {
+		return decodeChanges(body, db.stage)
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: journal record %d does not decode (%w); moving %s aside opens the store without the writes the journal holds",
+			db.path, last+1, err, db.journal.path)
+	}
+	db.journal.seq = last
+	if last == applied {
+		return nil
+	}
+	if err := db.checkpoint(); err != nil {
+		return fmt.Errorf("open store %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// stage notes a journaled change for the next checkpoint. A later change
+// of the same key replaces an earlier one: only the last value matters.
+func (db *DB) stage(c change) {
+	keys := db.pending[c.bucket]
+	if keys == nil {
+		keys = map[string][]byte{}
+		db.pending[c.bucket] = keys
+	}
+	keys[c.key] = c.value
+}
+
+// checkpoint applies the pending changes to bbolt in one transaction that
+// also records the number of the last journal record, then starts the
+// journal over.
+func (db *DB) checkpoint() error {
+	if len(db.pending) == 0 {
+		db.journal.reset()
+		return nil
+	}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		// In key order: bbolt's cursor then walks each leaf once.
+		for _, name := range slices.Sorted(maps.Keys(db.pending)) {
+			b, err := bucket(tx, name)
+			if err != nil {
+				return fmt.Errorf("bucket %s: %w", name, err)
+			}
+			keys := db.pending[name]
+			for _, k := range slices.Sorted(maps.Keys(keys)) {
+				if err := apply(b, change{bucket: name, key: k, value: keys[k]}); err != nil {
+					return fmt.Errorf("%s/%s: %w", name, k, err)
+				}
+			}
+		}
+		meta, err := bucket(tx, metaBucket)
+		if err != nil {
+			return err
+		}
+		return meta.Put([]byte(appliedKey), binary.BigEndian.AppendUint64(nil, db.journal.seq))
+	})
+	if err != nil {
+		return fmt.Errorf("apply store journal to %s: %w", db.path, err)
+	}
+	db.pending = map[string]map[string][]byte{}
+	db.journal.reset()
+	return nil
+}
+
+// commit is the only writer. It takes everything that is waiting, appends
+// it to the journal as one record (one fdatasync), answers every waiter,
+// and goes again. So a commit carries whatever arrived while the previous
+// one was on disk: under load, groups grow with the arrival rate instead of
+// falling behind it. (bbolt's own Batch closes a batch on a timer; once an
+// fsync takes longer than the timer, batches are cut faster than they
+// commit and the backlog grows without bound.) It ends when Close closes
+// writes, after answering everything sent before.
+func (db *DB) commit() {
 	defer close(db.done)
 	group := make([]write, 0, maxGroup)
 	for {
-		select {
-		case <-ctx.Done():
+		w, ok := <-db.writes
+		if !ok {
 			return
-		case w := <-db.writes:
-			group = append(group[:0], w)
 		}
+		group = append(group[:0], w)
 	drain:
 		for len(group) < maxGroup {
 			select {
-			case w := <-db.writes:
+			case w, ok := <-db.writes:
+				if !ok {
+					break drain
+				}
 				group = append(group, w)
 			default:
 				break drain
 			}
 		}
-		err := db.update(group)
-		if err != nil && len(group) > 1 {
-			// One bad write must not fail the others: retry them alone.
-			for _, w := range group {
-				w.done <- db.update([]write{w})
-			}
-			continue
-		}
-		for _, w := range group {
-			w.done <- err
-		}
+		db.group(group)
+		clear(group) // no callback or change outlives its group here
 	}
 }
 
-func (db *DB) update(group []write) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
-		// A group is mostly writes to one bucket (leases, under DHCP load):
-		// the last bucket is kept, not looked up again for every change.
-		var b *bolt.Bucket
-		var name string
-		for _, w := range group {
-			for _, c := range w.changes {
-				if b == nil || name != c.bucket {
-					var err error
-					if b, err = bucket(tx, c.bucket); err != nil {
-						return fmt.Errorf("%s/%s: %w", c.bucket, c.key, err)
-					}
-					name = c.bucket
-				}
-				if err := apply(b, c); err != nil {
-					return fmt.Errorf("%s/%s: %w", c.bucket, c.key, err)
+func (db *DB) group(group []write) {
+	n, readers := 0, false
+	for _, w := range group {
+		n += len(w.changes)
+		readers = readers || w.sync
+	}
+	var err error
+	if n > 0 {
+		if err = db.journal.append(group); err == nil {
+			db.records.Add(1)
+			for _, w := range group {
+				for _, c := range w.changes {
+					db.stage(c)
 				}
 			}
 		}
-		return nil
-	})
+	}
+	// The writes are durable: answer them before any checkpoint.
+	for i := range group {
+		if !group[i].sync {
+			group[i].answer(err)
+		}
+	}
+	if !readers && db.journal.off < db.nextAt {
+		return
+	}
+	cerr := db.checkpoint()
+	if cerr == nil {
+		db.nextAt = db.checkpointAt
+	} else if !readers {
+		// Nobody to tell (the journal still holds every write): try again
+		// when it has grown by as much again, not at every record.
+		db.nextAt = db.journal.off + db.checkpointAt
+	}
+	for i := range group {
+		if group[i].sync {
+			group[i].answer(cerr)
+		}
+	}
 }
 
 // bucket opens the named bucket, creating it the first time. Looking it up
@@ -149,29 +285,60 @@ func apply(b *bolt.Bucket, c change) error {
 	return b.Put([]byte(c.key), c.value)
 }
 
-func (db *DB) submit(w write) error {
-	w.done = make(chan error, 1)
-	select {
-	case db.writes <- w:
-	case <-db.done:
+// check refuses what bbolt would refuse at a checkpoint. A write is
+// acknowledged when it is in the journal, long before bbolt sees it, so
+// whatever bbolt would refuse must be refused here: at a checkpoint it
+// would be too late to tell the writer.
+func (c change) check() error {
+	switch {
+	case c.bucket == "":
+		return errors.New("empty bucket name")
+	case c.bucket == metaBucket:
+		return fmt.Errorf("bucket name %q is the store's own", c.bucket)
+	case c.key == "":
+		return fmt.Errorf("%s: empty key", c.bucket)
+	case len(c.bucket) > bolt.MaxKeySize || len(c.key) > bolt.MaxKeySize:
+		return fmt.Errorf("%.40s/%.40s: bucket name or key longer than %d bytes", c.bucket, c.key, bolt.MaxKeySize)
+	case len(c.value) > bolt.MaxValueSize:
+		return fmt.Errorf("%s/%s: value longer than %d bytes", c.bucket, c.key, bolt.MaxValueSize)
+	}
+	return nil
+}
+
+// send hands w to the committer. After Close it fails.
+func (db *DB) send(w write) error {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.closed {
 		return errors.New("store is closed")
 	}
-	select {
-	case err := <-w.done:
+	db.writes <- w
+	return nil
+}
+
+func (db *DB) submit(w write) error {
+	w.done = make(chan error, 1)
+	if err := db.send(w); err != nil {
 		return err
-	case <-db.done:
-		return errors.New("store closed before the write was committed")
 	}
+	return <-w.done
 }
 
 // Path is the file the store lives in.
 func (db *DB) Path() string { return db.path }
 
-// Close stops the committer and closes the file. Writes must have returned.
+// Close commits the writes already sent, applies the journal to the store
+// file and closes both. Writes after Close fail.
 func (db *DB) Close() error {
-	db.stop()
-	<-db.done
-	return db.bolt.Close()
+	db.closeOnce.Do(func() {
+		db.mu.Lock()
+		db.closed = true
+		close(db.writes)
+		db.mu.Unlock()
+		<-db.done
+		db.closeErr = errors.Join(db.checkpoint(), db.journal.close(), db.bolt.Close())
+	})
+	return db.closeErr
 }
 
 // Put stores v as JSON under bucket/key. It returns after the write is durable.
@@ -184,24 +351,51 @@ func (db *DB) Put(bucket, key string, v any) error {
 func (db *DB) PutAll(entries ...Entry) error {
 	w := write{changes: make([]change, len(entries))}
 	for i, e := range entries {
-		if e.Delete {
-			w.changes[i] = change{bucket: e.Bucket, key: e.Key}
-			continue
+		c := change{bucket: e.Bucket, key: e.Key}
+		if !e.Delete {
+			data, err := json.Marshal(e.Value)
+			if err != nil {
+				return fmt.Errorf("encode %s/%s: %w", e.Bucket, e.Key, err)
+			}
+			c.value = data
 		}
-		data, err := json.Marshal(e.Value)
-		if err != nil {
-			return fmt.Errorf("encode %s/%s: %w", e.Bucket, e.Key, err)
+		if err := c.check(); err != nil {
+			return fmt.Errorf("store: %w", err)
 		}
-		w.changes[i] = change{bucket: e.Bucket, key: e.Key, value: data}
+		w.changes[i] = c
 	}
 	return db.submit(w)
 }
 
 // PutJSON stores data, which is already JSON, under bucket/key, and returns
 // after the write is durable. It is for values written on a hot path (a
-// lease per DHCP ACK) whose owner encodes them without reflection.
+// lease per DHCP ACK) whose owner encodes them without reflection. data
+// must not change afterwards: the store keeps it until the next checkpoint.
 func (db *DB) PutJSON(bucket, key string, data []byte) error {
-	return db.submit(write{changes: []change{{bucket: bucket, key: key, value: data}}})
+	c := change{bucket: bucket, key: key, value: data}
+	if err := c.check(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return db.submit(write{changes: []change{c}})
+}
+
+// PutJSONThen is PutJSON without the wait: it returns at once, and then is
+// called once the write is durable (nil) or has failed. It is for a caller
+// that would otherwise keep a goroutine waiting per write (the DHCP server,
+// per ACK). then runs on the store's writer goroutine, with the writes of
+// its group waiting: it must be quick and must not write to the store.
+// When PutJSONThen returns an error, then is not called.
+func (db *DB) PutJSONThen(bucket, key string, data []byte, then func(error)) error {
+	c := change{bucket: bucket, key: key, value: data}
+	if err := c.check(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return db.send(write{changes: []change{c}, then: then})
+}
+
+// sync waits until every write that has returned is in the bbolt file.
+func (db *DB) sync() error {
+	return db.submit(write{sync: true})
 }
 
 // Load decodes every value in bucket, in key order, calling fn for each.
@@ -211,6 +405,9 @@ func Load[T any](db *DB, bucket string, fn func(key string, v T) error) error {
 
 // LoadFrom is Load starting at the first key >= from.
 func LoadFrom[T any](db *DB, bucket, from string, fn func(key string, v T) error) error {
+	if err := db.sync(); err != nil {
+		return fmt.Errorf("read %s: %w", bucket, err)
+	}
 	return db.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
