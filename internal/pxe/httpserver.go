@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -93,6 +94,18 @@ type limitedConn struct {
 	l    *limitListener
 	ip   netip.Addr
 	once sync.Once
+}
+
+// ReadFrom passes net/http's file copies through to the TCP connection's
+// own ReadFrom, which is sendfile(2). net/http looks for it on the conn it
+// serves: without this method the embedded net.Conn hides it, and every
+// asset goes through a 32 KiB buffer in user space (in the boot storm
+// benchmark, a fifth of bootstrapd's CPU).
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
 func (c *limitedConn) Close() error {

@@ -1,8 +1,12 @@
 package pxe
 
 import (
+	"bytes"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -56,4 +60,64 @@ func TestLimitListenerPerClient(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// sendfileListener hands out connections that note whether net/http
+// reached their ReadFrom, the sendfile path.
+type sendfileListener struct {
+	net.Listener
+	used chan bool
+}
+
+type sendfileConn struct {
+	*net.TCPConn
+	used chan bool
+}
+
+func (l sendfileListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return sendfileConn{c.(*net.TCPConn), l.used}, nil
+}
+
+func (c sendfileConn) ReadFrom(r io.Reader) (int64, error) {
+	select {
+	case c.used <- true:
+	default:
+	}
+	return c.TCPConn.ReadFrom(r)
+}
+
+// TestLimitListenerSendfile: a file served through LimitListener reaches
+// the connection's ReadFrom, so the kernel copies it, not a user-space loop.
+func TestLimitListenerSendfile(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "initrd")
+	body := bytes.Repeat([]byte("initrd "), 10000)
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	used := make(chan bool, 1)
+	srv := NodeServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, file) }))
+	go srv.Serve(LimitListener(sendfileListener{inner, used}))
+	defer srv.Close()
+	resp, err := http.Get("http://" + inner.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("got %d bytes (%v), want the file's %d", len(got), err, len(body))
+	}
+	select {
+	case <-used:
+	default:
+		t.Error("the file was copied without the connection's ReadFrom (no sendfile)")
+	}
 }
