@@ -14,7 +14,7 @@ DESTDIR   ?=
 SYSTEMD   ?= $(shell test -d /run/systemd/system && echo 1)
 RUNIT     ?= $(shell test -d /etc/runit && echo 1)
 
-.PHONY: help demo build deps test lint netboot bench bench-dhcp bench-files fuzz clean install
+.PHONY: help demo build deps test lint netboot bench bench-dhcp bench-files bench-storm fuzz clean install
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -54,13 +54,21 @@ netboot: ## put the iPXE binaries from Debian's ipxe package into netboot/
 	@test -f $(IPXE_DIR)/undionly.kpxe || { echo "missing $(IPXE_DIR)/undionly.kpxe: apt-get install ipxe"; exit 1; }
 	install -m 0644 $(IPXE_DIR)/undionly.kpxe $(IPXE_DIR)/ipxe.efi $(IPXE_DIR)/snponly.efi netboot/
 
-bench: bench-dhcp bench-files ## both benchmarks below, one after the other (needs root)
+bench: bench-dhcp bench-files bench-storm ## the three benchmarks below, one after the other (needs root)
 
 bench-dhcp: build ## DHCP load: bootstrapd vs Kea under perfdhcp (needs root)
 	scripts/bench-dhcp.sh
 
 bench-files: build ## HTTP and TFTP files: bootstrapd vs nginx and tftpd-hpa, side by side (needs root)
 	scripts/bench-files.sh
+
+# STORM_NODES and STORM_INITRD_MB size the storm; the daemon's log is kept
+# in STORM_LOG when set.
+STORM_NODES     ?= 500
+STORM_INITRD_MB ?= 50
+bench-storm: ## a boot storm: STORM_NODES (500) simulated nodes PXE-boot and install at once against one bootstrapd (needs root)
+	BOOTSTRAPD_STORM_NODES=$(STORM_NODES) BOOTSTRAPD_STORM_INITRD_MB=$(STORM_INITRD_MB) BOOTSTRAPD_STORM_LOG=$(STORM_LOG) \
+		$(GO) test -count=1 -run '^$$' -bench BootStorm -benchtime 1x -timeout 30m ./internal/e2e/
 
 fuzz: ## run every fuzz target for FUZZTIME (default 60s)
 	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
