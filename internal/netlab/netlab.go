@@ -45,6 +45,7 @@ type Lab struct {
 type Host struct {
 	NS
 	Iface string       // the host's end of the veth pair ("eth0")
+	Port  string       // the lab's end: a port of the lab's bridge
 	MAC   string       // Iface's hardware address (random, locally administered)
 	Addr  netip.Prefix // invalid when the host was created without an address
 }
@@ -91,6 +92,7 @@ func (l *Lab) AddHost(t testing.TB, cidr string) *Host {
 		h.Addr = p
 	}
 	port := fmt.Sprintf("veth%d", l.ports.Add(1))
+	h.Port = port
 	ipCmd(t, "-n", l.Name(), "link", "add", port, "type", "veth",
 		"peer", "name", h.Iface, "address", h.MAC, "netns", h.Name())
 	// Deleting either end deletes the pair; the host namespace's cleanup would too.
