@@ -245,17 +245,53 @@ func (t *leaseTable) notQuarantined(ip netip.Addr, now time.Time) bool {
 // for an address that is not its own gets ErrWrongAddr (the server NAKs); a
 // client the server has nothing for gets ErrNoLease (the server stays silent).
 func (inv *Inventory) Commit(ctx context.Context, mac string, ip netip.Addr, pool bool) (Lease, error) {
+	l, data, err := inv.bind(mac, ip, pool)
+	if err != nil {
+		return Lease{}, err
+	}
+	if err := inv.db.PutJSON(leasesBucket, ip.String(), data); err != nil {
+		return Lease{}, fmt.Errorf("persist lease %s for %s: %w", ip, mac, err)
+	}
+	return l, nil
+}
+
+// CommitThen is Commit without the wait, for the DHCP listener, which
+// would otherwise keep a goroutine (and its wake-ups) per REQUEST: done is
+// called once, with the lease once it is on disk, or with Commit's error.
+// A refusal calls done before CommitThen returns; otherwise done runs on
+// the store's writer goroutine, so it must be quick and must not write to
+// the store.
+func (inv *Inventory) CommitThen(mac string, ip netip.Addr, pool bool, done func(Lease, error)) {
+	l, data, err := inv.bind(mac, ip, pool)
+	if err != nil {
+		done(Lease{}, err)
+		return
+	}
+	err = inv.db.PutJSONThen(leasesBucket, ip.String(), data, func(err error) {
+		if err != nil {
+			done(Lease{}, fmt.Errorf("persist lease %s for %s: %w", ip, mac, err))
+			return
+		}
+		done(l, nil)
+	})
+	if err != nil {
+		done(Lease{}, fmt.Errorf("persist lease %s for %s: %w", ip, mac, err))
+	}
+}
+
+// bind is Commit's change to the lease table, and the lease's record.
+func (inv *Inventory) bind(mac string, ip netip.Addr, pool bool) (Lease, []byte, error) {
 	inv.mu.Lock()
 	now := inv.now()
 	t := &inv.leases
 	want, err := inv.addressFor(mac, ip, pool, now)
 	if err != nil {
 		inv.mu.Unlock()
-		return Lease{}, err
+		return Lease{}, nil, err
 	}
 	if want != ip {
 		inv.mu.Unlock()
-		return Lease{}, fmt.Errorf("%w: %s asked for %s", ErrWrongAddr, mac, ip)
+		return Lease{}, nil, fmt.Errorf("%w: %s asked for %s", ErrWrongAddr, mac, ip)
 	}
 	l := &Lease{MAC: mac, IP: ip, Expires: now.Add(inv.pool.Lease)}
 	t.put(l)
@@ -265,15 +301,12 @@ func (inv *Inventory) Commit(ctx context.Context, mac string, ip netip.Addr, poo
 	}
 	inv.mu.Unlock()
 	// The write happens outside the lock so that concurrent ACKs share one
-	// fsync (the store batches them).
+	// fsync (the store groups them).
 	data, err := l.json()
 	if err != nil {
-		return Lease{}, fmt.Errorf("encode lease %s for %s: %w", ip, mac, err)
+		return Lease{}, nil, fmt.Errorf("encode lease %s for %s: %w", ip, mac, err)
 	}
-	if err := inv.db.PutJSON(leasesBucket, ip.String(), data); err != nil {
-		return Lease{}, fmt.Errorf("persist lease %s for %s: %w", ip, mac, err)
-	}
-	return *l, nil
+	return *l, data, nil
 }
 
 // Release ends mac's lease on ip now. The record stays so the client gets

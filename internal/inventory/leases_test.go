@@ -427,3 +427,47 @@ func TestLeaseJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestCommitThen: the callback form of Commit answers as Commit does, once
+// per call: at once for a refusal, after the write for a lease, which is
+// then on disk (a reopened store has it).
+func TestCommitThen(t *testing.T) {
+	ti := newTestInv(t, testPool)
+	ip := ti.offer(t, macA, none, true)
+	type result struct {
+		l   Lease
+		err error
+	}
+	for _, tc := range []struct {
+		name    string
+		mac     string
+		ip      netip.Addr
+		pool    bool
+		wantErr error
+	}{
+		{"another client's address", macB, ip, true, ErrWrongAddr},
+		{"reservation mode, no node", macC, addr("10.0.0.120"), false, ErrNoLease},
+		{"the offered address", macA, ip, true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			results := make(chan result, 2)
+			ti.CommitThen(tc.mac, tc.ip, tc.pool, func(l Lease, err error) { results <- result{l, err} })
+			r := <-results
+			if !errors.Is(r.err, tc.wantErr) {
+				t.Fatalf("err %v, want %v", r.err, tc.wantErr)
+			}
+			if tc.wantErr == nil && (r.l.MAC != tc.mac || r.l.IP != tc.ip || !r.l.Expires.Equal(ti.clock.Now().Add(time.Hour))) {
+				t.Errorf("lease %+v", r.l)
+			}
+			select {
+			case r := <-results:
+				t.Errorf("called twice: %+v", r)
+			case <-time.After(20 * time.Millisecond):
+			}
+		})
+	}
+	ti = ti.reopen(t, testPool)
+	if l, ok := ti.leases.byMAC[macA]; !ok || l.IP != ip {
+		t.Errorf("after reopen: %+v, %v", l, ok)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -142,35 +141,129 @@ func (h *DHCP) Register(reg prometheus.Registerer) {
 // proxyDHCP). A nil reply means stay silent, which is the right answer to
 // anything that is not ours to answer.
 func (h *DHCP) Reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) (*dhcpv4.DHCPv4, error) {
+	r, err := h.inspect(ctx, req, req.MessageType())
+	if err != nil {
+		return nil, err
+	}
+	return h.reply(ctx, r, port)
+}
+
+// incoming is what Reply learns of a request before it answers it.
+type incoming struct {
+	req *dhcpv4.DHCPv4
+	mt  dhcpv4.MessageType
+	mac string
+	c   Client
+	n   *inventory.DHCPNode // the enrolled node, if any
+}
+
+func (h *DHCP) inspect(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (incoming, error) {
 	if req.OpCode != dhcpv4.OpcodeBootRequest || req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
-		return nil, errors.New("not an Ethernet BOOTREQUEST")
+		return incoming{}, errors.New("not an Ethernet BOOTREQUEST")
 	}
 	if !req.GatewayIPAddr.IsUnspecified() && h.Subnet.IsValid() && !h.Subnet.Contains(addr(req.GatewayIPAddr)) {
-		return nil, errors.New("relayed from " + req.GatewayIPAddr.String() + ", outside " + h.Subnet.String())
+		return incoming{}, errors.New("relayed from " + req.GatewayIPAddr.String() + ", outside " + h.Subnet.String())
 	}
-	mac := req.ClientHWAddr.String()
-	c := Classify(req)
-	// Parsed once: each accessor call decodes the option again (and allocates).
-	mt := req.MessageType()
-	if (c.PXE || c.IPXE) && mt != dhcpv4.MessageTypeRelease {
-		h.Leases.Seen(ctx, mac, ArchName(c))
+	r := incoming{req: req, mt: mt, mac: req.ClientHWAddr.String(), c: Classify(req)}
+	if (r.c.PXE || r.c.IPXE) && mt != dhcpv4.MessageTypeRelease {
+		h.Leases.Seen(ctx, r.mac, ArchName(r.c))
 	}
 	// One lookup per request: the node's reservation, hostname and boot
 	// file override all come from it.
-	var n *inventory.DHCPNode
-	if node, ok := h.Leases.DHCPNode(mac); ok {
-		n = &node
+	if node, ok := h.Leases.DHCPNode(r.mac); ok {
+		r.n = &node
 	}
+	return r, nil
+}
+
+func (h *DHCP) reply(ctx context.Context, r incoming, port int) (*dhcpv4.DHCPv4, error) {
 	switch h.Mode {
 	case config.ModeProxy:
-		return h.proxyReply(req, mt, c, n, port)
+		return h.proxyReply(r.req, r.mt, r.c, r.n, port)
 	case config.ModePool, config.ModeReservation:
 		if port != dhcpv4.ServerPort {
 			return nil, nil
 		}
-		return h.serverReply(ctx, req, mt, mac, c, n)
+		return h.serverReply(ctx, r.req, r.mt, r.mac, r.c, r.n)
 	}
 	return nil, nil
+}
+
+// writes reports whether answering r writes to the store (and so waits
+// for the disk).
+func (h *DHCP) writes(r incoming, port int) bool {
+	if (h.Mode != config.ModePool && h.Mode != config.ModeReservation) || port != dhcpv4.ServerPort {
+		return false
+	}
+	return r.mt == dhcpv4.MessageTypeRequest || r.mt == dhcpv4.MessageTypeRelease || r.mt == dhcpv4.MessageTypeDecline
+}
+
+// leaserThen is a Leaser that commits a lease without keeping the caller
+// waiting: done is called once the lease is on disk (see
+// inventory.CommitThen).
+type leaserThen interface {
+	CommitThen(mac string, ip netip.Addr, pool bool, done func(inventory.Lease, error))
+}
+
+// replyThen is Reply for the listener: it calls send with what Reply
+// would return, once. Requests that write nothing are answered before it
+// returns, on the listener's goroutine: no goroutine per packet, no
+// wake-ups. A REQUEST's ACK is sent by the store's writer once the lease is
+// on disk (when the Leaser can do that; otherwise, and for RELEASE and
+// DECLINE, a goroutine waits for the write).
+func (h *DHCP) replyThen(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, port int, send func(*dhcpv4.DHCPv4, error)) {
+	r, err := h.inspect(ctx, req, mt)
+	if err != nil {
+		send(nil, err)
+		return
+	}
+	if !h.writes(r, port) {
+		send(h.reply(ctx, r, port))
+		return
+	}
+	if lt, ok := h.Leases.(leaserThen); ok && mt == dhcpv4.MessageTypeRequest {
+		ip, ok := h.requested(req)
+		if !ok {
+			send(nil, nil)
+			return
+		}
+		// Built before the commit, off the store's writer goroutine: an
+		// ACK carries the address asked for, which is the one committed.
+		ack, err := h.lease(req, r.c, r.n, dhcpv4.MessageTypeAck, ip)
+		if err != nil {
+			send(nil, err)
+			return
+		}
+		lt.CommitThen(r.mac, ip, h.Mode == config.ModePool, func(_ inventory.Lease, err error) {
+			send(h.committed(req, ack, err))
+		})
+		return
+	}
+	go func() { send(h.reply(ctx, r, port)) }()
+}
+
+// requested is the address a REQUEST asks for, and false when it is not
+// ours to answer.
+func (h *DHCP) requested(req *dhcpv4.DHCPv4) (netip.Addr, bool) {
+	if sid := req.ServerIdentifier(); sid != nil && addr(sid) != h.Server {
+		return netip.Addr{}, false // the client chose another server's offer
+	}
+	ip := addr(req.RequestedIPAddress())
+	if !ip.IsValid() {
+		ip = addr(req.ClientIPAddr) // renewing or rebinding
+	}
+	return ip, true
+}
+
+// committed is the answer to a REQUEST once its commit has returned err.
+func (h *DHCP) committed(req, ack *dhcpv4.DHCPv4, err error) (*dhcpv4.DHCPv4, error) {
+	switch {
+	case errors.Is(err, inventory.ErrWrongAddr):
+		return h.nak(req, err.Error())
+	case err != nil:
+		return nil, quiet(err)
+	}
+	return ack, nil
 }
 
 func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, mac string, c Client, n *inventory.DHCPNode) (*dhcpv4.DHCPv4, error) {
@@ -183,19 +276,13 @@ func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.Me
 		}
 		return h.lease(req, c, n, dhcpv4.MessageTypeOffer, ip)
 	case dhcpv4.MessageTypeRequest:
-		if sid := req.ServerIdentifier(); sid != nil && addr(sid) != h.Server {
-			return nil, nil // the client chose another server's offer
-		}
-		ip := addr(req.RequestedIPAddress())
-		if !ip.IsValid() {
-			ip = addr(req.ClientIPAddr) // renewing or rebinding
+		ip, ok := h.requested(req)
+		if !ok {
+			return nil, nil
 		}
 		l, err := h.Leases.Commit(ctx, mac, ip, pool)
-		switch {
-		case errors.Is(err, inventory.ErrWrongAddr):
-			return h.nak(req, err.Error())
-		case err != nil:
-			return nil, quiet(err)
+		if err != nil {
+			return h.committed(req, nil, err)
 		}
 		return h.lease(req, c, n, dhcpv4.MessageTypeAck, l.IP)
 	case dhcpv4.MessageTypeRelease:
@@ -335,7 +422,9 @@ func Dest(req, resp *dhcpv4.DHCPv4, peer *net.UDPAddr, port int) *net.UDPAddr {
 // goroutines that all wait for the disk when it is slow.
 const maxInFlight = 1024
 
-// Handler adapts h to server4 for a listener on port.
+// Handler adapts h to server4 for a listener on port. It answers on the
+// caller's goroutine, except a request that writes to the store, whose
+// reply is sent once the write is on disk (see replyThen).
 func (h *DHCP) Handler(port int) server4.Handler {
 	if h.refused == nil { // not registered: logged, not counted
 		h.refused = newQuietLog(h.Log, "dhcp", nil)
@@ -344,58 +433,88 @@ func (h *DHCP) Handler(port int) server4.Handler {
 	return func(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
 		select {
 		case inflight <- struct{}{}:
-			defer func() { <-inflight }()
 		default:
 			h.metrics.drop()
 			return
 		}
 		ctx := context.Background()
-		debug := h.Log.Enabled(ctx, slog.LevelDebug)
 		mt := req.MessageType()
 		h.metrics.request(mt)
-		resp, err := h.Reply(ctx, req, port)
-		if err != nil {
-			h.metrics.error()
-			h.refused.Warn("bad_request", "dhcp request not answered", "mac", req.ClientHWAddr.String(), "type", mt.String(), "err", err)
-			return
-		}
-		if resp == nil {
-			if debug {
-				h.Log.Debug("dhcp not answered", "mac", req.ClientHWAddr.String(), "type", mt.String(), "port", port, "mode", h.Mode)
-			}
-			return
-		}
-		up, _ := peer.(*net.UDPAddr)
-		dst := Dest(req, resp, up, port)
-		if _, err := conn.WriteTo(resp.ToBytes(), dst); err != nil {
-			h.metrics.error()
-			h.Log.Warn("dhcp reply not sent", "mac", req.ClientHWAddr.String(), "to", dst.String(), "err", err)
-			return
-		}
-		rt := resp.MessageType()
-		h.metrics.reply(rt)
-		if debug {
-			h.Log.Debug("dhcp", "mac", req.ClientHWAddr.String(), "req", mt.String(), "reply", rt.String(),
-				"yiaddr", resp.YourIPAddr.String(), "file", resp.BootFileName, "to", dst.String())
-		}
+		h.replyThen(ctx, req, mt, port, func(resp *dhcpv4.DHCPv4, err error) {
+			defer func() { <-inflight }()
+			h.send(conn, peer, port, req, mt, resp, err)
+		})
 	}
 }
 
-// ServeDHCP answers on conn until ctx ends.
-func ServeDHCP(ctx context.Context, conn net.PacketConn, handler server4.Handler, log *slog.Logger) error {
-	srv, err := server4.NewServer("", nil, handler, server4.WithConn(conn), server4.WithLogger(slogPrinter{newQuietLog(log, "dhcp", nil)}))
+// send puts the answer to req on conn.
+func (h *DHCP) send(conn net.PacketConn, peer net.Addr, port int, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, resp *dhcpv4.DHCPv4, err error) {
+	ctx := context.Background()
+	debug := h.Log.Enabled(ctx, slog.LevelDebug)
 	if err != nil {
-		return err
+		h.metrics.error()
+		h.refused.Warn("bad_request", "dhcp request not answered", "mac", req.ClientHWAddr.String(), "type", mt.String(), "err", err)
+		return
 	}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	err = srv.Serve()
-	if ctx.Err() != nil {
-		return nil
+	if resp == nil {
+		if debug {
+			h.Log.Debug("dhcp not answered", "mac", req.ClientHWAddr.String(), "type", mt.String(), "port", port, "mode", h.Mode)
+		}
+		return
 	}
-	return err
+	up, _ := peer.(*net.UDPAddr)
+	dst := Dest(req, resp, up, port)
+	if _, err := conn.WriteTo(resp.ToBytes(), dst); err != nil {
+		h.metrics.error()
+		h.Log.Warn("dhcp reply not sent", "mac", req.ClientHWAddr.String(), "to", dst.String(), "err", err)
+		return
+	}
+	rt := resp.MessageType()
+	h.metrics.reply(rt)
+	if debug {
+		h.Log.Debug("dhcp", "mac", req.ClientHWAddr.String(), "req", mt.String(), "reply", rt.String(),
+			"yiaddr", resp.YourIPAddr.String(), "file", resp.BootFileName, "to", dst.String())
+	}
+}
+
+// ServeDHCP answers on conn until ctx ends. It reads one packet at a time
+// and hands it to handler on its own goroutine: server4's loop started a
+// goroutine per packet, and its wake-ups (a thread woken to run it, then
+// parked again) cost more CPU than answering. handler must not block: the
+// one from Handler sends replies that wait for the disk from the store.
+func ServeDHCP(ctx context.Context, conn net.PacketConn, handler server4.Handler, log *slog.Logger) error {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	malformed := newQuietLog(log, "dhcp", nil)
+	buf := make([]byte, 4096) // dhcpv4.FromBytes copies what it keeps
+	for {
+		n, peer, err := conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("dhcp: read from %s: %w", conn.LocalAddr(), err)
+		}
+		m, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil {
+			malformed.Warn("malformed", "dhcp: malformed request", "from", peer.String(), "err", err)
+			continue
+		}
+		up, ok := peer.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		// As server4 did: a client without an address is answered by
+		// broadcast to its port (Dest decides the rest).
+		if up.IP == nil || up.IP.To4().Equal(net.IPv4zero) {
+			up = &net.UDPAddr{IP: net.IPv4bcast, Port: up.Port}
+		}
+		handler(conn, up, m)
+	}
 }
 
 // ProbeDHCPPort binds 0.0.0.0:port on iface with neither SO_REUSEADDR nor
@@ -421,19 +540,6 @@ func ProbeDHCPPort(iface string, port int) error {
 func ListenDHCP(iface string, port int) (net.PacketConn, error) {
 	return server4.NewIPv4UDPConn(iface, &net.UDPAddr{Port: port})
 }
-
-// slogPrinter passes server4's messages (notably malformed packets, which
-// anyone can send) to the rate-limited log.
-type slogPrinter struct{ log *quietLog }
-
-func (p slogPrinter) Printf(format string, v ...any) {
-	// Reads fail with "use of closed network connection" at every shutdown.
-	if strings.HasPrefix(format, "Error") && !strings.Contains(fmt.Sprint(v...), net.ErrClosed.Error()) {
-		p.log.Warn("malformed", "dhcp: "+fmt.Sprintf(format, v...))
-	}
-}
-
-func (p slogPrinter) PrintMessage(prefix string, m *dhcpv4.DHCPv4) {}
 
 func addr(ip net.IP) netip.Addr {
 	a, _ := netip.AddrFromSlice(ip.To4())

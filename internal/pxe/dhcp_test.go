@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -347,6 +348,138 @@ func TestRepliesAsTheLibraryBuildsThem(t *testing.T) {
 			}
 			if g, w := got.ToBytes(), want.ToBytes(); !bytes.Equal(g, w) {
 				t.Errorf("reply differs from the library's:\ngot  %v\nwant %v", got.Summary(), want.Summary())
+			}
+		})
+	}
+}
+
+// packetConn is a net.PacketConn fed and read by a test.
+type packetConn struct {
+	in     chan []byte
+	out    chan sent
+	closed chan struct{}
+	once   sync.Once
+}
+
+type sent struct {
+	msg *dhcpv4.DHCPv4
+	to  string
+}
+
+func newPacketConn() *packetConn {
+	return &packetConn{in: make(chan []byte, 16), out: make(chan sent, 16), closed: make(chan struct{})}
+}
+
+func (c *packetConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	select {
+	case p := <-c.in:
+		return copy(b, p), &net.UDPAddr{IP: net.IPv4(10, 77, 0, 254), Port: 67}, nil
+	case <-c.closed:
+		return 0, nil, net.ErrClosed
+	}
+}
+
+func (c *packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	m, err := dhcpv4.FromBytes(b)
+	if err != nil {
+		return 0, err
+	}
+	c.out <- sent{m, addr.String()}
+	return len(b), nil
+}
+
+func (c *packetConn) Close() error                     { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *packetConn) LocalAddr() net.Addr              { return &net.UDPAddr{Port: 67} }
+func (c *packetConn) SetDeadline(time.Time) error      { return nil }
+func (c *packetConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *packetConn) SetWriteDeadline(time.Time) error { return nil }
+
+// gatedLeaser holds every commit until gate is closed: a slow disk.
+type gatedLeaser struct {
+	*inventory.Inventory
+	gate chan struct{}
+}
+
+func (g gatedLeaser) CommitThen(mac string, ip netip.Addr, pool bool, done func(inventory.Lease, error)) {
+	go func() {
+		<-g.gate
+		g.Inventory.CommitThen(mac, ip, pool, done)
+	}()
+}
+
+// blockingLeaser has no CommitThen: a REQUEST waits in Commit.
+type blockingLeaser struct{ Leaser }
+
+func (b blockingLeaser) gated(gate chan struct{}) Leaser { return gatedCommit{b.Leaser, gate} }
+
+type gatedCommit struct {
+	Leaser
+	gate chan struct{}
+}
+
+func (g gatedCommit) Commit(ctx context.Context, mac string, ip netip.Addr, pool bool) (inventory.Lease, error) {
+	<-g.gate
+	return g.Leaser.Commit(ctx, mac, ip, pool)
+}
+
+// TestServeDHCP: the listener answers on its own goroutine, and a REQUEST
+// whose lease is not on disk yet holds up neither the packets after it nor
+// its ACK once the lease is written, whether the Leaser calls back or
+// blocks. A malformed packet is skipped, and the end of ctx ends it.
+func TestServeDHCP(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		gated func(inv *inventory.Inventory, gate chan struct{}) Leaser
+	}{
+		{"commit with a callback", func(inv *inventory.Inventory, gate chan struct{}) Leaser { return gatedLeaser{inv, gate} }},
+		{"blocking commit", func(inv *inventory.Inventory, gate chan struct{}) Leaser {
+			return blockingLeaser{inv}.gated(gate)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newDHCP(t, config.ModePool)
+			gate := make(chan struct{})
+			h.Leases = tc.gated(h.Leases.(*inventory.Inventory), gate)
+			if _, ok := h.Leases.(leaserThen); ok != (tc.name == "commit with a callback") {
+				t.Fatalf("%s: CommitThen present: %v", tc.name, ok)
+			}
+			conn := newPacketConn()
+			ctx, cancel := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- ServeDHCP(ctx, conn, h.Handler(67), discardLog()) }()
+			next := func(want dhcpv4.MessageType) *dhcpv4.DHCPv4 {
+				t.Helper()
+				select {
+				case s := <-conn.out:
+					if s.msg.MessageType() != want || s.to != "10.77.0.254:67" {
+						t.Fatalf("got %s to %s, want %s to the relay", s.msg.MessageType(), s.to, want)
+					}
+					return s.msg
+				case <-time.After(5 * time.Second):
+					t.Fatalf("no %s", want)
+					return nil
+				}
+			}
+			conn.in <- []byte("not dhcp")
+			conn.in <- discover(t, stranger, relayed).ToBytes()
+			offer := next(dhcpv4.MessageTypeOffer)
+			req := request(t, offer)
+			relayed(req)
+			conn.in <- req.ToBytes()
+			conn.in <- discover(t, "52:54:00:00:00:98", relayed).ToBytes()
+			next(dhcpv4.MessageTypeOffer) // while the first client's lease waits for the disk
+			select {
+			case s := <-conn.out:
+				t.Fatalf("%s sent before the lease was written", s.msg.MessageType())
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(gate)
+			if ack := next(dhcpv4.MessageTypeAck); !ack.YourIPAddr.Equal(offer.YourIPAddr) {
+				t.Errorf("ACK for %s, offered %s", ack.YourIPAddr, offer.YourIPAddr)
+			}
+			cancel()
+			if err := <-served; err != nil {
+				t.Errorf("ServeDHCP after cancel: %v", err)
 			}
 		})
 	}
