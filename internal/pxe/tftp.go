@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pin/tftp/v3"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -35,8 +34,8 @@ const (
 
 // TFTPLimits bounds what clients can make the TFTP server hold. Anyone on the
 // provisioning network can send read requests, and each admitted one holds
-// an open file, a socket and a goroutine until it ends. A zero field keeps
-// its default.
+// an open file, a socket, a goroutine and, while it waits for an ACK, an
+// OS thread, until it ends. A zero field keeps its default.
 type TFTPLimits struct {
 	// MaxTransfers caps the transfers in flight from all clients together.
 	MaxTransfers int
@@ -44,12 +43,14 @@ type TFTPLimits struct {
 	// one host cannot take every slot.
 	MaxPerClient int
 	// Lifetime is how long a transfer may run; one still running after it is
-	// ended at its next block.
+	// ended at its next block, or when its wait for an ACK reaches it.
 	Lifetime time.Duration
 	// Timeout is how long the server waits for the acknowledgement of each
 	// packet before it sends the packet again, and Retries how many times it
 	// sends it again before it gives the transfer up: a client that stops
-	// acknowledging loses its transfer after (Retries+1)×Timeout.
+	// acknowledging loses its transfer after (Retries+1)×Timeout. A client
+	// may ask for another timeout (RFC 2349), up to 255 s; the lifetime
+	// still bounds the whole transfer.
 	Timeout time.Duration
 	Retries int
 }
@@ -61,6 +62,8 @@ type TFTPLimits struct {
 const (
 	// 256 transfers in flight is a whole rack booting at once, each node
 	// with a stale transfer or two still timing out; dnsmasq allows 50.
+	// It is also how many OS threads waiting transfers may hold
+	// (tftpConn), well inside Go's limit of 10,000.
 	tftpDefaultMaxTransfers = 256
 	// 8 leaves room for a client's own retried requests (each is a new
 	// transfer here while the one it replaces times out) without letting
@@ -72,17 +75,20 @@ const (
 	// acknowledging each block just inside the timeout.
 	tftpDefaultLifetime = 2 * time.Minute
 	// A block unacknowledged after 5 sends 1 s apart ends the transfer, so a
-	// request that is never acknowledged holds its slot for 5 s, not the 30
-	// of pin's defaults (5 s, 5 retries). On a LAN an ACK comes back within
-	// milliseconds. pin ignores a client's repeated ACK, so a lost DATA is
-	// only ever recovered by our own resend, and a shorter timeout recovers
-	// it sooner. A client silent for 5 s has lost the link or given up; the
-	// ROMs then start the download again themselves (EDK2 resends every 4 s,
-	// 6 times; iPXE backs off from 0.25 s to 10 s). tftpd-hpa's default
-	// timeout is 1 s as well.
+	// request that is never acknowledged holds its slot for 5 s. On a LAN an
+	// ACK comes back within milliseconds. A client's repeated ACK is
+	// ignored (tftpTransfer), so a lost DATA is only ever recovered by our
+	// own resend, and a shorter timeout recovers it sooner. A client silent
+	// for 5 s has lost the link or given up; the ROMs then start the
+	// download again themselves (EDK2 resends every 4 s, 6 times; iPXE
+	// backs off from 0.25 s to 10 s). tftpd-hpa's default timeout is 1 s
+	// as well.
 	tftpDefaultTimeout = time.Second
 	tftpDefaultRetries = 4
-	// tftpReadBuffer is how much of a file a transfer reads at once.
+	// tftpReadBuffer is how much of a file a transfer reads at once, and
+	// the most a window (RFC 7440) may hold: what a transfer holds is
+	// bounded by twice this, 32 MiB for the 256 transfers MaxTransfers
+	// allows by default.
 	tftpReadBuffer = 64 << 10
 )
 
@@ -167,129 +173,206 @@ func (t *TFTP) SetLimits(l TFTPLimits) {
 	t.limits = l.withDefaults()
 }
 
-// SetBlockSize caps the negotiated blksize (RFC 2348); default 1468.
-// pin/tftp silently ignores caps outside 513..65464, so n is clamped into that
-// range: a cap of 512 or less cannot be enforced and becomes 513.
-// It takes effect for the next Serve.
+// SetBlockSize caps the negotiated blksize (RFC 2348); default 1468. n is
+// clamped into 512..65464: below 512 a client that asks for nothing would
+// still get 512-byte blocks (RFC 1350), and 65464 is RFC 2348's maximum.
+// A client asking for more than the cap gets the cap in the OACK. It takes
+// effect for the next Serve.
 func (t *TFTP) SetBlockSize(n int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.blksize = min(max(n, 513), 65464)
+	t.blksize = min(max(n, 512), tftpMaxBlksize)
 }
 
-// Serve answers requests on conn until ctx is cancelled, then shuts down and returns nil.
-// Errors other than shutdown are returned. Serve takes ownership of conn and closes it.
+// tftpServer is one Serve's settings and state.
+type tftpServer struct {
+	*TFTP
+	ctx     context.Context
+	blksize int
+	limits  TFTPLimits
+	slots   *tftpSlots
+	wg      sync.WaitGroup
+}
+
+// Serve answers requests on conn, which must be an IPv4 UDP socket, until ctx
+// is cancelled, then ends the transfers in flight (each at its next packet)
+// and returns nil. Serve takes ownership of conn and closes it.
 func (t *TFTP) Serve(ctx context.Context, conn net.PacketConn) error {
+	defer conn.Close()
+	uc, ok := conn.(*net.UDPConn)
+	if !ok {
+		return fmt.Errorf("tftp: need a UDP socket, not %T", conn)
+	}
+	bound := uc.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	if !bound.Is4() {
+		return fmt.Errorf("tftp: %v is not an IPv4 address", bound)
+	}
+	if err := tftpListen(uc); err != nil {
+		return fmt.Errorf("tftp: IP_PKTINFO: %w", err)
+	}
 	t.mu.Lock()
-	blksize, lim := t.blksize, t.limits
+	s := &tftpServer{TFTP: t, ctx: ctx, blksize: t.blksize, limits: t.limits}
 	t.mu.Unlock()
-	slots := &tftpSlots{max: lim.MaxTransfers, perClient: lim.MaxPerClient}
-	read := func(name string, rf io.ReaderFrom) error {
-		return t.read(ctx, slots, lim.Lifetime, name, rf)
+	s.slots = &tftpSlots{max: s.limits.MaxTransfers, perClient: s.limits.MaxPerClient}
+	// Closing conn is what ends the read below.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	// Transfers end at their next packet once ctx is done (tftpConn.wake).
+	defer s.wg.Wait()
+	buf := make([]byte, tftpMaxRequest)
+	oob := make([]byte, syscall.CmsgSpace(syscall.SizeofInet4Pktinfo))
+	for {
+		n, oobn, flags, from, err := uc.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Nothing a client sends makes a read on an unconnected UDP
+			// socket fail; whatever did is ours, and may repeat.
+			t.quiet.Warn("error", "tftp read failed", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		if flags&syscall.MSG_TRUNC != 0 {
+			t.quiet.Warn("malformed", "tftp packet dropped", "remote", from, "err", fmt.Errorf("over %d bytes", tftpMaxRequest))
+			continue
+		}
+		s.request(buf[:n], tftpLocalAddr(oob[:oobn], bound), from)
 	}
-	// The write handler never accepts data. It exists so refused writes are
-	// logged and counted: with a nil handler pin/tftp still sends an ERROR
-	// packet, but we would never hear of the attempt.
-	srv := tftp.NewServer(read, t.write)
-	srv.SetBlockSize(blksize)
-	srv.SetTimeout(lim.Timeout)
-	srv.SetRetries(lim.Retries)
-	// pin sleeps up to a second more before each resend by default; the
-	// timeout already spaces resends, and without the sleep an
-	// unacknowledged transfer ends after exactly (Retries+1)×Timeout.
-	srv.SetBackoff(func(int) time.Duration { return 0 })
-	srv.SetHook(tftpHook{t.quiet})
-	// pin/tftp's MTU clamp reads the interface from IP_PKTINFO, which it
-	// enables only inside Serve; a request queued before that (a client
-	// retrying while we start) has no interface and is silently cut to
-	// 512-byte blocks. Our cap alone is predictable, and its default fits a
-	// 1500-byte MTU.
-	srv.SetBlockSizeNegotiation(false)
-	// pin/tftp's Serve returns early only for setup errors: read errors on
-	// conn are swallowed and the loop runs until Shutdown.
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(conn) }()
-	var err error
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-	}
-	// Shutdown waits for transfers in flight. With ctx done, each ends at
-	// its next block (tftpReader), so the wait is bounded by one block's
-	// retries, not by the slowest client's whole file.
-	srv.Shutdown()
-	if err == nil {
-		err = <-errc
-	}
-	// Shutdown only closes conn if pin's Serve got far enough to record it.
-	conn.Close()
-	return err
 }
 
-// read serves one read request. pin has already given it a socket and a
-// goroutine; the caps decide before anything else is spent on it, and a
-// refusal (an error returned here) goes to the client as an ERROR packet.
-func (t *TFTP) read(ctx context.Context, slots *tftpSlots, lifetime time.Duration, name string, rf io.ReaderFrom) error {
+// request handles one datagram sent to the server port. Whatever can be
+// decided at once (a malformed packet, a write, a full cap) is decided
+// here, before a goroutine or a file is spent on it; an admitted read
+// goes on in its own goroutine.
+func (s *tftpServer) request(pkt []byte, local netip.Addr, from netip.AddrPort) {
+	req, err := parseTFTPRequest(pkt)
+	if err != nil {
+		// Not answered: a reply would only tell a scanner, or someone
+		// spoofing a victim's address, that we are here.
+		s.quiet.Warn("malformed", "tftp packet dropped", "remote", from, "err", err)
+		return
+	}
+	remote := net.UDPAddrFromAddrPort(from)
+	if req.op == tftpOpWRQ {
+		err := errors.New("access violation: read-only server, writes are refused")
+		s.record(remote, req.name, 0, 0, tftpRefused, tftpRefused, err)
+		s.refuse(local, from, tftpErrAccess, err)
+		return
+	}
+	if !req.octet() && !req.netascii() {
+		// tftpd-hpa refuses other modes too ("mail" is obsolete).
+		err := fmt.Errorf("unknown transfer mode %q", req.mode)
+		s.refuse(local, from, tftpErrIllegalOp, err)
+		s.quiet.Warn("malformed", "tftp request refused", "remote", from, "file", req.name, "err", err)
+		return
+	}
+	if reason, err := s.slots.take(from.Addr()); err != nil {
+		s.record(remote, req.name, 0, 0, tftpBusy, reason, err)
+		s.refuse(local, from, tftpErrUndefined, err)
+		return
+	}
+	s.wg.Go(func() {
+		// The slot is free again before the client can hear that the
+		// transfer ended: a client that asks again at once (one refused
+		// name after another, say) must not find its own finished
+		// transfers still counted against it.
+		release := sync.OnceFunc(func() { s.slots.give(from.Addr()) })
+		defer release()
+		s.read(req, local, from, release)
+	})
+}
+
+// refuse sends a request's only packet, an ERROR, from a socket of its own
+// as every reply to a request comes (RFC 1350: the server answers from a
+// new port, its transfer ID).
+func (s *tftpServer) refuse(local netip.Addr, to netip.AddrPort, code uint16, err error) {
+	c, derr := dialTFTP(local, to, 0)
+	if derr != nil {
+		s.quiet.Warn("error", "tftp reply not sent", "remote", to, "err", derr)
+		return
+	}
+	c.send(tftpErrorPacket(code, err.Error()))
+	c.close()
+}
+
+// read serves one admitted read request, from opening the file to the
+// client's last ACK, and records the result. A transfer that ends with an
+// ERROR to the client records and calls release first.
+func (s *tftpServer) read(req tftpRequest, local netip.Addr, from netip.AddrPort, release func()) {
 	start := time.Now()
-	remote := tftpRemote(rf)
-	ip, _ := netip.AddrFromSlice(remote.IP)
-	ip = ip.Unmap()
-	if reason, err := slots.take(ip); err != nil {
-		t.record(remote, name, 0, 0, tftpBusy, reason, err)
-		return err
+	remote := net.UDPAddrFromAddrPort(from)
+	conn, err := dialTFTP(local, from, s.limits.Timeout)
+	if err != nil {
+		s.record(remote, req.name, 0, time.Since(start), tftpError, "error", err)
+		return
 	}
-	defer slots.give(ip)
-	f, size, result, err := t.open(name)
-	reason := result
-	var n int64
-	if err == nil {
-		// Setting tsize explicitly keeps it right although the reader we
-		// hand over is not the file, and so not a Seeker pin could size.
-		if ot, ok := rf.(tftp.OutgoingTransfer); ok {
-			ot.SetSize(size)
+	defer conn.close()
+	f, size, result, err := s.open(req.name)
+	if err != nil {
+		code := uint16(tftpErrUndefined)
+		switch result {
+		case tftpNotFound:
+			code = tftpErrNotFound
+		case tftpRefused:
+			code = tftpErrAccess
 		}
-		// pin reads one block per DATA packet; unbuffered, that is a read(2)
-		// for every sendto(2) and recvfrom(2), a third of the syscalls of a
-		// lockstep transfer. The buffer reads the file 64 KiB at a time (44
-		// blocks of 1468 bytes, 128 of 512), and bounds what a transfer holds:
-		// 16 MiB for the 256 transfers MaxTransfers allows by default.
-		buf := bufio.NewReaderSize(f, tftpReadBuffer)
-		n, err = rf.ReadFrom(&tftpReader{f: buf, ctx: ctx, deadline: start.Add(lifetime), lifetime: lifetime})
-		f.Close()
-		result, reason = tftpOK, ""
-		var cut *tftpCutError
-		var nerr net.Error
-		switch {
-		case err == nil:
-		case n == 0 && strings.Contains(err.Error(), "code=8"):
-			result, err = tftpProbe, nil
-		case errors.As(err, &cut):
-			result, reason = tftpError, cut.reason
-		case errors.As(err, &nerr) && nerr.Timeout():
-			// The client stopped acknowledging: pin gave up after its retries.
-			result, reason = tftpError, "timeout"
-		case strings.Contains(err.Error(), "code="):
-			// The client ended the transfer with an ERROR packet.
-			result, reason = tftpError, "aborted"
-		default:
-			result, reason = tftpError, "error"
-		}
+		s.record(remote, req.name, 0, time.Since(start), result, result, err)
+		release()
+		conn.send(tftpErrorPacket(code, err.Error()))
+		return
 	}
-	t.record(remote, name, n, time.Since(start), result, reason, err)
-	return err
-}
-
-func (t *TFTP) write(name string, wt io.WriterTo) error {
-	err := errors.New("access violation: read-only server, writes are refused")
-	t.record(tftpRemote(wt), name, 0, 0, tftpRefused, tftpRefused, err)
-	return err
-}
-
-func tftpRemote(xfer any) net.UDPAddr {
-	if ra, ok := xfer.(interface{ RemoteAddr() net.UDPAddr }); ok {
-		return ra.RemoteAddr()
+	defer f.Close()
+	// The file is read 64 KiB at a time (44 blocks of 1468 bytes, 128 of
+	// 512), not with a read(2) for every DATA packet.
+	buf := bufio.NewReaderSize(f, tftpReadBuffer)
+	var src io.Reader = buf
+	if req.netascii() {
+		// The size after conversion is not known without reading it all,
+		// so tsize is not offered.
+		src, size = newTFTPNetascii(buf), -1
 	}
-	return net.UDPAddr{}
+	p, opts := tftpNegotiate(req.opts, s.blksize, s.limits.Timeout, size)
+	var oack []byte
+	if len(opts) > 0 {
+		oack = tftpOACK(opts)
+	}
+	x := newTFTPTransfer(s.ctx, conn, src, p, s.limits.Retries, start, s.limits.Lifetime)
+	stop := context.AfterFunc(s.ctx, conn.wake)
+	err = x.run(oack)
+	stop()
+
+	result, reason := tftpOK, ""
+	var cut *tftpCutError
+	var gone *tftpClientError
+	var gaveUp *tftpGaveUp
+	var last []byte // the ERROR that tells the client why, if it is not why
+	switch {
+	case err == nil:
+	case errors.As(err, &gone) && gone.code == tftpErrOptions && x.sent == 0:
+		// EDK2's size probe: it read tsize from the OACK and stopped.
+		result, err = tftpProbe, nil
+	case errors.As(err, &gone):
+		result, reason = tftpError, "aborted"
+	case errors.As(err, &cut):
+		result, reason = tftpError, cut.reason
+		last = tftpErrorPacket(tftpErrUndefined, cut.msg)
+	case errors.As(err, &gaveUp):
+		result, reason = tftpError, "timeout"
+		last = tftpErrorPacket(tftpErrUndefined, err.Error())
+	default:
+		result, reason = tftpError, "error"
+		last = tftpErrorPacket(tftpErrUndefined, "server error")
+	}
+	s.record(remote, req.name, x.bytes, time.Since(start), result, reason, err)
+	if last != nil {
+		release()
+		conn.send(last)
+	}
 }
 
 // tftpSlots admits transfers up to the caps. A request over a cap is refused
@@ -331,57 +414,6 @@ func (s *tftpSlots) give(ip netip.Addr) {
 	if s.client[ip]--; s.client[ip] <= 0 {
 		delete(s.client, ip)
 	}
-}
-
-// tftpReader hands the file to pin and ends the transfer, at its next block,
-// once it has run for its lifetime or the server is shutting down. pin has
-// no bound on a whole transfer: its timeout is per packet, so a client that
-// acknowledges each block just inside it could hold the transfer, its file
-// and its slot for as long as the file lasts.
-type tftpReader struct {
-	f        io.Reader
-	ctx      context.Context
-	deadline time.Time
-	lifetime time.Duration
-}
-
-func (r *tftpReader) Read(p []byte) (int, error) {
-	if r.ctx.Err() != nil {
-		return 0, &tftpCutError{reason: "shutdown", msg: "server shutting down"}
-	}
-	if time.Now().After(r.deadline) {
-		return 0, &tftpCutError{reason: "too_slow", msg: fmt.Sprintf("transfer not finished within %v", r.lifetime)}
-	}
-	return r.f.Read(p)
-}
-
-// tftpCutError is a transfer we ended; msg goes to the client.
-type tftpCutError struct{ reason, msg string }
-
-func (e *tftpCutError) Error() string { return e.msg }
-
-// tftpHook hears from pin about datagrams that never became a transfer:
-// malformed ones, and ones that are not requests, sent to the server port.
-// pin drops them without a word, and would not name their sender either.
-type tftpHook struct{ quiet *quietLog }
-
-func (tftpHook) OnSuccess(tftp.TransferStats) {}
-
-func (h tftpHook) OnFailure(stats tftp.TransferStats, err error) {
-	if stats.RemoteAddr != nil {
-		// A transfer: read and write have recorded it.
-		return
-	}
-	// pin's own parse errors are plain strings. A *net.OpError is a socket
-	// for a new transfer it could not open (out of descriptors, say), and
-	// "reading UDP" a failed read on conn, when pin could not enable
-	// IP_PKTINFO on it: both are ours, not the sender's.
-	var op *net.OpError
-	if errors.As(err, &op) || strings.HasPrefix(err.Error(), "reading UDP") {
-		h.quiet.Warn("error", "tftp request dropped", "err", err)
-		return
-	}
-	h.quiet.Warn("malformed", "tftp packet dropped", "err", err)
 }
 
 // open returns the file to send and a result label when it must not be sent.
@@ -465,7 +497,7 @@ func tftpReason(err error) error {
 // reason: whoever is on the network decides how many there are, so they
 // are all counted but only a few reach the log. A transfer cut short by our
 // own shutdown is not the client's doing and is logged as it is.
-func (t *TFTP) record(remote net.UDPAddr, name string, n int64, d time.Duration, result, reason string, err error) {
+func (t *TFTP) record(remote *net.UDPAddr, name string, n int64, d time.Duration, result, reason string, err error) {
 	t.transfers.WithLabelValues(result).Inc()
 	t.bytes.Add(float64(n))
 	attrs := []any{"remote", remote.String(), "file", name, "bytes", n, "duration", d, "result", result}

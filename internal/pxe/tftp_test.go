@@ -140,8 +140,8 @@ func TestTFTPDownload(t *testing.T) {
 				if !bytes.Equal(got, want) {
 					t.Fatalf("get %q: got %d bytes, want %d (content differs)", tc.file, len(got), len(want))
 				}
-				// pin/tftp drops tsize=0 from the OACK, so an empty file may
-				// report no size; any size it does report must be exact.
+				// The server does not size an empty file (curl refuses
+				// "tsize 0"); any size it does report must be exact.
 				if ok && size != int64(len(want)) || !ok && len(want) != 0 {
 					t.Errorf("tsize = %d (reported %v), want %d", size, ok, len(want))
 				}
@@ -188,7 +188,7 @@ func TestTFTPBlockSizeCap(t *testing.T) {
 		{"default caps large request", 0, "65464", "1468"},
 		{"smaller request kept", 0, "1024", "1024"},
 		{"raised cap", 8192, "65464", "8192"},
-		{"cap below 513 clamped", 100, "600", "513"},
+		{"cap below 512 clamped", 100, "600", "512"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -240,8 +240,8 @@ func TestTFTPRefusals(t *testing.T) {
 		{"missing", "missing.bin", tftpNotFound, "file not found", ""},
 		{"empty name", "", tftpRefused, "empty file name", ""},
 		// RRQ fields are NUL-terminated, so the server reads "missing" with
-		// the tail as the mode: a missing file, never the tail's path.
-		{"NUL", "missing\x00../../etc/passwd", tftpRefused, "NUL", "file not found"},
+		// the tail as the mode, which it refuses: never the tail's path.
+		{"NUL", "missing\x00../../etc/passwd", tftpRefused, "NUL", "unknown transfer mode"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,12 +335,15 @@ func TestTFTPRealClients(t *testing.T) {
 		}, files["random.bin"], 0, ""},
 		{"curl empty", func(out string) []string { return curl(url+"empty.bin", "-o", out) },
 			files["empty.bin"], 0, ""},
-		// Without --path-as-is curl would squash the ".." itself. pin/tftp
-		// sends every error as code 1, which curl reports as exit 68
+		// Without --path-as-is curl would squash the ".." itself. A refusal
+		// is TFTP error 2, access violation, which curl reports as exit 69
+		// (CURLE_TFTP_PERM); a missing file is error 1, exit 68
 		// (CURLE_TFTP_NOTFOUND).
 		{"curl traversal", func(out string) []string { return curl("--path-as-is", url+"../etc/passwd", "-o", out) },
-			nil, 68, ""},
+			nil, 69, ""},
 		{"curl symlink escape", func(out string) []string { return curl(url+"escape.lnk", "-o", out) },
+			nil, 69, ""},
+		{"curl missing", func(out string) []string { return curl(url+"missing.bin", "-o", out) },
 			nil, 68, ""},
 	}
 	for _, tc := range tests {
@@ -487,7 +490,7 @@ func TestNewTFTPErrors(t *testing.T) {
 
 func TestTFTPServeReturnsSetupError(t *testing.T) {
 	dir, _ := tftpFiles(t)
-	// A unix datagram socket has no host:port, which pin/tftp cannot serve.
+	// A unix datagram socket is not the UDP socket Serve needs.
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "s"), Net: "unixgram"})
 	tftpMust(t, err)
 	done := make(chan error, 1)
