@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
+	"unsafe"
 )
 
 // The journal is where a write becomes durable. A bbolt commit costs two
@@ -22,8 +24,14 @@ import (
 //
 // The file is preallocated with zeros and written from offset 0 again after
 // every checkpoint, never truncated: writes inside blocks that already exist
-// change no file size or extent, so fdatasync has no inode to log and only
-// flushes the data.
+// change no file size or extent, so making them durable has no inode to log
+// and only flushes the data. Where the file system allows it (ext4, xfs; not
+// tmpfs) records are written with O_DIRECT|O_DSYNC, one pwrite of whole
+// 4 KiB blocks and no fdatasync: that skips the page cache and its
+// writeback, and took a third less CPU than pwrite+fdatasync on a virtio
+// disk. The block that holds the end of the previous record is written
+// again with it, byte for byte as before, so a write torn by a power cut
+// changes no sector of an acknowledged record.
 //
 // A record is a group of writes, all or none:
 //
@@ -56,6 +64,12 @@ const (
 	// takes well under a second; a checkpoint this size holds up writes
 	// for a few milliseconds.
 	defaultCheckpointAt = 1 << 20
+	// directBlock is the alignment of O_DIRECT writes: every device's
+	// logical block size divides it.
+	directBlock = 4096
+	// rawWriteLimit and slowWrites: see pwriteDirect.
+	rawWriteLimit = 2 * time.Millisecond
+	slowWrites    = 1000
 	// maxRecord bounds one record's body: a length beyond it is read as a
 	// torn record, not as a reason to allocate gigabytes.
 	maxRecord = 1 << 30
@@ -72,6 +86,15 @@ type journal struct {
 	seq  uint64 // number of the last record written or applied
 	buf  []byte // the record being built, reused
 	crc  *crc32.Table
+
+	// direct, when not nil, is the file opened O_DIRECT|O_DSYNC, which
+	// records are written with. block is its aligned write buffer, which
+	// starts with the part of the block at off that is already written.
+	direct *os.File
+	block  []byte
+	// slow counts down the writes still made through the scheduler
+	// after one that took longer than rawWriteLimit (see pwriteDirect).
+	slow int
 }
 
 // journalPath is the journal beside the store file at path.
@@ -79,7 +102,7 @@ func journalPath(path string) string { return path + ".journal" }
 
 // openJournal opens (creating and preallocating if needed) the journal of
 // the store at path and returns it with its contents, for replay.
-func openJournal(path string) (*journal, []byte, error) {
+func openJournal(path string, buffered bool) (*journal, []byte, error) {
 	jp := journalPath(path)
 	f, err := os.OpenFile(jp, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -95,6 +118,13 @@ func openJournal(path string) (*journal, []byte, error) {
 		if err := j.prealloc(int64(len(data))); err != nil {
 			f.Close()
 			return nil, nil, err
+		}
+	}
+	// Not every file system takes O_DIRECT (tmpfs refuses it): then
+	// records go through the page cache and fdatasync.
+	if !buffered {
+		if d, err := os.OpenFile(jp, os.O_WRONLY|syscall.O_DIRECT|syscall.O_DSYNC, 0); err == nil {
+			j.direct = d
 		}
 	}
 	return j, data, nil
@@ -128,11 +158,14 @@ func (j *journal) append(group []write) error {
 	seq := j.seq + 1
 	b := appendRecord(j.buf[:0], seq, group, j.crc)
 	j.buf = b
-	if _, err := j.f.WriteAt(b, j.off); err != nil {
-		return fmt.Errorf("write store journal %s: %w", j.path, err)
+	var err error
+	if j.direct != nil {
+		err = j.writeDirect(b)
+	} else {
+		err = j.writeBuffered(b)
 	}
-	if err := fdatasync(j.f); err != nil {
-		return fmt.Errorf("sync store journal %s: %w", j.path, err)
+	if err != nil {
+		return err
 	}
 	j.off += int64(len(b))
 	j.seq = seq
@@ -141,6 +174,92 @@ func (j *journal) append(group []write) error {
 		j.buf = nil
 	}
 	return nil
+}
+
+func (j *journal) writeBuffered(rec []byte) error {
+	if _, err := j.f.WriteAt(rec, j.off); err != nil {
+		return fmt.Errorf("write store journal %s: %w", j.path, err)
+	}
+	if err := fdatasync(j.f); err != nil {
+		return fmt.Errorf("sync store journal %s: %w", j.path, err)
+	}
+	return nil
+}
+
+// writeDirect writes the blocks rec falls in: the written start of the
+// first (kept in j.block), rec, and zeros to the end of the last. On
+// success j.block starts with the written part of the block at the new end.
+func (j *journal) writeDirect(rec []byte) error {
+	start := j.off &^ (directBlock - 1)
+	head := int(j.off - start)
+	n := head + len(rec)
+	size := (n + directBlock - 1) &^ (directBlock - 1)
+	if cap(j.block) < size {
+		nb := alignedBlock(size * 2)
+		copy(nb, j.block[:head])
+		j.block = nb
+	}
+	b := j.block[:size]
+	copy(b[head:], rec)
+	clear(b[n:])
+	if err := j.pwriteDirect(b, start); err != nil {
+		return fmt.Errorf("write store journal %s: %w", j.path, err)
+	}
+	// The new end's block, written up to the end, moves to the front.
+	last := n &^ (directBlock - 1)
+	copy(j.block, b[last:n])
+	if cap(j.block) > 1<<20 {
+		nb := alignedBlock(2 * directBlock)
+		copy(nb, j.block[:n-last])
+		j.block = nb
+	}
+	return nil
+}
+
+// pwriteDirect writes b at off on the O_DIRECT file, normally with
+// syscall.RawSyscall, which the Go scheduler does not see. Through
+// syscall.Syscall (os.File.WriteAt), every write made while the process was
+// idle woke the runtime's monitor thread (sysmon), which then polled every
+// 20 µs until all threads were idle again: under DHCP load at
+// 1000-2000/s that cost a third of the daemon's CPU. The price is that
+// during a raw write the thread keeps its P (the scheduler's slot) and
+// cannot be stopped for a garbage collection, which waits for the write
+// to end: a fraction of a millisecond on a working disk. On a slow one
+// it would stall the whole daemon at every collection, so after a write
+// that took longer than rawWriteLimit the next slowWrites writes go
+// through the scheduler again.
+func (j *journal) pwriteDirect(b []byte, off int64) error {
+	if j.slow > 0 {
+		j.slow--
+		_, err := j.direct.WriteAt(b, off)
+		return err
+	}
+	start := time.Now()
+	fd := j.direct.Fd()
+	for len(b) > 0 {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_PWRITE64, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(off), 0, 0)
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno != 0:
+			return os.NewSyscallError("pwrite", errno)
+		case n == 0:
+			return io.ErrShortWrite
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	if time.Since(start) > rawWriteLimit {
+		j.slow = slowWrites
+	}
+	return nil
+}
+
+// alignedBlock is a buffer of n bytes (a multiple of directBlock) whose
+// address is aligned for O_DIRECT.
+func alignedBlock(n int) []byte {
+	b := make([]byte, n+directBlock)
+	skip := int(-uintptr(unsafe.Pointer(&b[0])) & (directBlock - 1))
+	return b[skip : skip+n : skip+n]
 }
 
 // appendRecord appends group's changes to b as record number seq.
@@ -163,7 +282,13 @@ func appendRecord(b []byte, seq uint64, group []write, tab *crc32.Table) []byte 
 // reset starts the journal over at offset 0, after its records are in bbolt.
 func (j *journal) reset() { j.off = 0 }
 
-func (j *journal) close() error { return j.f.Close() }
+func (j *journal) close() error {
+	var err error
+	if j.direct != nil {
+		err = j.direct.Close()
+	}
+	return errors.Join(err, j.f.Close())
+}
 
 func appendChange(b []byte, c change) []byte {
 	op := byte(opPut)

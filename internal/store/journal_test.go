@@ -233,13 +233,22 @@ func TestPutJSONThen(t *testing.T) {
 // a crash leaves) opens with every write that had returned, including when
 // the journal's last record is torn.
 func TestCheckpoints(t *testing.T) {
+	for _, buffered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("buffered=%v", buffered), func(t *testing.T) { testCheckpoints(t, buffered) })
+	}
+}
+
+func testCheckpoints(t *testing.T, buffered bool) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "x.db")
-	db, err := open(path, 4096)
+	db, err := open(path, options{checkpointAt: 4096, buffered: buffered})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	if !buffered && db.journal.direct == nil {
+		t.Logf("%s does not take O_DIRECT: both runs are buffered", dir)
+	}
 	resets := 0
 	var off int64
 	for i := range 400 {
@@ -334,12 +343,19 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills child processes")
 	}
+	for _, buffered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("buffered=%v", buffered), func(t *testing.T) { testCrash(t, buffered) })
+	}
+}
+
+func testCrash(t *testing.T, buffered bool) {
 	path := filepath.Join(t.TempDir(), "x.db")
 	acked := map[string]bool{}
 	const rounds = 6
 	for round := range rounds {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKeepsAcknowledgedWrites$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, fmt.Sprintf("BOOTSTRAPD_STORE_CRASH_ROUND=%d", round))
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, fmt.Sprintf("BOOTSTRAPD_STORE_CRASH_ROUND=%d", round),
+			fmt.Sprintf("BOOTSTRAPD_STORE_CRASH_BUFFERED=%v", buffered))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -415,7 +431,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 // crashChild writes pairs of keys from 8 goroutines until it is killed,
 // printing each key once its PutAll has returned.
 func crashChild(t *testing.T, path string) {
-	db, err := open(path, 16<<10)
+	db, err := open(path, options{checkpointAt: 16 << 10, buffered: os.Getenv("BOOTSTRAPD_STORE_CRASH_BUFFERED") == "true"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,5 +462,70 @@ func crashChild(t *testing.T, path string) {
 	case <-done:
 	case <-time.After(time.Minute):
 		t.Error("not killed within a minute")
+	}
+}
+
+// TestRecordSizes: records that end inside a block, exactly at its end, or
+// span several, one after the other, all come back after a crash, through
+// O_DIRECT and through the page cache.
+func TestRecordSizes(t *testing.T) {
+	sizes := []int{1, 100, directBlock - recordHeader - 13, directBlock, 3 * directBlock, 7, directBlock - 1, 20000, 2}
+	for _, mode := range []struct {
+		name     string
+		buffered bool
+		slow     int // writes made through the scheduler, as after a slow one
+	}{
+		{"O_DIRECT, raw writes", false, 0},
+		{"O_DIRECT, after a slow write", false, 3},
+		{"page cache and fdatasync", true, 0},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "x.db")
+			db, err := open(path, options{checkpointAt: 1 << 30, buffered: mode.buffered})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			db.journal.slow = mode.slow
+			want := map[string][]byte{}
+			for i, n := range sizes {
+				k := fmt.Sprint(i)
+				v := bytes.Repeat([]byte{byte('a' + i)}, n)
+				want[k] = v
+				if err := db.PutJSON("b", k, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := db.submit(write{}); err != nil {
+				t.Fatal(err)
+			}
+			if db.journal.off == 0 {
+				t.Fatal("nothing in the journal")
+			}
+			crash := filepath.Join(dir, "crash", "x.db")
+			copyFile(t, path, crash)
+			copyFile(t, journalPath(path), journalPath(crash))
+			cdb, err := Open(crash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cdb.Close()
+			got := map[string][]byte{}
+			err = cdb.bolt.View(func(tx *bolt.Tx) error {
+				return tx.Bucket([]byte("b")).ForEach(func(k, v []byte) error {
+					got[string(k)] = bytes.Clone(v)
+					return nil
+				})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range want {
+				if !bytes.Equal(got[k], v) {
+					t.Errorf("record %s: %d bytes back, want %d", k, len(got[k]), len(v))
+				}
+			}
+		})
 	}
 }

@@ -85,9 +85,15 @@ const maxGroup = 2000
 // Open opens (creating if needed) the store file at path with mode 0600 and
 // its directory with 0700: leases and token hashes are nobody else's business.
 // The journal, path + ".journal", is replayed into the store file.
-func Open(path string) (*DB, error) { return open(path, defaultCheckpointAt) }
+func Open(path string) (*DB, error) { return open(path, options{checkpointAt: defaultCheckpointAt}) }
 
-func open(path string, checkpointAt int64) (*DB, error) {
+// options are the knobs tests turn.
+type options struct {
+	checkpointAt int64 // journal size that triggers a checkpoint
+	buffered     bool  // journal through the page cache even where O_DIRECT works
+}
+
+func open(path string, o options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
@@ -99,13 +105,13 @@ func open(path string, checkpointAt int64) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	// The journal is opened under bbolt's file lock: one process at a time.
-	j, data, err := openJournal(path)
+	j, data, err := openJournal(path, o.buffered)
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
 	db := &DB{bolt: b, path: path, writes: make(chan write, maxGroup), done: make(chan struct{}),
-		journal: j, pending: map[string]map[string][]byte{}, checkpointAt: checkpointAt, nextAt: checkpointAt}
+		journal: j, pending: map[string]map[string][]byte{}, checkpointAt: o.checkpointAt, nextAt: o.checkpointAt}
 	if err := db.replay(data); err != nil {
 		j.close()
 		b.Close()
