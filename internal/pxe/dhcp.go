@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
@@ -464,7 +466,7 @@ func (h *DHCP) send(conn net.PacketConn, peer net.Addr, port int, req *dhcpv4.DH
 	}
 	up, _ := peer.(*net.UDPAddr)
 	dst := Dest(req, resp, up, port)
-	if _, err := conn.WriteTo(resp.ToBytes(), dst); err != nil {
+	if err := writeTo(conn, resp.ToBytes(), dst); err != nil {
 		h.metrics.error()
 		h.Log.Warn("dhcp reply not sent", "mac", req.ClientHWAddr.String(), "to", dst.String(), "err", err)
 		return
@@ -487,8 +489,14 @@ func ServeDHCP(ctx context.Context, conn net.PacketConn, handler server4.Handler
 	defer stop()
 	malformed := newQuietLog(log, "dhcp", nil)
 	buf := make([]byte, 4096) // dhcpv4.FromBytes copies what it keeps
+	read := conn.ReadFrom
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			read = rawReader(rc)
+		}
+	}
 	for {
-		n, peer, err := conn.ReadFrom(buf)
+		n, peer, err := read(buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -515,6 +523,84 @@ func ServeDHCP(ctx context.Context, conn net.PacketConn, handler server4.Handler
 		}
 		handler(conn, up, m)
 	}
+}
+
+// The listener's socket calls are made with syscall.RawSyscall, which the
+// Go scheduler does not see, instead of the net package's syscall.Syscall.
+// The socket is non-blocking, so they return at once; but every
+// syscall.Syscall made while all threads idle wakes the runtime's monitor
+// thread (sysmon), which then polls every 20 µs for a while: at
+// 1000 exchanges/s that was 40% of the daemon's context switches. Waiting
+// for a packet still parks the goroutine in the netpoller (RawConn.Read).
+
+// rawReader is ReadFrom on rc.
+func rawReader(rc syscall.RawConn) func([]byte) (int, net.Addr, error) {
+	var (
+		p     []byte
+		n     uintptr
+		errno syscall.Errno
+		sa    syscall.RawSockaddrInet4
+		salen uint32
+	)
+	// One closure for every read: rc.Read takes a func, and a new one per
+	// packet would be an allocation per packet.
+	recv := func(fd uintptr) bool {
+		for {
+			salen = syscall.SizeofSockaddrInet4
+			n, _, errno = syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+				0, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
+			if errno != syscall.EINTR {
+				return errno != syscall.EAGAIN
+			}
+		}
+	}
+	return func(b []byte) (int, net.Addr, error) {
+		p = b
+		if err := rc.Read(recv); err != nil {
+			return 0, nil, err
+		}
+		if errno != 0 {
+			return 0, nil, os.NewSyscallError("recvfrom", errno)
+		}
+		if sa.Family != syscall.AF_INET || salen < syscall.SizeofSockaddrInet4 {
+			return int(n), &net.UDPAddr{}, nil // not IPv4: Dest answers by broadcast
+		}
+		port := int(sa.Port>>8 | sa.Port<<8&0xff00) // network byte order
+		return int(n), &net.UDPAddr{IP: net.IPv4(sa.Addr[0], sa.Addr[1], sa.Addr[2], sa.Addr[3]).To4(), Port: port}, nil
+	}
+}
+
+// writeTo is conn.WriteTo, with a RawSyscall (see above) where conn allows.
+func writeTo(conn net.PacketConn, b []byte, dst *net.UDPAddr) error {
+	sc, ok := conn.(syscall.Conn)
+	ip := dst.IP.To4()
+	if !ok || ip == nil {
+		_, err := conn.WriteTo(b, dst)
+		return err
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	sa := syscall.RawSockaddrInet4{Family: syscall.AF_INET, Port: uint16(dst.Port)>>8 | uint16(dst.Port)<<8}
+	copy(sa.Addr[:], ip)
+	var errno syscall.Errno
+	err = rc.Write(func(fd uintptr) bool {
+		for {
+			_, _, errno = syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+				0, uintptr(unsafe.Pointer(&sa)), syscall.SizeofSockaddrInet4)
+			if errno != syscall.EINTR {
+				return errno != syscall.EAGAIN
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if errno != 0 {
+		return os.NewSyscallError("sendto", errno)
+	}
+	return nil
 }
 
 // ProbeDHCPPort binds 0.0.0.0:port on iface with neither SO_REUSEADDR nor

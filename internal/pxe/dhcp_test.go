@@ -484,3 +484,52 @@ func TestServeDHCP(t *testing.T) {
 		})
 	}
 }
+
+// TestServeDHCPSocket: on a real UDP socket, the listener reads with its
+// own recvfrom and answers with its own sendto (see rawReader): a proxyDHCP
+// REQUEST on port 4011 is answered to the address and port it came from,
+// and a malformed packet in between changes nothing.
+func TestServeDHCPSocket(t *testing.T) {
+	h := newDHCP(t, config.ModeProxy)
+	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- ServeDHCP(ctx, srv, h.Handler(PXEPort), discardLog()) }()
+	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	hw, _ := net.ParseMAC(stranger)
+	req, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithClientIP(net.ParseIP("10.77.0.33")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64)), dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00007")))
+	for i, pkt := range [][]byte{[]byte("junk"), req.ToBytes(), req.ToBytes()} {
+		if _, err := client.WriteTo(pkt, srv.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			continue
+		}
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1500)
+		n, from, err := client.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if from.String() != srv.LocalAddr().String() {
+			t.Errorf("reply from %s, want %s", from, srv.LocalAddr())
+		}
+		ack, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil || ack.MessageType() != dhcpv4.MessageTypeAck || ack.TransactionID != req.TransactionID || ack.BootFileName != "snponly.efi" {
+			t.Fatalf("reply %d: %v %v", i, ack, err)
+		}
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Errorf("ServeDHCP after cancel: %v", err)
+	}
+}
