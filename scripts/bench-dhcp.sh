@@ -10,7 +10,8 @@
 #
 # Run as root from the repository: `make bench` (builds bin/bootstrapd first).
 # Knobs (environment): RATES, PERIOD, CLIENTS, MAX_DROP, SERVERS, BUDGET, KEEP,
-# BIN, and for finding where a server's CPU goes, ATTACH and PROFILE (below).
+# BIN, BIN2 and ORDER (before/after in one run), and for finding where a
+# server's CPU goes, ATTACH and PROFILE (below).
 # Nothing outside the two namespaces, the veth pair and one temp directory is
 # created, and the exit trap deletes all of them. Host interfaces are not touched.
 set -euo pipefail
@@ -25,6 +26,13 @@ SERVERS=${SERVERS:-"kea bootstrapd"}
 BUDGET=${BUDGET:-330}          # seconds; no step starts after this (a full run takes about 4 min)
 KEEP=${KEEP:-0}                # 1: keep the temp dir (configs, logs, perfdhcp output)
 BIN=${BIN:-$PWD/bin/bootstrapd}
+# BIN2: a second bootstrapd binary, run as the server "bootstrapd2" (add it to
+# SERVERS), e.g. the build before a change next to the one after it.
+BIN2=${BIN2:-}
+# ORDER=rate: every server at one rate, then the next rate, instead of each
+# server's whole series in turn: servers compared step by step see the same
+# background load, which on a shared machine changes within minutes.
+ORDER=${ORDER:-server}
 # ATTACH: a command run beside every step's load, with $SERVER_PID and $DIR
 # (the step's directory) in its environment, e.g.
 #   ATTACH='perf stat -e task-clock,context-switches,raw_syscalls:sys_enter -p $SERVER_PID -o $DIR/perf.txt'
@@ -179,6 +187,16 @@ write_site() {
 	EOF
 }
 
+# server_bin SERVER: the binary of a bootstrapd server (bootstrapd, bootstrapd2).
+server_bin() {
+	case $1 in
+	bootstrapd2) echo "${BIN2:?BIN2 is not set (SERVERS names bootstrapd2)}" ;;
+	*) echo "$BIN" ;;
+	esac
+}
+start_bootstrapd2() { BIN=$(server_bin bootstrapd2) start_bootstrapd "$@"; }
+leases_bootstrapd2() { BIN=$(server_bin bootstrapd2) leases_bootstrapd "$@"; }
+
 start_bootstrapd() {
 	local dir=$1 log=${2:-server.log}
 	[[ -f $dir/site.hcl ]] || write_site "$dir"
@@ -332,7 +350,7 @@ run_step() {
 
 	# Durability: kill without warning, then compare what is on disk with
 	# what the clients were told.
-	if [[ $PROFILE == 1 && $server == bootstrapd ]]; then
+	if [[ $PROFILE == 1 && $server == bootstrapd* ]]; then
 		stop_server TERM # writes cpu.pprof; see PROFILE above
 	else
 		stop_server KILL
@@ -361,7 +379,7 @@ run_step() {
 # --- run -------------------------------------------------------------------
 
 log "machine: $NPROC cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
-log "versions: $("$BIN" version), Kea $(kea-dhcp4 -v), perfdhcp $(perfdhcp -v 2>&1 | awk '{ print $2 }')"
+log "versions: $("$BIN" version)${BIN2:+ (bootstrapd2: $("$BIN2" version))}, Kea $(kea-dhcp4 -v), perfdhcp $(perfdhcp -v 2>&1 | awk '{ print $2 }')"
 setup_net
 
 # Anything else running on the machine competes with the server and perfdhcp
@@ -384,22 +402,36 @@ ip netns exec "$NS_C" perfdhcp -4 -l "$VETH_C" -r 100 -R "$CLIENTS" -p 2 -W "$WA
 	{ cat "$smoke/perfdhcp.txt" "$smoke/server.log" >&2; die "smoke test: bootstrapd did not complete every exchange at 100/s"; }
 stop_server TERM
 
-for server in $SERVERS; do
+declare -A STOPPED # servers whose series has ended
+step() {
+	[[ -z ${STOPPED[$1]:-} ]] || return 0
+	if ((SECONDS > BUDGET)); then
+		log "time budget ($BUDGET s) used up: not running $1 at $2/s"
+		STOPPED[$1]=1
+		return
+	fi
+	run_step "$1" "$2" || STOPPED[$1]=1
+}
+if [[ $ORDER == rate ]]; then
 	for rate in $RATES; do
-		if ((SECONDS > BUDGET)); then
-			log "time budget ($BUDGET s) used up: not running $server at $rate/s"
-			break
-		fi
-		run_step "$server" "$rate" || break
+		for server in $SERVERS; do
+			step "$server" "$rate"
+		done
 	done
-done
+else
+	for server in $SERVERS; do
+		for rate in $RATES; do
+			step "$server" "$rate"
+		done
+	done
+fi
 
 # --- report ----------------------------------------------------------------
 
 echo
 echo "## DHCP load: $(date -u +%Y-%m-%d), $NPROC cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), kernel $(uname -r)"
 echo
-echo "$("$BIN" version); Kea $(kea-dhcp4 -v) (memfile, persist=true, multi-threading off as by default in 2.2); perfdhcp $(perfdhcp -v 2>&1 | awk '{ print $2 }'); ${PERIOD} s per step, ${CLIENTS} client MACs; other processes used ${IDLE_BUSY}% of a core before the run. CPU figures are % of one core (${NPROC}00% = all cores)."
+echo "$("$BIN" version)${BIN2:+ (bootstrapd2: $("$BIN2" version))}; Kea $(kea-dhcp4 -v) (memfile, persist=true, multi-threading off as by default in 2.2); perfdhcp $(perfdhcp -v 2>&1 | awk '{ print $2 }'); ${PERIOD} s per step, ${CLIENTS} client MACs; other processes used ${IDLE_BUSY}% of a core before the run. CPU figures are % of one core (${NPROC}00% = all cores)."
 echo
 echo "| server | offered/s | sent/s | completed/s | lost % | drops D-O % | drops R-A % | avg D-O ms | avg R-A ms | server CPU % | server CPU µs/exchange | perfdhcp CPU % | other CPU % | ACKed leases | missing on disk | rcvbuf drops server | rcvbuf drops client |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
