@@ -346,6 +346,10 @@ func get(ctx context.Context, hc *http.Client, u, want string) (string, error) {
 // Content-Range gave.
 func getRanges(ctx context.Context, hc *http.Client, u string) (int64, error) {
 	var got, size int64 = 0, -1
+	// io.Discard's own buffer is 8 KiB: 7,000 reads for a 60 MB boot, per
+	// node. The load generator shares the CPU with bootstrapd, so it reads
+	// in fewer, larger pieces.
+	buf := make([]byte, 128<<10)
 	for size < 0 || got < size {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
@@ -364,7 +368,7 @@ func getRanges(ctx context.Context, hc *http.Client, u string) (int64, error) {
 				total, _ = strconv.ParseInt(cr[i+1:], 10, 64)
 			}
 		}
-		n, err := io.Copy(io.Discard, resp.Body)
+		n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, resp.Body, buf)
 		resp.Body.Close()
 		got += n
 		switch {

@@ -14,8 +14,13 @@ import (
 // little: a few small scripts and reports, and its kernel and initrd.
 const (
 	// MaxNodeConns is how many connections are served at once; more wait
-	// in the kernel's backlog until one closes.
-	MaxNodeConns = 256
+	// in the kernel's backlog until one closes. iPXE holds one connection
+	// per node for its whole boot (scripts, then kernel and initrd), so
+	// this is also how many nodes can download at once: at 256, the other
+	// 244 nodes of a 500-node boot storm waited up to 16 s for their first
+	// script (docs/benchmarks.md). An idle connection costs a goroutine and
+	// two 4 KiB buffers, about 20 MiB for all 1024.
+	MaxNodeConns = 1024
 	// MaxConnsPerClient is how many of them one address may hold; its
 	// next ones are closed at once. iPXE and an installer use one or two.
 	MaxConnsPerClient = 16
