@@ -260,14 +260,20 @@ func (inv *Inventory) Commit(ctx context.Context, mac string, ip netip.Addr, poo
 // called once, with the lease once it is on disk, or with Commit's error.
 // A refusal calls done before CommitThen returns; otherwise done runs on
 // the store's writer goroutine, so it must be quick and must not write to
-// the store.
-func (inv *Inventory) CommitThen(mac string, ip netip.Addr, pool bool, done func(Lease, error)) {
+// the store. now says that no other write is expected soon: the store
+// then commits on the caller's goroutine if it is idle (store.PutJSONNow),
+// and done has run when CommitThen returns.
+func (inv *Inventory) CommitThen(mac string, ip netip.Addr, pool, now bool, done func(Lease, error)) {
 	l, data, err := inv.bind(mac, ip, pool)
 	if err != nil {
 		done(Lease{}, err)
 		return
 	}
-	err = inv.db.PutJSONThen(leasesBucket, ip.String(), data, func(err error) {
+	put := inv.db.PutJSONThen
+	if now {
+		put = inv.db.PutJSONNow
+	}
+	err = put(leasesBucket, ip.String(), data, func(err error) {
 		if err != nil {
 			done(Lease{}, fmt.Errorf("persist lease %s for %s: %w", ip, mac, err))
 			return

@@ -443,15 +443,20 @@ func TestCommitThen(t *testing.T) {
 		mac     string
 		ip      netip.Addr
 		pool    bool
+		now     bool
 		wantErr error
 	}{
-		{"another client's address", macB, ip, true, ErrWrongAddr},
-		{"reservation mode, no node", macC, addr("10.0.0.120"), false, ErrNoLease},
-		{"the offered address", macA, ip, true, nil},
+		{"another client's address", macB, ip, true, false, ErrWrongAddr},
+		{"reservation mode, no node", macC, addr("10.0.0.120"), false, false, ErrNoLease},
+		{"the offered address", macA, ip, true, false, nil},
+		{"the offered address again, committed at once", macA, ip, true, true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			results := make(chan result, 2)
-			ti.CommitThen(tc.mac, tc.ip, tc.pool, func(l Lease, err error) { results <- result{l, err} })
+			ti.CommitThen(tc.mac, tc.ip, tc.pool, tc.now, func(l Lease, err error) { results <- result{l, err} })
+			if tc.now && len(results) == 0 {
+				t.Error("now: done had not run when CommitThen returned")
+			}
 			r := <-results
 			if !errors.Is(r.err, tc.wantErr) {
 				t.Fatalf("err %v, want %v", r.err, tc.wantErr)

@@ -17,6 +17,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
@@ -204,7 +205,7 @@ func (h *DHCP) writes(r incoming, port int) bool {
 // waiting: done is called once the lease is on disk (see
 // inventory.CommitThen).
 type leaserThen interface {
-	CommitThen(mac string, ip netip.Addr, pool bool, done func(inventory.Lease, error))
+	CommitThen(mac string, ip netip.Addr, pool, now bool, done func(inventory.Lease, error))
 }
 
 // replyThen is Reply for the listener: it calls send with what Reply
@@ -212,8 +213,10 @@ type leaserThen interface {
 // returns, on the listener's goroutine: no goroutine per packet, no
 // wake-ups. A REQUEST's ACK is sent by the store's writer once the lease is
 // on disk (when the Leaser can do that; otherwise, and for RELEASE and
-// DECLINE, a goroutine waits for the write).
-func (h *DHCP) replyThen(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, port int, send func(*dhcpv4.DHCPv4, error)) {
+// DECLINE, a goroutine waits for the write). idle reports whether no other
+// packet is waiting on the socket: then the lease may be committed on this
+// goroutine (see store.PutJSONNow).
+func (h *DHCP) replyThen(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, port int, idle func() bool, send func(*dhcpv4.DHCPv4, error)) {
 	r, err := h.inspect(ctx, req, mt)
 	if err != nil {
 		send(nil, err)
@@ -236,7 +239,7 @@ func (h *DHCP) replyThen(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.Mess
 			send(nil, err)
 			return
 		}
-		lt.CommitThen(r.mac, ip, h.Mode == config.ModePool, func(_ inventory.Lease, err error) {
+		lt.CommitThen(r.mac, ip, h.Mode == config.ModePool, idle(), func(_ inventory.Lease, err error) {
 			send(h.committed(req, ack, err))
 		})
 		return
@@ -442,7 +445,8 @@ func (h *DHCP) Handler(port int) server4.Handler {
 		ctx := context.Background()
 		mt := req.MessageType()
 		h.metrics.request(mt)
-		h.replyThen(ctx, req, mt, port, func(resp *dhcpv4.DHCPv4, err error) {
+		idle := func() bool { return socketIdle(conn) }
+		h.replyThen(ctx, req, mt, port, idle, func(resp *dhcpv4.DHCPv4, err error) {
 			defer func() { <-inflight }()
 			h.send(conn, peer, port, req, mt, resp, err)
 		})
@@ -568,6 +572,27 @@ func rawReader(rc syscall.RawConn) func([]byte) (int, net.Addr, error) {
 		port := int(sa.Port>>8 | sa.Port<<8&0xff00) // network byte order
 		return int(n), &net.UDPAddr{IP: net.IPv4(sa.Addr[0], sa.Addr[1], sa.Addr[2], sa.Addr[3]).To4(), Port: port}, nil
 	}
+}
+
+// socketIdle reports whether no packet waits on conn (SIOCINQ), and false
+// when it cannot tell.
+func socketIdle(conn net.PacketConn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	queued := int32(-1)
+	rc.Control(func(fd uintptr) {
+		var n int32
+		if _, _, errno := syscall.RawSyscall(syscall.SYS_IOCTL, fd, unix.SIOCINQ, uintptr(unsafe.Pointer(&n))); errno == 0 {
+			queued = n
+		}
+	})
+	return queued == 0
 }
 
 // writeTo is conn.WriteTo, with a RawSyscall (see above) where conn allows.

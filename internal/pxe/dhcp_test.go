@@ -400,10 +400,10 @@ type gatedLeaser struct {
 	gate chan struct{}
 }
 
-func (g gatedLeaser) CommitThen(mac string, ip netip.Addr, pool bool, done func(inventory.Lease, error)) {
+func (g gatedLeaser) CommitThen(mac string, ip netip.Addr, pool, now bool, done func(inventory.Lease, error)) {
 	go func() {
 		<-g.gate
-		g.Inventory.CommitThen(mac, ip, pool, done)
+		g.Inventory.CommitThen(mac, ip, pool, now, done)
 	}()
 }
 

@@ -68,7 +68,7 @@ const (
 	// logical block size divides it.
 	directBlock = 4096
 	// rawWriteLimit and slowWrites: see pwriteDirect.
-	rawWriteLimit = 2 * time.Millisecond
+	rawWriteLimit = 20 * time.Millisecond
 	slowWrites    = 1000
 	// maxRecord bounds one record's body: a length beyond it is read as a
 	// torn record, not as a reason to allocate gigabytes.
@@ -227,7 +227,9 @@ func (j *journal) writeDirect(rec []byte) error {
 // to end: a fraction of a millisecond on a working disk. On a slow one
 // it would stall the whole daemon at every collection, so after a write
 // that took longer than rawWriteLimit the next slowWrites writes go
-// through the scheduler again.
+// through the scheduler again. (The limit is well above what a busy shared
+// machine adds to a write by descheduling the thread: at 2 ms that alone
+// kept switching it to the slow path.)
 func (j *journal) pwriteDirect(b []byte, off int64) error {
 	if j.slow > 0 {
 		j.slow--

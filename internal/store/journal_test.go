@@ -529,3 +529,75 @@ func TestRecordSizes(t *testing.T) {
 		})
 	}
 }
+
+// TestPutJSONNow: an idle store commits on the caller's goroutine, before
+// PutJSONNow returns; a store with a commit in progress, writes queued or a
+// slow disk hands the write to the committer, after the writes before it.
+func TestPutJSONNow(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "x.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mu sync.Mutex
+	var order []string
+	then := func(k string) func(error) {
+		return func(err error) {
+			if err != nil {
+				t.Errorf("%s: %v", k, err)
+			}
+			mu.Lock()
+			order = append(order, k)
+			mu.Unlock()
+		}
+	}
+	done := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(order) }
+
+	if err := db.PutJSONNow("b", "idle", []byte("1"), then("idle")); err != nil {
+		t.Fatal(err)
+	}
+	if got := done(); !slices.Equal(got, []string{"idle"}) {
+		t.Fatalf("idle store: %v when PutJSONNow returned, want it committed", got)
+	}
+
+	// A commit in progress (the committer holds commitMu), with a write
+	// queued before ours.
+	db.commitMu.Lock()
+	if err := db.PutJSONThen("b", "first", []byte("1"), then("first")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutJSONNow("b", "second", []byte("2"), then("second")); err != nil {
+		t.Fatal(err)
+	}
+	if got := done(); len(got) != 1 {
+		t.Errorf("busy store: %v committed while the commit lock was held", got)
+	}
+	db.commitMu.Unlock()
+	for deadline := time.Now().Add(5 * time.Second); len(done()) < 3 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if got := done(); !slices.Equal(got, []string{"idle", "first", "second"}) {
+		t.Errorf("order %v, want idle, first, second", got)
+	}
+
+	// A slow disk: through the committer, not on the caller's goroutine.
+	if err := db.submit(write{}); err != nil {
+		t.Fatal(err)
+	}
+	db.commitMu.Lock()
+	db.journal.slow = 1
+	db.commitMu.Unlock()
+	ch := make(chan error, 1)
+	if err := db.PutJSONNow("b", "slow", []byte("3"), func(err error) { ch <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutJSONNow("b", "late", []byte("4"), func(error) { t.Error("called after Close") }); err == nil {
+		t.Error("PutJSONNow after Close succeeded")
+	}
+}
