@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // tftpConn is one transfer's socket: UDP, bound to the address the request
@@ -76,7 +77,9 @@ func (c *tftpConn) setWait(d time.Duration) error {
 // send writes one datagram to the client.
 func (c *tftpConn) send(b []byte) error {
 	for range 3 {
-		_, err := syscall.Write(c.fd, b)
+		// send(2), as sendto without an address; write(2) would work as
+		// well, through the VFS layer's extra checks on every block.
+		err := syscall.Sendto(c.fd, b, 0, nil)
 		// EINTR: a signal came first. ECONNREFUSED: an ICMP port
 		// unreachable from the client arrived since the last call and is
 		// reported once, in place of this send; the client may have
@@ -107,10 +110,16 @@ func (c *tftpConn) recv(b []byte, d time.Duration) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := syscall.Read(c.fd, b)
+	// recv(2): recvfrom without an address. syscall.Recvfrom would
+	// allocate the address it returns, once per block.
+	r, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0, 0, 0)
+	var err error
+	if e != 0 {
+		err = e
+	}
 	switch err {
 	case nil:
-		return n, nil
+		return int(r), nil
 	case syscall.EAGAIN:
 		return 0, errTFTPTimeout
 	case syscall.EINTR, syscall.ECONNREFUSED:
