@@ -154,13 +154,14 @@ func (j *journal) prealloc(size int64) error {
 // append writes group as the next record and waits until it is on disk.
 // On an error nothing moves: the next record is written at the same offset
 // with the same number, over whatever part of this one reached the file.
-func (j *journal) append(group []write) error {
+// raw asks for a write the scheduler does not see (see pwriteDirect).
+func (j *journal) append(group []write, raw bool) error {
 	seq := j.seq + 1
 	b := appendRecord(j.buf[:0], seq, group, j.crc)
 	j.buf = b
 	var err error
 	if j.direct != nil {
-		err = j.writeDirect(b)
+		err = j.writeDirect(b, raw)
 	} else {
 		err = j.writeBuffered(b)
 	}
@@ -189,7 +190,7 @@ func (j *journal) writeBuffered(rec []byte) error {
 // writeDirect writes the blocks rec falls in: the written start of the
 // first (kept in j.block), rec, and zeros to the end of the last. On
 // success j.block starts with the written part of the block at the new end.
-func (j *journal) writeDirect(rec []byte) error {
+func (j *journal) writeDirect(rec []byte, raw bool) error {
 	start := j.off &^ (directBlock - 1)
 	head := int(j.off - start)
 	n := head + len(rec)
@@ -202,7 +203,7 @@ func (j *journal) writeDirect(rec []byte) error {
 	b := j.block[:size]
 	copy(b[head:], rec)
 	clear(b[n:])
-	if err := j.pwriteDirect(b, start); err != nil {
+	if err := j.pwriteDirect(b, start, raw); err != nil {
 		return fmt.Errorf("write store journal %s: %w", j.path, err)
 	}
 	// The new end's block, written up to the end, moves to the front.
@@ -216,23 +217,27 @@ func (j *journal) writeDirect(rec []byte) error {
 	return nil
 }
 
-// pwriteDirect writes b at off on the O_DIRECT file, normally with
-// syscall.RawSyscall, which the Go scheduler does not see. Through
-// syscall.Syscall (os.File.WriteAt), every write made while the process was
-// idle woke the runtime's monitor thread (sysmon), which then polled every
-// 20 µs until all threads were idle again: under DHCP load at
-// 1000-2000/s that cost a third of the daemon's CPU. The price is that
-// during a raw write the thread keeps its P (the scheduler's slot) and
-// cannot be stopped for a garbage collection, which waits for the write
-// to end: a fraction of a millisecond on a working disk. On a slow one
-// it would stall the whole daemon at every collection, so after a write
-// that took longer than rawWriteLimit the next slowWrites writes go
-// through the scheduler again. (The limit is well above what a busy shared
-// machine adds to a write by descheduling the thread: at 2 ms that alone
-// kept switching it to the slow path.)
-func (j *journal) pwriteDirect(b []byte, off int64) error {
-	if j.slow > 0 {
-		j.slow--
+// pwriteDirect writes b at off on the O_DIRECT file. When raw is set and
+// the disk is fast it uses syscall.RawSyscall, which the Go scheduler does
+// not see. Through syscall.Syscall (os.File.WriteAt), every write made
+// while the process was idle woke the runtime's monitor thread (sysmon),
+// which then polled every 20 µs until all threads were idle again: at
+// 1000-2000 DHCP exchanges/s that cost a third of the daemon's CPU. The
+// price is that during a raw write the thread keeps its P (the scheduler's
+// slot): the other goroutines have one P fewer, and a garbage collection
+// waits for the write to end. So raw is only for a write made when the
+// process is idle (store.PutJSONNow: under load, when every P has work, the
+// committer writes through the scheduler, which hands the P to another
+// goroutine for the length of the write), and after a write that took longer
+// than rawWriteLimit the next slowWrites writes go through the scheduler
+// too, so that a slow disk cannot stall collections. (The limit is well
+// above what a busy shared machine adds to a write by descheduling the
+// thread: at 2 ms that alone kept switching to the slow path.)
+func (j *journal) pwriteDirect(b []byte, off int64, raw bool) error {
+	if !raw || j.slow > 0 {
+		if j.slow > 0 {
+			j.slow--
+		}
 		_, err := j.direct.WriteAt(b, off)
 		return err
 	}

@@ -389,15 +389,27 @@ func testCrash(t *testing.T, buffered bool) {
 		if err != nil {
 			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
 		}
-		a, b := map[string]bool{}, map[string]bool{}
+		a, b, c := map[string]bool{}, map[string]bool{}, map[string]bool{}
 		if err := Load(db, "a", func(k string, _ rec) error { a[k] = true; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if err := Load(db, "b", func(k string, _ rec) error { b[k] = true; return nil }); err != nil {
 			t.Fatal(err)
 		}
-		missing := 0
+		if err := Load(db, "c", func(k string, _ int) error { c["c:"+k] = true; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		missing, nows := 0, 0
 		for k := range acked {
+			if strings.HasPrefix(k, "c:") {
+				nows++
+				if !c[k] {
+					if missing++; missing <= 5 {
+						t.Logf("missing: %s", k)
+					}
+				}
+				continue
+			}
 			if !a[k] || !b[k] {
 				if missing++; missing <= 5 {
 					t.Logf("missing: %s (in a: %v, in b: %v)", k, a[k], b[k])
@@ -415,7 +427,7 @@ func testCrash(t *testing.T, buffered bool) {
 				half++
 			}
 		}
-		t.Logf("round %d: killed after %d acknowledged writes; %d acknowledged in all, %d in the store", round, n, len(acked), len(a))
+		t.Logf("round %d: killed after %d acknowledged writes; %d acknowledged in all (%d by PutJSONNow), %d in the store", round, n, len(acked), nows, len(a)+len(c))
 		if missing > 0 {
 			t.Errorf("round %d: %d acknowledged writes missing after SIGKILL", round, missing)
 		}
@@ -438,6 +450,25 @@ func crashChild(t *testing.T, path string) {
 	round := os.Getenv("BOOTSTRAPD_STORE_CRASH_ROUND")
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	// And one writing alone with PutJSONNow: raw writes on its own
+	// goroutine whenever the store is idle.
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			k := fmt.Sprintf("r%s-now-%06d", round, i)
+			errs := make(chan error, 1)
+			if err := db.PutJSONNow("c", k, []byte(fmt.Sprint(i)), func(err error) { errs <- err }); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := <-errs; err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			os.Stdout.WriteString("c:" + k + "\n")
+			mu.Unlock()
+		}
+	})
 	for g := range 8 {
 		wg.Go(func() {
 			for i := 0; ; i++ {
@@ -473,11 +504,13 @@ func TestRecordSizes(t *testing.T) {
 	for _, mode := range []struct {
 		name     string
 		buffered bool
-		slow     int // writes made through the scheduler, as after a slow one
+		slow     int  // writes made through the scheduler, as after a slow one
+		now      bool // PutJSONNow on an idle store: a raw write
 	}{
-		{"O_DIRECT, raw writes", false, 0},
-		{"O_DIRECT, after a slow write", false, 3},
-		{"page cache and fdatasync", true, 0},
+		{"O_DIRECT, raw writes", false, 0, true},
+		{"O_DIRECT, through the scheduler", false, 0, false},
+		{"O_DIRECT, raw asked after a slow write", false, 3, true},
+		{"page cache and fdatasync", true, 0, false},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -493,7 +526,17 @@ func TestRecordSizes(t *testing.T) {
 				k := fmt.Sprint(i)
 				v := bytes.Repeat([]byte{byte('a' + i)}, n)
 				want[k] = v
-				if err := db.PutJSON("b", k, v); err != nil {
+				put := db.PutJSON
+				if mode.now {
+					put = func(b, k string, v []byte) error {
+						errs := make(chan error, 1)
+						if err := db.PutJSONNow(b, k, v, func(err error) { errs <- err }); err != nil {
+							return err
+						}
+						return <-errs
+					}
+				}
+				if err := put("b", k, v); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -238,14 +238,15 @@ func (db *DB) commit() {
 			}
 		}
 		db.commitMu.Lock()
-		db.group(group)
+		db.group(group, false)
 		db.commitMu.Unlock()
 		db.queued.Add(-int64(len(group)))
 		clear(group) // no callback or change outlives its group here
 	}
 }
 
-func (db *DB) group(group []write) {
+// group commits group; raw: see journal.pwriteDirect.
+func (db *DB) group(group []write, raw bool) {
 	n, readers := 0, false
 	for _, w := range group {
 		n += len(w.changes)
@@ -253,7 +254,7 @@ func (db *DB) group(group []write) {
 	}
 	var err error
 	if n > 0 {
-		if err = db.journal.append(group); err == nil {
+		if err = db.journal.append(group, raw); err == nil {
 			db.records.Add(1)
 			for _, w := range group {
 				for _, c := range w.changes {
@@ -433,7 +434,7 @@ func (db *DB) PutJSONNow(bucket, key string, data []byte, then func(error)) erro
 	}
 	if db.queued.Load() == 0 && db.commitMu.TryLock() {
 		if db.queued.Load() == 0 && db.journal.slow == 0 {
-			db.group([]write{w})
+			db.group([]write{w}, true)
 			db.commitMu.Unlock()
 			db.mu.RUnlock()
 			return nil
