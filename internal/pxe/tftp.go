@@ -252,6 +252,12 @@ func (t *TFTP) Serve(ctx context.Context, conn net.PacketConn) error {
 // goes on in its own goroutine.
 func (s *tftpServer) request(pkt []byte, local netip.Addr, from netip.AddrPort) {
 	req, err := parseTFTPRequest(pkt)
+	if err == nil && (from.Port() == 0 || from.Addr().IsMulticast() || from.Addr().IsUnspecified() || from.Addr() == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+		// A forged source no client can have: answering it would send
+		// the file to a group, or nowhere. (The kernel itself refuses to
+		// connect a transfer to a subnet's broadcast address.)
+		err = fmt.Errorf("source address %v", from)
+	}
 	if err != nil {
 		// Not answered: a reply would only tell a scanner, or someone
 		// spoofing a victim's address, that we are here.

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -396,5 +397,29 @@ func TestTFTPAtftpWindowsize(t *testing.T) {
 	stop()
 	if n := tftpCount(t, reg, "bootstrapd_tftp_transfers_total", map[string]string{"result": tftpOK}); n != 3 {
 		t.Errorf("transfers_total{ok} = %v, want 3", n)
+	}
+}
+
+// TestTFTPForgedSources: a request whose source is no client's (a
+// multicast group, the broadcast address, port 0) is dropped as
+// malformed, never answered.
+func TestTFTPForgedSources(t *testing.T) {
+	dir, _ := tftpFiles(t)
+	reg := prometheus.NewRegistry()
+	srv := newTestTFTP(t, dir, reg, nil)
+	s := &tftpServer{TFTP: srv, ctx: context.Background(), blksize: 1468, limits: TFTPLimits{}.withDefaults()}
+	s.slots = &tftpSlots{max: s.limits.MaxTransfers, perClient: s.limits.MaxPerClient}
+	local := netip.MustParseAddr("127.0.0.1")
+	for _, from := range []string{"224.0.0.1:1234", "239.255.255.250:1900", "255.255.255.255:68", "0.0.0.0:1234", "127.0.0.2:0"} {
+		s.request(tftpRRQPacket("random.bin"), local, netip.MustParseAddrPort(from))
+	}
+	s.wg.Wait()
+	if n := tftpCount(t, reg, "bootstrapd_unanswered_total", map[string]string{"proto": "tftp", "reason": "malformed"}); n != 5 {
+		t.Errorf("unanswered_total{malformed} = %v, want 5", n)
+	}
+	for _, r := range []string{tftpOK, tftpError, tftpBusy} {
+		if n := tftpCount(t, reg, "bootstrapd_tftp_transfers_total", map[string]string{"result": r}); n != 0 {
+			t.Errorf("transfers_total{%s} = %v, want 0", r, n)
+		}
 	}
 }
