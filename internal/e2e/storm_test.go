@@ -46,6 +46,33 @@ type stormReport struct {
 	// receive buffer was full: requests bootstrapd never saw.
 	udpDrops int64
 	states   map[inventory.State]int
+	// counters are bootstrapd's own DHCP and TFTP counters after the
+	// storm: what it received, answered and dropped.
+	counters []string
+}
+
+// stormCounters are the lines of bootstrapd's /metrics that say what its
+// DHCP and TFTP servers received, answered, dropped and refused.
+func stormCounters(tb testing.TB, lab *netlab.Lab) []string {
+	tb.Helper()
+	resp, err := lab.HTTPClient().Get("http://" + lab.Addr.String() + ":8080/metrics")
+	if err != nil {
+		tb.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("metrics: %v", err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[1] != "0" && (strings.HasPrefix(line, "bootstrapd_dhcp_") || strings.HasPrefix(line, "bootstrapd_tftp_transfers_total") ||
+			strings.HasPrefix(line, "bootstrapd_http_requests_total")) {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // Its addresses: bootstrapd on .0.1 of a /22, nodes from 10.98.1.0 on.
@@ -159,6 +186,7 @@ func runStorm(tb testing.TB, o stormOpts) stormReport {
 	for _, n := range all {
 		rep.states[n.State]++
 	}
+	rep.counters = stormCounters(tb, lab)
 	if p := os.Getenv("BOOTSTRAPD_STORM_LOG"); p != "" {
 		if err := os.WriteFile(p, []byte(d.log.String()), 0o644); err != nil {
 			tb.Error(err)
@@ -339,7 +367,11 @@ func (r stormReport) table() string {
 	fmt.Fprintf(&b, "%d nodes at once, initrd %d MB, kernel %d MB; wall %v; bootstrapd CPU %.1f s (%.0f%% of one core), peak RSS %d MiB; %d UDP datagrams dropped on full receive buffers; %.1f GB received; nodes by state: %v\n\n",
 		r.opts.nodes, r.opts.initrdSize/1e6, r.opts.initrdSize/5/1e6, r.wall.Round(time.Millisecond),
 		r.cpu.Seconds(), 100*r.cpu.Seconds()/r.wall.Seconds(), r.peakRSS>>20, r.udpDrops, float64(bytes)/1e9, r.states)
-	fmt.Fprintf(&b, "| step | p50 | p99 | max | failed |\n|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "bootstrapd's counters (non-zero):\n\n")
+	for _, c := range r.counters {
+		fmt.Fprintf(&b, "    %s\n", c)
+	}
+	fmt.Fprintf(&b, "\n| step | p50 | p99 | max | failed |\n|---|---:|---:|---:|---:|\n")
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms" }
 	for s := range numSteps {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", s, ms(r.quantile(s, 0.5)), ms(r.quantile(s, 0.99)), ms(r.quantile(s, 1)), counts[s])
