@@ -50,7 +50,7 @@ type stormReport struct {
 	// node's packets pass through the same two queues here, where real
 	// nodes' would each have a NIC.
 	backlogDrops int64
-	states   map[inventory.State]int
+	states       map[inventory.State]int
 	// counters are bootstrapd's own DHCP and TFTP counters after the
 	// storm: what it received, answered and dropped.
 	counters []string
