@@ -87,9 +87,10 @@ const (
 	tftpDefaultTimeout = time.Second
 	tftpDefaultRetries = 4
 	// tftpReadBuffer is how much of a file a transfer reads at once, and
-	// the most a window (RFC 7440) may hold: what a transfer holds is
-	// bounded by twice this, 32 MiB for the 256 transfers MaxTransfers
-	// allows by default.
+	// the most a window (RFC 7440) may hold. A transfer holds this, its
+	// window and one block read ahead: about 130 KiB at the default
+	// blksize cap (33 MiB for the 256 transfers MaxTransfers allows), at
+	// most 192 KiB at blksize 65464.
 	tftpReadBuffer = 64 << 10
 )
 
