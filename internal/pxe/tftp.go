@@ -285,22 +285,27 @@ func (s *tftpServer) request(pkt []byte, local netip.Addr, from netip.AddrPort) 
 		return
 	}
 	s.wg.Go(func() {
-		// A transfer keeps one OS thread from start to end. It spends its
-		// life in send and recv system calls, one pair per block; left to
-		// the scheduler, the goroutine moved between threads whenever the
-		// runtime took its P while it waited in recv (3 threads for 2
-		// transfers of 23k blocks each, under perf sched), and each move
-		// is a futex wake of another thread between an ACK and the next
-		// DATA. Locked, the kernel wakes the one thread that waits, as it
-		// wakes tftpd-hpa's process. On the shared 2-core test machine,
-		// in five runs of 20-30 32 MiB fetches at blksize 1468 taking
-		// turns with tftpd-hpa, locked was ahead of unlocked in four
-		// (0.92-1.15 of tftpd-hpa against 0.72-1.10), and 200 concurrent
-		// fetches were no slower (peak 104 threads, against 30). A
-		// waiting transfer holds a thread either way, blocked in recv, so
-		// MaxTransfers bounds the threads as it did.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
+		// A transfer that is one of at most GOMAXPROCS in flight keeps one
+		// OS thread from start to end. It spends its life in send and recv
+		// system calls, one pair per block; left to the scheduler, the
+		// goroutine moved between threads whenever the runtime took its P
+		// while it waited in recv (3 threads for 2 transfers of 23k blocks
+		// each, under perf sched), and each move is a futex wake of
+		// another thread between an ACK and the next DATA. Locked, the
+		// kernel wakes the one thread that waits, as it wakes tftpd-hpa's
+		// process: with two busy loops beside the benchmark, 32 MiB at
+		// blksize 512 went from 1.29 of tftpd-hpa to 2.27 (1468: no
+		// clear difference, 1.29-1.87 either way). With more transfers
+		// than Ps, locked threads hand the Ps to one another through
+		// thread switches instead, and 200 concurrent fetches took 20%
+		// longer (0.73-0.86 of tftpd-hpa, 0.93-1.00 unlocked): there the
+		// goroutines share the threads through the run queue. A waiting
+		// transfer holds a thread either way, blocked in recv, so
+		// MaxTransfers bounds the threads.
+		if s.slots.inFlight() <= runtime.GOMAXPROCS(0) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+		}
 		// The slot is free again before the client can hear that the
 		// transfer ended: a client that asks again at once (one refused
 		// name after another, say) must not find its own finished
@@ -427,6 +432,13 @@ func (s *tftpSlots) take(ip netip.Addr) (string, error) {
 	s.n++
 	s.client[ip]++
 	return "", nil
+}
+
+// inFlight is how many transfers hold a slot.
+func (s *tftpSlots) inFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
 }
 
 func (s *tftpSlots) give(ip netip.Addr) {
