@@ -285,27 +285,6 @@ func (s *tftpServer) request(pkt []byte, local netip.Addr, from netip.AddrPort) 
 		return
 	}
 	s.wg.Go(func() {
-		// A transfer that is one of at most GOMAXPROCS in flight keeps one
-		// OS thread from start to end. It spends its life in send and recv
-		// system calls, one pair per block; left to the scheduler, the
-		// goroutine moved between threads whenever the runtime took its P
-		// while it waited in recv (3 threads for 2 transfers of 23k blocks
-		// each, under perf sched), and each move is a futex wake of
-		// another thread between an ACK and the next DATA. Locked, the
-		// kernel wakes the one thread that waits, as it wakes tftpd-hpa's
-		// process: with two busy loops beside the benchmark, 32 MiB at
-		// blksize 512 went from 1.29 of tftpd-hpa to 2.27 (1468: no
-		// clear difference, 1.29-1.87 either way). With more transfers
-		// than Ps, locked threads hand the Ps to one another through
-		// thread switches instead, and 200 concurrent fetches took 20%
-		// longer (0.73-0.86 of tftpd-hpa, 0.93-1.00 unlocked): there the
-		// goroutines share the threads through the run queue. A waiting
-		// transfer holds a thread either way, blocked in recv, so
-		// MaxTransfers bounds the threads.
-		if s.slots.inFlight() <= runtime.GOMAXPROCS(0) {
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-		}
 		// The slot is free again before the client can hear that the
 		// transfer ended: a client that asks again at once (one refused
 		// name after another, say) must not find its own finished
@@ -371,6 +350,7 @@ func (s *tftpServer) read(req tftpRequest, local netip.Addr, from netip.AddrPort
 		oack = tftpOACK(opts)
 	}
 	x := newTFTPTransfer(s.ctx, conn, src, p, s.limits.Retries, start, s.limits.Lifetime)
+	x.thread = s.slots.inFlight() <= runtime.GOMAXPROCS(0)
 	stop := context.AfterFunc(s.ctx, conn.wake)
 	err = x.run(oack)
 	stop()

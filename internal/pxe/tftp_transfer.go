@@ -42,6 +42,8 @@ type tftpTransfer struct {
 	bytes int64    // file bytes in the blocks sent
 	rbuf  []byte
 
+	// thread says whether the transfer keeps its OS thread (run).
+	thread  bool
 	yielded time.Time // see alive
 }
 
@@ -85,6 +87,26 @@ func newTFTPTransfer(ctx context.Context, conn *tftpConn, src io.Reader, p tftpP
 
 // run sends the OACK, when there is one, and then the file.
 func (x *tftpTransfer) run(oack []byte) error {
+	if x.thread {
+		// A transfer that is one of at most GOMAXPROCS in flight keeps
+		// its OS thread. It spends its life in send and recv system
+		// calls, one pair per block; left to the scheduler, the goroutine
+		// moved between threads whenever the runtime took its P while it
+		// waited in recv (3 threads for 2 transfers of 23k blocks each,
+		// under perf sched), and each move is a futex wake of another
+		// thread between an ACK and the next DATA. Locked, the kernel
+		// wakes the one thread that waits, as it wakes tftpd-hpa's
+		// process: with two busy loops beside the benchmark, 32 MiB at
+		// blksize 512 went from 1.29 of tftpd-hpa to 2.27 (1468: 1.29-1.87
+		// either way). With more transfers than Ps, locked threads would
+		// hand the Ps to one another through thread switches, and 200
+		// concurrent fetches took 20% longer (0.73-0.86 of tftpd-hpa,
+		// 0.93-1.00 unlocked); there the goroutines share threads through
+		// the run queue. A waiting transfer holds a thread either way,
+		// blocked in recv, so MaxTransfers bounds the threads.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	if err := x.alive(); err != nil {
 		return err
 	}
@@ -200,8 +222,17 @@ func (x *tftpTransfer) alive() error {
 		// 32 MiB at blksize 1468 went from 0.38-1.35 of tftpd-hpa to
 		// 1.29-1.87 (paired medians of 10-12 fetches taking turns), at
 		// 512 from 1.19 to 2.27. Yielding now and then is a trip through
-		// the scheduler that finds nothing else to do.
+		// the scheduler that finds nothing else to do. A locked thread
+		// lets go of its goroutine for it: a locked goroutine's yield is a
+		// hand-off to another thread and back, and under load each
+		// hand-off waited its turn for a CPU (perf sched: 0.5 ms a time).
+		if x.thread {
+			runtime.UnlockOSThread()
+		}
 		runtime.Gosched()
+		if x.thread {
+			runtime.LockOSThread()
+		}
 		x.yielded = now
 	}
 	return nil
@@ -209,9 +240,7 @@ func (x *tftpTransfer) alive() error {
 
 // tftpYieldEvery is how often a transfer yields: twice in the runtime's
 // 10 ms (forcePreemptNS), so its monitor, which looks at most every 10 ms,
-// always finds the goroutine has been through the scheduler since. A
-// locked thread's yield costs a hand-off of its P to another thread and
-// back, 200 times a second.
+// always finds the goroutine has been through the scheduler since.
 const tftpYieldEvery = 5 * time.Millisecond
 
 // await returns the next packet from the client that is long enough to be
