@@ -61,11 +61,15 @@ type TFTPLimits struct {
 // few hundred KiB that take about a second on a LAN; everything larger goes
 // over HTTP.
 const (
-	// 256 transfers in flight is a whole rack booting at once, each node
-	// with a stale transfer or two still timing out; dnsmasq allows 50.
-	// It is also how many OS threads waiting transfers may hold
-	// (tftpConn), well inside Go's limit of 10,000.
-	tftpDefaultMaxTransfers = 256
+	// 1024 transfers in flight: a rack powered on at once asks within a
+	// second or two, and each transfer lasts about a second, so the
+	// transfers in flight are about the nodes booting. At 256, a 500-node
+	// boot storm had 151-167 nodes refused "busy" (docs/benchmarks.md),
+	// and a PXE ROM refused its boot file does not retry: it moves on to
+	// the next boot device. dnsmasq allows 50. It is also how many OS
+	// threads waiting transfers may hold (tftpConn), well inside Go's
+	// limit of 10,000.
+	tftpDefaultMaxTransfers = 1024
 	// 8 leaves room for a client's own retried requests (each is a new
 	// transfer here while the one it replaces times out) without letting
 	// one address take more than 1/32 of the slots.
@@ -89,7 +93,7 @@ const (
 	// tftpReadBuffer is how much of a file a transfer reads at once, and
 	// the most a window (RFC 7440) may hold. A transfer holds this, its
 	// window and one block read ahead: about 130 KiB at the default
-	// blksize cap (33 MiB for the 256 transfers MaxTransfers allows), at
+	// blksize cap (130 MiB for the 1024 transfers MaxTransfers allows), at
 	// most 192 KiB at blksize 65464.
 	tftpReadBuffer = 64 << 10
 )

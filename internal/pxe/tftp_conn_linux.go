@@ -23,7 +23,7 @@ import (
 // tftpd-hpa's process is woken.
 //
 // Each transfer waiting in recv holds an OS thread for that time; the
-// MaxTransfers cap (256 by default) bounds those threads too.
+// MaxTransfers cap (1024 by default) bounds those threads too.
 type tftpConn struct {
 	fd   int
 	wait time.Duration // the SO_RCVTIMEO in force
