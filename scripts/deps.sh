@@ -9,7 +9,7 @@ set -euo pipefail
 # e2fsprogs                        debugfs reads the installed node's disk image
 # udhcpc isc-dhcp-client           real DHCP clients
 # dnsmasq-base                     the other DHCP server in the proxy-mode test
-# tftp-hpa curl                    real TFTP and HTTP clients
+# tftp-hpa atftp curl              real TFTP (atftp: windowsize) and HTTP clients
 # kea-admin kea-dhcp4-server jq    perfdhcp and Kea for `make bench`
 # nginx-light wrk tftpd-hpa nftables  the file peers, the HTTP load and the client address spread of `make bench-files`
 # iproute2                         network namespaces
@@ -26,7 +26,7 @@ set -euo pipefail
 # extlinux syslinux-common         the BIOS boot loader stand-in (package grub)
 # systemd-boot-efi efibootmgr      the EFI boot loader stand-in (grub-x86_64-efi) and its NVRAM entry
 packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod e2fsprogs udhcpc isc-dhcp-client
-	dnsmasq-base tftp-hpa curl kea-admin kea-dhcp4-server jq nginx-light wrk tftpd-hpa nftables iproute2 gcc libc6-dev procps bsdextrautils shellcheck chromium
+	dnsmasq-base tftp-hpa atftp curl kea-admin kea-dhcp4-server jq nginx-light wrk tftpd-hpa nftables iproute2 gcc libc6-dev procps bsdextrautils shellcheck chromium
 	valgrind openipmi ipmitool redfishtool
 	fdisk dosfstools runit dropbear-bin extlinux syslinux-common systemd-boot-efi efibootmgr)
 

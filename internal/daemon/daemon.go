@@ -196,10 +196,11 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 }
 
 // stopGrace bounds how long a stop waits for work in flight. Without it, a
-// TFTP transfer to a client that went quiet (powered off mid-boot) held the
-// stop for pin/tftp's full retry timeout, about 30 s: longer than runit's
-// `sv down` (7 s) or a sensible systemd TimeoutStopSec waits before giving
-// up or sending SIGKILL, so a routine stop looked like a hang or a crash.
+// server still busy (an HTTP download to a slow node, say) could hold the
+// stop longer than runit's `sv down` (7 s) or a sensible systemd
+// TimeoutStopSec waits before giving up or sending SIGKILL, so a routine
+// stop would look like a hang or a crash. (TFTP transfers are woken and
+// ended by the stop itself.)
 const stopGrace = 3 * time.Second
 
 // wait returns when every server has returned or, once ctx (the group's)
