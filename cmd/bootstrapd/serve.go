@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 
 	"golang.org/x/term"
@@ -21,7 +22,18 @@ func serveCmd(fs *flag.FlagSet, e *env) action {
 	logFormat := fs.String("log-format", "auto", "log format: text, json, or auto (text on a terminal, else json)")
 	debug := fs.Bool("debug", false, "log every DHCP exchange")
 	cpuprofile := fs.String("cpuprofile", "", "write a Go CPU profile to `FILE` until the daemon stops")
+	mutexprofile := fs.String("mutexprofile", "", "write a Go profile of lock contention to `FILE` when the daemon stops")
 	return func(ctx context.Context, _ []string) error {
+		if *mutexprofile != "" {
+			// Every contended lock is recorded: this is for finding which
+			// one requests wait on, not for a daemon left running.
+			runtime.SetMutexProfileFraction(1)
+			defer func() {
+				if err := writeProfile("mutex", *mutexprofile); err != nil {
+					fmt.Fprintf(e.stderr, "bootstrapd: mutex profile: %v\n", err)
+				}
+			}()
+		}
 		if *cpuprofile != "" {
 			f, err := os.Create(*cpuprofile)
 			if err != nil {
@@ -78,4 +90,17 @@ func checkCmd(fs *flag.FlagSet, e *env) action {
 // takes with the same default.
 func configFlag(fs *flag.FlagSet, usage string) *string {
 	return fs.String("config", "site.hcl", usage)
+}
+
+// writeProfile writes the named runtime profile (pprof.Lookup) to path.
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = pprof.Lookup(name).WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
