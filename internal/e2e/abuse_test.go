@@ -52,7 +52,7 @@ func TestUnderAbuse(t *testing.T) {
 
 	storePath := filepath.Join(dir, "state", "bootstrapd.db")
 	store0 := diskUsage(t, storePath)
-	fds0, rss0 := procFDs(t, pid), procRSS(t, pid)
+	fds0, rss0 := procFDs(t, pid), procStatus(pid, "VmRSS")
 	t.Logf("before: %d open files, RSS %d MiB, store %d KiB", fds0, rss0>>20, store0>>10)
 
 	// The node boots while the floods run.
@@ -60,12 +60,13 @@ func TestUnderAbuse(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
-	var peakFDs, peakRSS int
+	var peakFDs int
+	var peakRSS int64
 	sampling, stopSampling := context.WithCancel(ctx)
 	wg.Go(func() {
 		for sampling.Err() == nil {
 			peakFDs = max(peakFDs, procFDs(t, pid))
-			peakRSS = max(peakRSS, procRSS(t, pid))
+			peakRSS = max(peakRSS, procStatus(pid, "VmRSS"))
 			time.Sleep(250 * time.Millisecond)
 		}
 	})
@@ -245,20 +246,6 @@ func procFDs(t *testing.T, pid int) int {
 		return 0
 	}
 	return len(ents)
-}
-
-func procRSS(t *testing.T, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.Atoi(f[1])
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // diskUsage is the bytes of disk a file takes, not its length: bbolt
