@@ -46,7 +46,7 @@ func (inv *Inventory) RunDeadlines(ctx context.Context) {
 // to retry.
 func (inv *Inventory) expire(ctx context.Context) (time.Time, []Node) {
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	defer inv.unlock(nil)
 	now := inv.now()
 	var next time.Time
 	var retried []Node

@@ -27,7 +27,7 @@ const (
 
 // flushEvery is how long a discovered node (or a known node's new arch)
 // waits in memory before it is written: one write a second, whatever the
-// packet rate, and never an fsync under the lock every DHCP reply takes.
+// packet rate.
 const flushEvery = time.Second
 
 // discovery is the state behind Seen, and behind the other writes that
@@ -37,17 +37,11 @@ type discovery struct {
 	count    int             // discovered nodes held
 	refused  uint64          // new MACs not recorded because count was at the cap
 	pending  map[string]bool // MACs whose records wait for the next flush
-	events   []LogEvent      // events numbered and published, not yet stored
+	events   []LogEvent      // events numbered and shown, not yet stored
 	flushing bool            // a flush is scheduled or running
-	inflight map[string]bool // MACs being written by the running flush
-	done     chan struct{}   // closed when the running flush's write returns
 }
 
-func (d *discovery) init() {
-	d.pending, d.inflight = map[string]bool{}, map[string]bool{}
-	d.done = make(chan struct{})
-	close(d.done)
-}
+func (d *discovery) init() { d.pending = map[string]bool{} }
 
 // saved keeps the count in step with a node being saved (prev is the
 // stored value, nil for a new node).
@@ -88,12 +82,12 @@ func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 	}
 	next := &Node{MAC: mac, State: Discovered, Created: now, Arch: arch, LastSeen: now,
 		History: []Event{{At: now, To: Discovered, Cause: "seen on the network"}}}
-	logged := inv.events.number(next, next.History)
+	b := inv.events.number(next, next.History)
 	inv.nodes[mac] = next
 	inv.disc.count++
-	inv.flushLater(mac, logged)
-	inv.events.publish(logged, false)
-	select { // the deadline watcher forgets it after DiscoveredTTL
+	inv.flushLater(mac, b.events)
+	inv.events.done(b, nil) // shown now, written by the flush
+	select {                // the deadline watcher forgets it after DiscoveredTTL
 	case inv.kick <- struct{}{}:
 	default:
 	}
@@ -119,9 +113,10 @@ func (inv *Inventory) flushLater(mac string, logged []LogEvent) {
 	}
 }
 
-// flush writes what Seen queued, in one transaction, outside the lock. A
-// save of a node while its older copy is being written here waits for
-// the write (waitFlush), so the store never ends with the older one.
+// flush writes what Seen queued, in one transaction. It is sent under the
+// lock, so that it is written before any later save of the same nodes, and
+// waited for outside it. Nodes it failed to write are tried again at the
+// next flush; their events are lost from the log (they were shown).
 func (inv *Inventory) flush() {
 	inv.mu.Lock()
 	d := &inv.disc
@@ -130,7 +125,6 @@ func (inv *Inventory) flush() {
 		if n := inv.nodes[mac]; n != nil {
 			c := n.clone()
 			entries = append(entries, store.Entry{Bucket: nodesBucket, Key: mac, Value: &c})
-			d.inflight[mac] = true
 		}
 	}
 	for _, e := range d.events {
@@ -138,31 +132,25 @@ func (inv *Inventory) flush() {
 	}
 	clear(d.pending)
 	d.events = nil
-	done := make(chan struct{})
-	d.done = done
-	inv.mu.Unlock()
-
-	err := inv.db.PutAll(entries...)
-	close(done)
+	var err error
+	if len(entries) > 0 {
+		err = inv.send("", nil, entries)
+	}
+	inv.unlock(&err)
 
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	clear(d.inflight)
 	d.flushing = false
-	if err != nil {
-		inv.log.Error("cannot write discovered nodes; they are kept in memory", "nodes", len(entries), "err", err)
+	if err != nil { // logged by unlock
+		for _, e := range entries {
+			if e.Bucket == nodesBucket && inv.nodes[e.Key] != nil {
+				d.pending[e.Key] = true
+			}
+		}
 	}
 	if len(d.pending) > 0 || len(d.events) > 0 {
 		d.flushing = true
 		time.AfterFunc(flushEvery, inv.flush)
-	}
-}
-
-// waitFlush waits until no flush is writing an older copy of mac. Callers
-// hold mu; the flush's write does not need it.
-func (inv *Inventory) waitFlush(mac string) {
-	if inv.disc.inflight[mac] {
-		<-inv.disc.done
 	}
 }
 
@@ -192,7 +180,6 @@ func (inv *Inventory) forget(ctx context.Context, now time.Time) time.Time {
 			}
 			continue
 		}
-		inv.waitFlush(mac)
 		delete(inv.nodes, mac)
 		delete(inv.disc.pending, mac)
 		inv.disc.count--
@@ -203,7 +190,7 @@ func (inv *Inventory) forget(ctx context.Context, now time.Time) time.Time {
 		gone = append(gone, store.Entry{Bucket: eventsBucket, Key: eventKey(l.first + 1), Delete: true})
 	}
 	if len(gone) > 0 {
-		if err := inv.db.PutAll(gone...); err != nil {
+		if err := inv.send("", nil, gone); err != nil {
 			inv.log.ErrorContext(ctx, "cannot forget old discovered nodes and events", "err", err)
 		}
 	}

@@ -46,14 +46,14 @@ const maxStatus = 200
 // reboots mid-install gets a fresh token (the old one stops working) until
 // its join bundle has been claimed; after that it needs a reinstall, and
 // asking is an alert.
-func (inv *Inventory) StartInstall(ctx context.Context, mac string, from netip.Addr, ttl time.Duration) (Node, string, error) {
+func (inv *Inventory) StartInstall(ctx context.Context, mac string, from netip.Addr, ttl time.Duration) (_ Node, _ string, err error) {
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	token := base64.RawURLEncoding.EncodeToString(raw)
 	sum := sha256.Sum256([]byte(token))
 
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	defer inv.unlock(&err)
 	n := inv.nodes[mac]
 	if n == nil {
 		return Node{}, "", fmt.Errorf("%w: %s", ErrNotFound, mac)
@@ -97,9 +97,9 @@ func (inv *Inventory) holder(ctx context.Context, token string, from netip.Addr)
 // NodeByToken returns the installing node whose current install token this
 // is, asked from from, without using the token up: the installer fetches
 // its files with it before it reports.
-func (inv *Inventory) NodeByToken(ctx context.Context, token string, from netip.Addr) (Node, error) {
+func (inv *Inventory) NodeByToken(ctx context.Context, token string, from netip.Addr) (_ Node, err error) {
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	defer inv.unlock(&err)
 	n, err := inv.holder(ctx, token, from)
 	if err != nil {
 		return Node{}, err
@@ -113,9 +113,9 @@ func (inv *Inventory) NodeByToken(ctx context.Context, token string, from netip.
 // be that node's. status is one line of progress ("installing: packages"),
 // "installed" (or empty) or "failed: why"; it is cut to maxStatus
 // characters and stripped of control characters, since the CLI prints it.
-func (inv *Inventory) Report(ctx context.Context, token string, from netip.Addr, mac, status string) (Node, error) {
+func (inv *Inventory) Report(ctx context.Context, token string, from netip.Addr, mac, status string) (_ Node, err error) {
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	defer inv.unlock(&err)
 	n, err := inv.holder(ctx, token, from)
 	if err != nil {
 		if o := inv.nodes[mac]; o != nil && !errors.Is(err, errElsewhere) && o.State != Discovered {
@@ -170,9 +170,9 @@ func cleanText(s string, max int) string {
 // JoinTarget is the node a join bundle would be for, checked as ClaimJoin
 // will check it, so credentials are minted only for a claim that can
 // succeed. Like ClaimJoin, it returns the node with ErrClaimedTwice.
-func (inv *Inventory) JoinTarget(ctx context.Context, token string, from netip.Addr) (Node, error) {
+func (inv *Inventory) JoinTarget(ctx context.Context, token string, from netip.Addr) (_ Node, err error) {
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	defer inv.unlock(&err)
 	cur, err := inv.claimable(ctx, token, from)
 	if cur == nil {
 		return Node{}, err
@@ -212,9 +212,9 @@ func (inv *Inventory) claimable(ctx context.Context, token string, from netip.Ad
 // of the Vault token in the bundle, if any, recorded in the same write.
 // The first repeated claim fails with ErrClaimedTwice and returns the node,
 // whose recorded accessor the caller revokes.
-func (inv *Inventory) ClaimJoin(ctx context.Context, token string, from netip.Addr, accessor string) (Node, error) {
+func (inv *Inventory) ClaimJoin(ctx context.Context, token string, from netip.Addr, accessor string) (_ Node, err error) {
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	defer inv.unlock(&err)
 	cur, err := inv.claimable(ctx, token, from)
 	if err != nil {
 		if cur != nil {

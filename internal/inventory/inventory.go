@@ -5,6 +5,7 @@ package inventory
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -50,6 +51,7 @@ type Inventory struct {
 	now  func() time.Time
 
 	mu     sync.Mutex
+	sent   []sent // writes sent under mu, waited for by unlock
 	nodes  map[string]*Node
 	tokens map[[sha256.Size]byte]string // install token hash -> MAC
 	leases leaseTable
@@ -201,7 +203,7 @@ type EnrollRequest struct {
 // Enroll adds a node, or enrolls a discovered one, picking a hostname and an
 // address when none is given. A MAC, hostname or IP that another node holds
 // is refused with the other node's name, so the operator knows what to fix.
-func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, error) {
+func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (_ Node, err error) {
 	mac, err := ParseMAC(req.MAC)
 	if err != nil {
 		return Node{}, err
@@ -228,7 +230,7 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (Node, erro
 		return Node{}, fmt.Errorf("hostname %q is not a DNS label (letters, digits and '-', at most 63, not starting or ending with '-')", req.Hostname)
 	}
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	defer inv.unlock(&err)
 	n := inv.nodes[mac]
 	if n != nil && n.State == Failed {
 		return Node{}, fmt.Errorf("%w: %s (%s) failed: %s; run `bootstrapd reinstall %s`, or retire it to enroll it afresh", ErrConflict, n.Hostname, mac, n.Reason, n.Hostname)
@@ -340,9 +342,9 @@ func (inv *Inventory) Move(ctx context.Context, mac string, to State, cause, act
 
 // moveWith is Move that also changes the node with also (when not nil) in
 // the same write.
-func (inv *Inventory) moveWith(ctx context.Context, mac string, to State, cause, actor string, also func(*Node)) (Node, error) {
+func (inv *Inventory) moveWith(ctx context.Context, mac string, to State, cause, actor string, also func(*Node)) (_ Node, err error) {
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	defer inv.unlock(&err)
 	n := inv.nodes[mac]
 	if n == nil {
 		return Node{}, fmt.Errorf("%w: %s", ErrNotFound, mac)
@@ -402,7 +404,7 @@ func (inv *Inventory) noteOn(next *Node, ev Event) {
 			if prev := inv.nodes[next.MAC]; prev != nil && prev.State == next.State && bytes.Equal(prev.TokenHash, next.TokenHash) {
 				// Only a count and a time changed: written by the next
 				// flush, so a client repeating a refused request costs
-				// no fsync under the lock DHCP replies take.
+				// one write a second, not one per request.
 				inv.nodes[next.MAC] = next
 				inv.flushLater(next.MAC, nil)
 				return
@@ -441,40 +443,103 @@ func trimHistory(h []Event) []Event {
 	return out[max(0, len(out)-maxHistory):]
 }
 
-// save writes n, and the events it gained since it was last saved, durably
-// and in one transaction; then it publishes them. n must be a new value, not
-// the stored one changed in place. Callers hold mu.
+// save makes n the node, in memory at once, and sends it and the events it
+// gained since it was last saved to the store, in one transaction. n must
+// be a new value, not the stored one changed in place. Callers hold mu and
+// release it with unlock, which waits for the write to be durable: the
+// lock every DHCP reply takes is never held across a disk write, and node
+// writes made at once share one commit, as leases do. Until it is durable
+// a change is seen by readers of the inventory, not by followers of the
+// event log; whoever made it is not answered until it is.
 func (inv *Inventory) save(n *Node) error {
+	prev := inv.nodes[n.MAC]
 	fresh := n.History
-	if old := inv.nodes[n.MAC]; old != nil {
-		fresh = n.History[min(len(old.History), len(n.History)):]
+	if prev != nil {
+		fresh = n.History[min(len(prev.History), len(n.History)):]
 	}
 	n.History = trimHistory(n.History)
-	inv.waitFlush(n.MAC)
-	seq := inv.events.seq
-	logged := inv.events.number(n, fresh)
+	b := inv.events.number(n, fresh)
 	entries := []store.Entry{{Bucket: nodesBucket, Key: n.MAC, Value: n}}
-	for _, e := range logged {
+	for _, e := range b.events {
 		entries = append(entries, store.Entry{Bucket: eventsBucket, Key: eventKey(e.Seq), Value: e})
 	}
-	if err := inv.db.PutAll(entries...); err != nil {
-		inv.events.seq = seq
+	if err := inv.send(n.MAC, b, entries); err != nil {
 		return fmt.Errorf("save node %s: %w", n.MAC, err)
 	}
-	if prev := inv.nodes[n.MAC]; prev != nil && prev.State != n.State && inv.OnMove != nil {
+	if prev != nil && prev.State != n.State && inv.OnMove != nil {
 		inv.OnMove(prev.State, n.State, n.entered().Sub(prev.entered()))
 	}
-	if prev := inv.nodes[n.MAC]; prev == nil || !prev.Deadline.Equal(n.Deadline) {
+	if prev == nil || !prev.Deadline.Equal(n.Deadline) {
 		select {
 		case inv.kick <- struct{}{}:
 		default:
 		}
 	}
-	inv.indexToken(inv.nodes[n.MAC], n)
-	inv.disc.saved(inv.nodes[n.MAC], n)
+	inv.indexToken(prev, n)
+	inv.disc.saved(prev, n)
 	inv.nodes[n.MAC] = n
-	inv.events.publish(logged, n.State != Discovered)
 	return nil
+}
+
+// sent is a write sent to the store under mu and not yet waited for.
+type sent struct {
+	mac  string // the node written, or "" when the write is not one node's
+	done chan error
+}
+
+// send queues entries for the store behind every write sent before;
+// unlock waits for them. b, when not nil, holds the events among them:
+// they are shown once the write is durable. Callers hold mu, which keeps
+// the order of sends that of the events' numbers.
+func (inv *Inventory) send(mac string, b *batch, entries []store.Entry) error {
+	done := make(chan error, 1)
+	err := inv.db.PutAllThen(func(err error) {
+		if b != nil {
+			inv.events.done(b, err)
+		}
+		done <- err
+	}, entries...)
+	if err != nil {
+		if b != nil {
+			inv.events.done(b, err)
+		}
+		return err
+	}
+	inv.sent = append(inv.sent, sent{mac: mac, done: done})
+	return nil
+}
+
+// unlock releases mu, then waits for the writes sent under it. A write that
+// failed is logged, and its node is written again by the next flush (its
+// change stays in memory: a later change of the node may build on it);
+// the first failure goes into *err when err is not nil and *err is.
+func (inv *Inventory) unlock(err *error) {
+	writes := inv.sent
+	inv.sent = nil
+	inv.mu.Unlock()
+	var failed []string
+	for _, w := range writes {
+		werr := <-w.done
+		if werr == nil {
+			continue
+		}
+		inv.log.Error("store write failed; kept in memory and written again by the next flush", "mac", w.mac, "err", werr)
+		if w.mac != "" {
+			failed = append(failed, w.mac)
+		}
+		if err != nil && *err == nil {
+			*err = fmt.Errorf("save %s: %w (kept in memory; written again within %s)", cmp.Or(w.mac, "inventory"), werr, flushEvery)
+		}
+	}
+	if len(failed) > 0 {
+		inv.mu.Lock()
+		for _, mac := range failed {
+			if inv.nodes[mac] != nil {
+				inv.flushLater(mac, nil)
+			}
+		}
+		inv.mu.Unlock()
+	}
 }
 
 func (n *Node) clone() Node {

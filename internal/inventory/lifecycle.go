@@ -45,13 +45,13 @@ func (inv *Inventory) SetBootMethod(ctx context.Context, ref, method, actor stri
 // setting changes a setting of the enrolled node ref: change sets it on
 // the node and returns the event that records it, or "" when there is
 // nothing to change. hint says how a node not yet enrolled gets it.
-func (inv *Inventory) setting(ref, hint, actor string, change func(*Node) string) (Node, error) {
+func (inv *Inventory) setting(ref, hint, actor string, change func(*Node) string) (_ Node, err error) {
 	n, err := inv.Find(ref)
 	if err != nil {
 		return Node{}, err
 	}
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	defer inv.unlock(&err)
 	cur := inv.nodes[n.MAC]
 	switch {
 	case cur == nil:
@@ -170,9 +170,9 @@ func (inv *Inventory) Note(ctx context.Context, mac, cause, actor string) error 
 
 // noteWith is Note that also changes the node with also (when not nil) in
 // the same write.
-func (inv *Inventory) noteWith(mac, cause, actor string, also func(*Node)) error {
+func (inv *Inventory) noteWith(mac, cause, actor string, also func(*Node)) (err error) {
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	defer inv.unlock(&err)
 	cur := inv.nodes[mac]
 	if cur == nil {
 		return fmt.Errorf("%w: %s", ErrNotFound, mac)

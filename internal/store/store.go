@@ -378,22 +378,48 @@ func (db *DB) Put(bucket, key string, v any) error {
 // PutAll stores several values (and removes the keys of Delete entries) in
 // one transaction: after a crash either all of it happened or none.
 func (db *DB) PutAll(entries ...Entry) error {
+	w, err := encode(entries)
+	if err != nil {
+		return err
+	}
+	return db.submit(w)
+}
+
+// PutAllThen is PutAll without the wait, as PutJSONThen is PutJSON's: it
+// returns once the write is queued behind every write sent before it, and
+// then is called on the store's writer goroutine once it is durable (nil)
+// or has failed. then must be quick and must not write to the store. When
+// PutAllThen returns an error, then is not called. It is for a caller that
+// must send writes in an order it decides under its own lock, and wait for
+// them after releasing it (the inventory: so that node writes made at once
+// share a commit).
+func (db *DB) PutAllThen(then func(error), entries ...Entry) error {
+	w, err := encode(entries)
+	if err != nil {
+		return err
+	}
+	w.then = then
+	return db.send(w)
+}
+
+// encode makes entries one write.
+func encode(entries []Entry) (write, error) {
 	w := write{changes: make([]change, len(entries))}
 	for i, e := range entries {
 		c := change{bucket: e.Bucket, key: e.Key}
 		if !e.Delete {
 			data, err := json.Marshal(e.Value)
 			if err != nil {
-				return fmt.Errorf("encode %s/%s: %w", e.Bucket, e.Key, err)
+				return write{}, fmt.Errorf("encode %s/%s: %w", e.Bucket, e.Key, err)
 			}
 			c.value = data
 		}
 		if err := c.check(); err != nil {
-			return fmt.Errorf("store: %w", err)
+			return write{}, fmt.Errorf("store: %w", err)
 		}
 		w.changes[i] = c
 	}
-	return db.submit(w)
+	return w, nil
 }
 
 // PutJSON stores data, which is already JSON, under bucket/key, and returns
