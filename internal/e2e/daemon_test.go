@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
-	"github.com/bootstrapd/bootstrapd/internal/testlog"
 )
 
 // built is what goBuild made: one build per package per test process.
@@ -53,8 +53,20 @@ type daemon struct {
 	bin, dir, site, sock string
 	lab                  *netlab.Lab
 	cmd                  *exec.Cmd
-	log                  *testlog.Buffer
+	log                  daemonLog
 	done                 chan struct{}
+}
+
+// daemonLog is the file bootstrapd's output goes to. The process writes it
+// directly, as it would a journal: through a pipe, a copier goroutine in
+// this busy test process would set bootstrapd's pace (a boot storm spent
+// most of its lock waiting behind its log writes blocked on the pipe).
+type daemonLog string
+
+// String is what has been logged so far.
+func (l daemonLog) String() string {
+	data, _ := os.ReadFile(string(l))
+	return string(data)
 }
 
 // site writes a site file for lab with the given dhcp mode and extra HCL,
@@ -102,7 +114,7 @@ func startDaemon(t testing.TB, lab *netlab.Lab, dir string) *daemon {
 func startDaemonArgs(t testing.TB, lab *netlab.Lab, dir string, flags ...string) *daemon {
 	t.Helper()
 	d := &daemon{bin: binary(t), dir: dir, site: filepath.Join(dir, "site.hcl"), sock: filepath.Join(dir, "api.sock"),
-		lab: lab, log: &testlog.Buffer{}, done: make(chan struct{})}
+		lab: lab, log: daemonLog(filepath.Join(dir, "bootstrapd.log")), done: make(chan struct{})}
 	args := append([]string{"serve", "-config", d.site, "-log-format", "json"}, flags...)
 	if lab != nil {
 		d.cmd = lab.Command(context.Background(), d.bin, args...)
@@ -111,8 +123,16 @@ func startDaemonArgs(t testing.TB, lab *netlab.Lab, dir string, flags ...string)
 		// Nomad listen on the host's loopback.
 		d.cmd = exec.Command(d.bin, args...)
 	}
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
+	out, err := os.OpenFile(string(d.log), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A daemon started again in dir appends: wait for this one's start.
+	before, _ := out.Seek(0, io.SeekEnd)
+	d.cmd.Stdout, d.cmd.Stderr = out, out
+	err = d.cmd.Start()
+	out.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { d.cmd.Wait(); close(d.done) }()
@@ -123,7 +143,7 @@ func startDaemonArgs(t testing.TB, lab *netlab.Lab, dir string, flags ...string)
 		}
 	})
 	deadline := time.After(20 * time.Second)
-	for !strings.Contains(d.log.String(), "bootstrapd serving") {
+	for !strings.Contains(d.log.String()[before:], "bootstrapd serving") {
 		select {
 		case <-d.done:
 			t.Fatalf("bootstrapd exited at start:\n%s", d.log.String())
