@@ -150,13 +150,19 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 		return err
 	}
 	defer os.Remove(site.API.Socket)
+	if ls.link != nil {
+		defer ls.link.Close()
+	}
+	if ls.linkErr != nil {
+		log.Warn("DHCP replies to clients without an address are broadcast, not sent to their MAC", "err", ls.linkErr)
+	}
 
 	g, ctx := errgroup.WithContext(ctx)
 	if len(ls.dhcp) > 0 {
 		dhcp := &pxe.DHCP{
 			Mode: site.DHCP.Mode, Leases: inv, Server: server, Subnet: site.Subnet,
 			Router: parseAddrs(site.DHCP.Router), DNS: parseAddrs(site.DHCP.DNS...), Domain: site.DHCP.Domain,
-			Lease: site.Lease, Log: log.With("svc", "dhcp"),
+			Lease: site.Lease, Log: log.With("svc", "dhcp"), Link: ls.link,
 			Boot: pxe.BootFiles{BIOS: site.Boot.BIOS, EFI: site.Boot.EFI, ARM64: site.Boot.ARM64,
 				ScriptURL: baseURL + "/boot.ipxe", AssetURL: baseURL + "/assets/"},
 		}

@@ -19,6 +19,11 @@ type listeners struct {
 	apiTCP    net.Listener // nil unless api.listen is set; needs the token; TLS with api.tls_cert_file
 	tftp      net.PacketConn
 	dhcp      map[int]net.PacketConn // by port: 67, and 4011 in proxy mode
+	// link sends replies to clients without an address at their MAC
+	// (reservation and pool modes). Without CAP_NET_RAW it is nil and
+	// linkErr says why: those replies are broadcast.
+	link    *pxe.Link
+	linkErr error
 }
 
 func openListeners(site *config.Site, server netip.Addr) (*listeners, error) {
@@ -62,6 +67,7 @@ func (l *listeners) open(site *config.Site, server netip.Addr) error {
 	switch site.DHCP.Mode {
 	case config.ModeReservation, config.ModePool:
 		ports = []int{67}
+		l.link, l.linkErr = pxe.OpenLink(site.Interface, netip.AddrPortFrom(server, 67))
 	case config.ModeProxy:
 		ports = []int{67, pxe.PXEPort}
 	}
@@ -124,5 +130,8 @@ func (l *listeners) close() {
 	}
 	for _, c := range l.dhcp {
 		c.Close()
+	}
+	if l.link != nil {
+		l.link.Close()
 	}
 }

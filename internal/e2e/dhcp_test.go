@@ -292,3 +292,56 @@ func validDiscover(t *testing.T) []byte {
 	}
 	return m.ToBytes()
 }
+
+// A client with no address that leaves the broadcast flag clear (iPXE on
+// every boot, udhcpc by default) is answered in a frame to its MAC and
+// yiaddr, as RFC 2131 4.1 says; one that sets the flag (udhcpc -B, most
+// PXE ROMs) by broadcast. udhcpc checks the IP and UDP checksums of what
+// it takes, so its binding also checks the frame bootstrapd built.
+func TestRepliesAtHardwareAddress(t *testing.T) {
+	lab := netlab.NewLab(t, "10.91.0.1/24")
+	dir := t.TempDir()
+	writeSite(t, lab, dir, poolDHCP, "")
+	startDaemon(t, lab, dir)
+
+	for _, c := range []struct {
+		name      string
+		args      []string
+		broadcast bool
+	}{
+		{"flag clear", nil, false},
+		{"flag set", []string{"-B"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			host := lab.AddHost(t, "")
+			capture := host.Capture(t, host.Iface)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			lease, err := host.UDHCPC(ctx, c.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"OFFER", "ACK"} {
+				frame, err := capture.Next(ctx, func(f []byte) bool {
+					u, ok := netlab.ParseUDP(f)
+					if !ok || u.Src.Port() != 67 || u.Dst.Port() != 68 {
+						return false
+					}
+					m, err := dhcpv4.FromBytes(u.Payload)
+					return err == nil && m.MessageType().String() == want
+				})
+				if err != nil {
+					t.Fatalf("no %s seen by the client: %v", want, err)
+				}
+				u, _ := netlab.ParseUDP(frame)
+				dstMAC, dstIP := host.MAC, lease["ip"]
+				if c.broadcast {
+					dstMAC, dstIP = "ff:ff:ff:ff:ff:ff", "255.255.255.255"
+				}
+				if u.DstMAC.String() != dstMAC || u.Dst.Addr().String() != dstIP || u.Src.Addr() != lab.Addr {
+					t.Errorf("%s sent to %s at %s from %s, want %s at %s from %s", want, u.Dst.Addr(), u.DstMAC, u.Src.Addr(), dstIP, dstMAC, lab.Addr)
+				}
+			}
+		})
+	}
+}

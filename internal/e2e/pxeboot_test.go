@@ -135,7 +135,12 @@ func TestPXEBoot(t *testing.T) {
   subnet = "10.%d.0.0/24"`, 92+i), `default_profile = "netlab"`)
 			withBootFixture(t, dir)
 			d := startDaemon(t, lab, dir)
-			pxeInstall(t, lab, d, fw, fmt.Sprintf("52:54:00:%d:00:01", 92+i))
+			mac := fmt.Sprintf("52:54:00:%d:00:01", 92+i)
+			pxeInstall(t, lab, d, fw, mac)
+			// iPXE leaves the broadcast flag clear: its ACK went to its MAC.
+			if !regexp.MustCompile(`"reply":"ACK",.*"file":"http://[^"]*/boot.ipxe","to":"10\.[0-9.]+:68 at ` + mac).MatchString(d.log.String()) {
+				t.Error("iPXE's ACK was not sent to its hardware address")
+			}
 			fetched := regexp.MustCompile(`"file":"snponly.efi","bytes":[1-9][0-9]*,.*"result":"ok"`).MatchString(d.log.String())
 			if want := fw == "uefi"; fetched != want {
 				t.Errorf("snponly.efi fetched over TFTP: %v, want %v", fetched, want)

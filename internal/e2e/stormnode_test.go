@@ -169,9 +169,9 @@ func (n *stormNode) boot(ctx context.Context) (r stormResult) {
 
 // dhcpClient opens the node's DHCP socket: a packet socket, as a client
 // with no address has, that only takes in replies for this node's MAC.
-// Replies to a client with no address are broadcast to every node on the
-// segment; without the filter each of 500 nodes would copy and parse
-// every other node's replies, and the load generator would measure itself.
+// Replies to a PXE ROM are broadcast to every node on the segment; without
+// the filter each of 500 nodes would copy and parse every other node's
+// replies, and the load generator would measure itself.
 func (n *stormNode) dhcpClient() (*nclient4.Client, error) {
 	var raw *packet.Conn
 	err := n.host.Do(func() error {
@@ -229,7 +229,11 @@ func (n *stormNode) dora(ctx context.Context, c *nclient4.Client, asIPXE bool) (
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
 		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
 	}
-	if asIPXE {
+	if !asIPXE {
+		// PXE ROMs ask for broadcast replies; iPXE leaves the flag clear
+		// and is answered at its MAC.
+		mods = append(mods, dhcpv4.WithBroadcast(true))
+	} else {
 		// iPXE's user class is the bare string (not RFC 3004's format),
 		// and option 175 carries its feature flags.
 		mods = append(mods,

@@ -43,6 +43,10 @@ type DHCP struct {
 	Lease  time.Duration
 	Boot   BootFiles
 	Log    *slog.Logger
+	// Link, when set, sends replies to clients that have no address and
+	// did not ask for a broadcast to their hardware address (see
+	// OpenLink); without it they are broadcast, which RFC 2131 allows.
+	Link *Link
 
 	metrics *dhcpMetrics
 	refused *quietLog

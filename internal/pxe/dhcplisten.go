@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"unsafe"
@@ -82,18 +83,41 @@ func (h *DHCP) send(conn net.PacketConn, peer net.Addr, port int, req *dhcpv4.DH
 	}
 	up, _ := peer.(*net.UDPAddr)
 	dst := Dest(req, resp, up, port)
-	if err := writeTo(conn, resp.ToBytes(), dst); err != nil {
-		h.metrics.error()
-		h.Log.Warn("dhcp reply not sent", "mac", req.ClientHWAddr.String(), "to", dst.String(), "err", err)
-		return
+	b := resp.ToBytes()
+	var to fmt.Stringer = dst
+	if h.Link != nil && port == dhcpv4.ServerPort && dst.IP.Equal(net.IPv4bcast) && atHardwareAddr(req, resp) {
+		yiaddr, _ := netip.AddrFromSlice(resp.YourIPAddr.To4())
+		at := netip.AddrPortFrom(yiaddr, dhcpv4.ClientPort)
+		// A failed send (a full queue: the socket does not wait) is
+		// broadcast instead, which the client takes as well; a lasting
+		// fault of the interface fails the broadcast too, and that is
+		// logged.
+		if h.Link.Send(b, req.ClientHWAddr, at) == nil {
+			to = hwDest{at, req.ClientHWAddr}
+		}
+	}
+	if _, ok := to.(hwDest); !ok {
+		if err := writeTo(conn, b, dst); err != nil {
+			h.metrics.error()
+			h.Log.Warn("dhcp reply not sent", "mac", req.ClientHWAddr.String(), "to", dst.String(), "err", err)
+			return
+		}
 	}
 	rt := resp.MessageType()
 	h.metrics.reply(rt)
 	if debug {
 		h.Log.Debug("dhcp", "mac", req.ClientHWAddr.String(), "req", mt.String(), "reply", rt.String(),
-			"yiaddr", resp.YourIPAddr.String(), "file", resp.BootFileName, "to", dst.String())
+			"yiaddr", resp.YourIPAddr.String(), "file", resp.BootFileName, "to", to.String())
 	}
 }
+
+// hwDest is a reply's destination at a hardware address, for the log.
+type hwDest struct {
+	ip  netip.AddrPort
+	mac net.HardwareAddr
+}
+
+func (d hwDest) String() string { return d.ip.String() + " at " + d.mac.String() }
 
 // ServeDHCP answers on conn until ctx ends. It reads one packet at a time
 // and hands it to handler on its own goroutine: server4's loop started a
