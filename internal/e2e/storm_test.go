@@ -52,7 +52,11 @@ type stormReport struct {
 	// node's packets pass through the same two queues here, where real
 	// nodes' would each have a NIC.
 	backlogDrops int64
-	states       map[inventory.State]int
+	// listenDrops is connections the lab's kernel refused because a
+	// listening socket's accept queue was full (TcpExt ListenOverflows):
+	// each costs its client a SYN retransmission, a second or more.
+	listenDrops int64
+	states      map[inventory.State]int
 	// counters are bootstrapd's own DHCP and TFTP counters after the
 	// storm: what it received, answered and dropped.
 	counters []string
@@ -171,7 +175,8 @@ func runStorm(tb testing.TB, o stormOpts) stormReport {
 
 	pid := d.cmd.Process.Pid
 	cpu0 := procCPU(tb, pid)
-	drops0 := udpRcvbufErrors(tb, lab)
+	drops0 := labCounter(tb, lab, "snmp", "Udp", "RcvbufErrors")
+	listen0 := labCounter(tb, lab, "netstat", "TcpExt", "ListenOverflows")
 	backlog0 := backlogDrops(tb)
 	rep := stormReport{opts: o, results: make([]stormResult, len(nodes))}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
@@ -191,7 +196,8 @@ func runStorm(tb testing.TB, o stormOpts) stormReport {
 	if rep.peakRSS = procStatus(pid, "VmHWM"); rep.peakRSS == 0 {
 		tb.Fatalf("no VmHWM for bootstrapd (pid %d) in /proc", pid)
 	}
-	rep.udpDrops = udpRcvbufErrors(tb, lab) - drops0
+	rep.udpDrops = labCounter(tb, lab, "snmp", "Udp", "RcvbufErrors") - drops0
+	rep.listenDrops = labCounter(tb, lab, "netstat", "TcpExt", "ListenOverflows") - listen0
 	rep.backlogDrops = backlogDrops(tb) - backlog0
 
 	all, err := client.Nodes(ctx)
@@ -280,33 +286,34 @@ func procStatus(pid int, field string) int64 {
 	return 0
 }
 
-// udpRcvbufErrors is the UDP RcvbufErrors counter of the lab namespace's
-// kernel (/proc/net/snmp).
-func udpRcvbufErrors(tb testing.TB, lab *netlab.Lab) int64 {
+// labCounter is one counter of the lab namespace's /proc/net/<file>
+// (snmp or netstat), where each section is a line of names ("Udp: ...")
+// followed by a line of values.
+func labCounter(tb testing.TB, lab *netlab.Lab, file, section, name string) int64 {
 	tb.Helper()
-	out, err := lab.Command(context.Background(), "cat", "/proc/net/snmp").Output()
+	out, err := lab.Command(context.Background(), "cat", "/proc/net/"+file).Output()
 	if err != nil {
-		tb.Fatalf("/proc/net/snmp in the lab: %v", err)
+		tb.Fatalf("/proc/net/%s in the lab: %v", file, err)
 	}
 	var names []string
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
+		if len(f) == 0 || f[0] != section+":" {
 			continue
 		}
 		if names == nil {
 			names = f
 			continue
 		}
-		if i := slices.Index(names, "RcvbufErrors"); i > 0 && i < len(f) {
+		if i := slices.Index(names, name); i > 0 && i < len(f) {
 			n, err := strconv.ParseInt(f[i], 10, 64)
 			if err != nil {
-				tb.Fatalf("/proc/net/snmp: %v", err)
+				tb.Fatalf("/proc/net/%s: %v", file, err)
 			}
 			return n
 		}
 	}
-	tb.Fatal("/proc/net/snmp in the lab has no Udp RcvbufErrors")
+	tb.Fatalf("/proc/net/%s in the lab has no %s %s", file, section, name)
 	return 0
 }
 
@@ -375,9 +382,9 @@ func (r stormReport) table() string {
 	for _, res := range r.results {
 		bytes += res.bytes
 	}
-	fmt.Fprintf(&b, "%d nodes at once, initrd %d MB, kernel %d MB; wall %v; bootstrapd CPU %.1f s (%.0f%% of one core), peak RSS %d MiB; %d UDP datagrams dropped on full receive buffers, %d packets on full CPU backlogs (the whole machine); %.1f GB received; nodes by state: %v\n\n",
+	fmt.Fprintf(&b, "%d nodes at once, initrd %d MB, kernel %d MB; wall %v; bootstrapd CPU %.1f s (%.0f%% of one core), peak RSS %d MiB; %d UDP datagrams dropped on full receive buffers, %d connections on full accept queues, %d packets on full CPU backlogs (the whole machine); %.1f GB received; nodes by state: %v\n\n",
 		r.opts.nodes, r.opts.initrdSize/1e6, r.opts.initrdSize/5/1e6, r.wall.Round(time.Millisecond),
-		r.cpu.Seconds(), 100*r.cpu.Seconds()/r.wall.Seconds(), r.peakRSS>>20, r.udpDrops, r.backlogDrops, float64(bytes)/1e9, r.states)
+		r.cpu.Seconds(), 100*r.cpu.Seconds()/r.wall.Seconds(), r.peakRSS>>20, r.udpDrops, r.listenDrops, r.backlogDrops, float64(bytes)/1e9, r.states)
 	fmt.Fprintf(&b, "bootstrapd's counters (non-zero):\n\n")
 	for _, c := range r.counters {
 		fmt.Fprintf(&b, "    %s\n", c)
