@@ -43,6 +43,7 @@ type stormReport struct {
 	results []stormResult
 	wall    time.Duration // first power-on to the last node's end
 	cpu     time.Duration // bootstrapd's user+system time during the storm
+	genCPU  time.Duration // the load generator's (this process's), the same
 	peakRSS int64         // bootstrapd's VmHWM after the storm
 	// udpDrops is datagrams the lab's kernel dropped because a socket's
 	// receive buffer was full: requests bootstrapd never saw.
@@ -174,7 +175,7 @@ func runStorm(tb testing.TB, o stormOpts) stormReport {
 	tb.Logf("storm: %d nodes in namespaces and enrolled in %v", o.nodes, time.Since(setup).Round(100*time.Millisecond))
 
 	pid := d.cmd.Process.Pid
-	cpu0 := procCPU(tb, pid)
+	cpu0, gen0 := procCPU(tb, pid), procCPU(tb, os.Getpid())
 	drops0 := labCounter(tb, lab, "snmp", "Udp", "RcvbufErrors")
 	listen0 := labCounter(tb, lab, "netstat", "TcpExt", "ListenOverflows")
 	backlog0 := backlogDrops(tb)
@@ -193,6 +194,7 @@ func runStorm(tb testing.TB, o stormOpts) stormReport {
 	wg.Wait()
 	rep.wall = time.Since(start)
 	rep.cpu = procCPU(tb, pid) - cpu0
+	rep.genCPU = procCPU(tb, os.Getpid()) - gen0
 	if rep.peakRSS = procStatus(pid, "VmHWM"); rep.peakRSS == 0 {
 		tb.Fatalf("no VmHWM for bootstrapd (pid %d) in /proc", pid)
 	}
@@ -382,9 +384,9 @@ func (r stormReport) table() string {
 	for _, res := range r.results {
 		bytes += res.bytes
 	}
-	fmt.Fprintf(&b, "%d nodes at once, initrd %d MB, kernel %d MB; wall %v; bootstrapd CPU %.1f s (%.0f%% of one core), peak RSS %d MiB; %d UDP datagrams dropped on full receive buffers, %d connections on full accept queues, %d packets on full CPU backlogs (the whole machine); %.1f GB received; nodes by state: %v\n\n",
+	fmt.Fprintf(&b, "%d nodes at once, initrd %d MB, kernel %d MB; wall %v; bootstrapd CPU %.1f s (%.0f%% of one core), load generator CPU %.1f s, peak RSS %d MiB; %d UDP datagrams dropped on full receive buffers, %d connections on full accept queues, %d packets on full CPU backlogs (the whole machine); %.1f GB received; nodes by state: %v\n\n",
 		r.opts.nodes, r.opts.initrdSize/1e6, r.opts.initrdSize/5/1e6, r.wall.Round(time.Millisecond),
-		r.cpu.Seconds(), 100*r.cpu.Seconds()/r.wall.Seconds(), r.peakRSS>>20, r.udpDrops, r.listenDrops, r.backlogDrops, float64(bytes)/1e9, r.states)
+		r.cpu.Seconds(), 100*r.cpu.Seconds()/r.wall.Seconds(), r.genCPU.Seconds(), r.peakRSS>>20, r.udpDrops, r.listenDrops, r.backlogDrops, float64(bytes)/1e9, r.states)
 	fmt.Fprintf(&b, "bootstrapd's counters (non-zero):\n\n")
 	for _, c := range r.counters {
 		fmt.Fprintf(&b, "    %s\n", c)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	binenc "encoding/binary"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -113,14 +115,20 @@ func (n *stormNode) boot(ctx context.Context) (r stormResult) {
 	// open, every frame of the downloads below would be copied to it too.
 	dhcp.Close()
 
-	hc := &http.Client{
-		// One connection, kept alive, as iPXE has.
-		Transport: &http.Transport{DialContext: n.host.DialFrom(n.ip), MaxConnsPerHost: 1, DisableCompression: true},
-		Timeout:   5 * time.Minute,
-	}
-	defer hc.CloseIdleConnections()
+	var hc *nodeHTTP
+	defer func() {
+		if hc != nil {
+			hc.close()
+		}
+	}()
 	var boot, script string
-	if !step(stepBootScript, func() (err error) { boot, err = get(ctx, hc, ipxe.BootFileName, "chain "); return err }) {
+	if !step(stepBootScript, func() (err error) {
+		// The connection is made in the step, as iPXE makes it.
+		if hc, err = n.dialHTTP(ctx, ipxe.BootFileName); err == nil {
+			boot, err = get(ctx, hc, ipxe.BootFileName, "chain ")
+		}
+		return err
+	}) {
 		return r
 	}
 	var chain string
@@ -324,17 +332,72 @@ func parseInstallScript(script string) (ipxeInstall, error) {
 	return is, nil
 }
 
+// nodeHTTP is the node's one HTTP connection, kept alive, as iPXE has.
+// It is a client of its own rather than net/http's so that file bodies go
+// from the socket to /dev/null by splice, not through a buffer: the load
+// generator shares two cores with bootstrapd, and copying the storm's
+// 30 GB into its memory cost it as much CPU as bootstrapd spent sending.
+// A real node's NIC writes into its own RAM.
+type nodeHTTP struct {
+	conn net.Conn
+	br   *bufio.Reader
+	null *os.File
+}
+
+// dialHTTP connects to the host of u from the node's address.
+func (n *stormNode) dialHTTP(ctx context.Context, u string) (*nodeHTTP, error) {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return nil, err
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := n.host.DialFrom(n.ip)(ctx, "tcp4", pu.Host)
+	if err != nil {
+		null.Close()
+		return nil, err
+	}
+	return &nodeHTTP{conn: conn, br: bufio.NewReader(conn), null: null}, nil
+}
+
+func (c *nodeHTTP) close() {
+	c.conn.Close()
+	c.null.Close()
+}
+
+// do sends req and reads the response's head; the caller reads its body
+// (all of it: the connection is used again).
+func (c *nodeHTTP) do(req *http.Request) (*http.Response, error) {
+	c.conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	if err := req.Write(c.conn); err != nil {
+		return nil, err
+	}
+	return http.ReadResponse(c.br, req)
+}
+
+// discard reads and drops the n bytes of resp's body: what the reader
+// buffered with the head, then the rest spliced from the socket.
+func (c *nodeHTTP) discard(n int64) (int64, error) {
+	got, err := io.CopyN(io.Discard, c.br, min(n, int64(c.br.Buffered())))
+	if err != nil {
+		return got, err
+	}
+	rest, err := io.CopyN(c.null, c.conn, n-got) // *os.File.ReadFrom: splice
+	return got + rest, err
+}
+
 // get fetches a script and checks it holds want.
-func get(ctx context.Context, hc *http.Client, u, want string) (string, error) {
+func get(ctx context.Context, hc *nodeHTTP, u, want string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := hc.Do(req)
+	resp, err := hc.do(req)
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
 		return "", err
@@ -348,19 +411,15 @@ func get(ctx context.Context, hc *http.Client, u, want string) (string, error) {
 // getRanges fetches u in Range requests of stormRangeChunk, as a resuming
 // downloader does, and checks the pieces add up to the size the first
 // Content-Range gave.
-func getRanges(ctx context.Context, hc *http.Client, u string) (int64, error) {
+func getRanges(ctx context.Context, hc *nodeHTTP, u string) (int64, error) {
 	var got, size int64 = 0, -1
-	// io.Discard's own buffer is 8 KiB: 7,000 reads for a 60 MB boot, per
-	// node. The load generator shares the CPU with bootstrapd, so it reads
-	// in fewer, larger pieces.
-	buf := make([]byte, 128<<10)
 	for size < 0 || got < size {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return got, err
 		}
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", got, got+stormRangeChunk-1))
-		resp, err := hc.Do(req)
+		resp, err := hc.do(req)
 		if err != nil {
 			return got, err
 		}
@@ -372,18 +431,16 @@ func getRanges(ctx context.Context, hc *http.Client, u string) (int64, error) {
 				total, _ = strconv.ParseInt(cr[i+1:], 10, 64)
 			}
 		}
-		n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, resp.Body, buf)
-		resp.Body.Close()
+		if resp.StatusCode != http.StatusPartialContent || total <= 0 || resp.ContentLength <= 0 {
+			return got, fmt.Errorf("GET %s with Range: %s, Content-Range %q, length %d", u, resp.Status, resp.Header.Get("Content-Range"), resp.ContentLength)
+		}
+		n, err := hc.discard(resp.ContentLength)
 		got += n
 		switch {
 		case err != nil:
 			return got, fmt.Errorf("GET %s at %d: %w", u, got-n, err)
-		case resp.StatusCode != http.StatusPartialContent || total <= 0:
-			return got, fmt.Errorf("GET %s with Range: %s, Content-Range %q", u, resp.Status, resp.Header.Get("Content-Range"))
 		case size >= 0 && total != size:
 			return got, fmt.Errorf("GET %s: the size changed from %d to %d", u, size, total)
-		case n == 0:
-			return got, fmt.Errorf("GET %s: an empty range at %d of %d", u, got, total)
 		}
 		size = total
 	}
@@ -391,17 +448,16 @@ func getRanges(ctx context.Context, hc *http.Client, u string) (int64, error) {
 }
 
 // post sends an installer's status report.
-func post(ctx context.Context, hc *http.Client, u string, form url.Values) error {
+func post(ctx context.Context, hc *nodeHTTP, u string, form url.Values) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := hc.Do(req)
+	resp, err := hc.do(req)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
 		return fmt.Errorf("status report %q: %s: %s", form.Get("status"), resp.Status, body)
