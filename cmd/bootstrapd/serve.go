@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -15,6 +17,7 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/daemon"
 	"github.com/bootstrapd/bootstrapd/internal/doctor"
+	"github.com/bootstrapd/bootstrapd/internal/logbuf"
 )
 
 func serveCmd(fs *flag.FlagSet, e *env) action {
@@ -48,12 +51,18 @@ func serveCmd(fs *flag.FlagSet, e *env) action {
 		if err != nil {
 			return err
 		}
-		log := newLogger(e, *logFormat, *debug)
+		log, closeLog := newLogger(e, *logFormat, *debug)
+		defer closeLog()
 		return daemon.Run(ctx, site, log, daemon.Options{Health: func(context.Context) []api.HealthCheck { return doctor.Live(site) }})
 	}
 }
 
-func newLogger(e *env, format string, debug bool) *slog.Logger {
+// logBuffer bounds the log lines waiting for a slow output: about 10,000.
+const logBuffer = 4 << 20
+
+// newLogger is the daemon's logger, writing through a logbuf.Writer, and
+// the function that flushes it at exit.
+func newLogger(e *env, format string, debug bool) (*slog.Logger, func()) {
 	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
 	if debug {
 		opts.Level = slog.LevelDebug
@@ -64,10 +73,18 @@ func newLogger(e *env, format string, debug bool) *slog.Logger {
 			format = "text"
 		}
 	}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+	handler := func(w io.Writer) slog.Handler {
+		if format == "json" {
+			return slog.NewJSONHandler(w, opts)
+		}
+		return slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, opts))
+	out := logbuf.New(e.stderr, logBuffer, func(n int) []byte {
+		var b bytes.Buffer
+		slog.New(handler(&b)).Warn("log lines dropped: the log output is not keeping up", "lines", n)
+		return b.Bytes()
+	})
+	return slog.New(handler(out)), func() { out.Close() }
 }
 
 func checkCmd(fs *flag.FlagSet, e *env) action {
