@@ -1,33 +1,24 @@
 package logbuf
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/testlog"
 )
 
 // stalled is an output whose writes wait until it is released, as a pipe
 // nobody reads does.
 type stalled struct {
 	release chan struct{}
-	mu      sync.Mutex
-	got     bytes.Buffer
+	testlog.Buffer
 }
 
 func (s *stalled) Write(p []byte) (int, error) {
 	<-s.release
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.got.Write(p)
-}
-
-func (s *stalled) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.got.String()
+	return s.Buffer.Write(p)
 }
 
 func note(n int) []byte { return fmt.Appendf(nil, "dropped %d\n", n) }
@@ -79,22 +70,14 @@ func TestStalledOutput(t *testing.T) {
 
 // Close writes everything queued; a line after it still gets out.
 func TestCloseFlushes(t *testing.T) {
-	var b bytes.Buffer
-	var mu sync.Mutex
-	out := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return b.Write(p) })
+	out := &testlog.Buffer{}
 	w := New(out, 1<<20, note)
 	for i := range 1000 {
 		fmt.Fprintf(w, "%d\n", i)
 	}
 	w.Close()
 	fmt.Fprintf(w, "after\n")
-	mu.Lock()
-	defer mu.Unlock()
-	if n := strings.Count(b.String(), "\n"); n != 1001 || !strings.HasSuffix(b.String(), "999\nafter\n") {
-		t.Fatalf("%d lines after Close, want 1001 ending with the late one:\n%.200s", n, b.String())
+	if got := out.String(); strings.Count(got, "\n") != 1001 || !strings.HasSuffix(got, "999\nafter\n") {
+		t.Fatalf("%d lines after Close, want 1001 ending with the late one:\n%.200s", strings.Count(got, "\n"), got)
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
