@@ -99,6 +99,9 @@ func TestUnderAbuse(t *testing.T) {
 	stopSampling()
 	wg.Wait()
 
+	if len(rtts) == 0 {
+		t.Fatalf("the probe's %d DISCOVERs were all unanswered", missed)
+	}
 	slices.Sort(rtts)
 	p99 := rtts[len(rtts)*99/100]
 	t.Logf("probe: %d answers, %d missed, p50 %v, p99 %v, max %v", len(rtts), missed, rtts[len(rtts)/2], p99, rtts[len(rtts)-1])
@@ -213,7 +216,10 @@ func probeDHCP(t *testing.T, h *netlab.Host, n int, gap time.Duration) (rtts []t
 	hw, _ := net.ParseMAC(h.MAC)
 	buf := make([]byte, 1500)
 	for range n {
-		m, err := dhcpv4.NewDiscovery(hw)
+		// A client with no address on a UDP socket takes only broadcast
+		// replies, so it asks for them (RFC 2131 4.1); without the flag
+		// the OFFER goes to an address it does not hold yet.
+		m, err := dhcpv4.NewDiscovery(hw, dhcpv4.WithBroadcast(true))
 		if err != nil {
 			t.Fatal(err)
 		}
