@@ -3,6 +3,7 @@ package pxe
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -119,5 +120,56 @@ func TestLimitListenerSendfile(t *testing.T) {
 	case <-used:
 	default:
 		t.Error("the file was copied without the connection's ReadFrom (no sendfile)")
+	}
+}
+
+// Assets of sendfileMin and more go out with sendfile; smaller ones through
+// a buffer, which is cheaper for them (see sendfileMin).
+func TestAssetSendfileBySize(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	h := &NodeHTTP{Assets: root, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := make(chan bool, 1)
+	srv := NodeServer(h.Handler())
+	go srv.Serve(LimitListener(sendfileListener{inner, used}))
+	defer srv.Close()
+
+	for _, c := range []struct {
+		name     string
+		size     int
+		sendfile bool
+	}{
+		{"undionly.kpxe", 74_000, false},
+		{"initrd.img", sendfileMin + 4096, true},
+	} {
+		body := bytes.Repeat([]byte{0x5a}, c.size)
+		if err := os.WriteFile(filepath.Join(dir, c.name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get("http://" + inner.Addr().String() + "/assets/" + c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("%s: got %d bytes (%v), want %d", c.name, len(got), err, c.size)
+		}
+		var sent bool
+		select {
+		case sent = <-used:
+		default:
+		}
+		if sent != c.sendfile {
+			t.Errorf("%s (%d bytes): sent with sendfile %v, want %v", c.name, c.size, sent, c.sendfile)
+		}
 	}
 }
