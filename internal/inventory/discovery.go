@@ -87,7 +87,8 @@ func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 	inv.disc.count++
 	inv.flushLater(mac, b.events)
 	inv.events.done(b, nil) // shown now, written by the flush
-	select {                // the deadline watcher forgets it after DiscoveredTTL
+	// The deadline watcher forgets it after DiscoveredTTL.
+	select {
 	case inv.kick <- struct{}{}:
 	default:
 	}

@@ -167,7 +167,7 @@ func TestDHCPReplies(t *testing.T) {
 				}
 			}
 			if c.dest != "" {
-				if got := Dest(req, resp, nil, port).String(); got != c.dest {
+				if got, _ := Dest(req, resp, nil, port); got.String() != c.dest {
 					t.Errorf("dest %s, want %s", got, c.dest)
 				}
 			}
@@ -206,7 +206,7 @@ func TestDORAAndLeaseLife(t *testing.T) {
 	if nak == nil || nak.MessageType() != dhcpv4.MessageTypeNak {
 		t.Fatalf("request for a taken address: %v", nak)
 	}
-	if got := Dest(bad, nak, nil, 67).String(); got != "255.255.255.255:68" {
+	if got, _ := Dest(bad, nak, nil, 67); got.String() != "255.255.255.255:68" {
 		t.Errorf("NAK goes to %s", got)
 	}
 	// Renewal: ciaddr set, no requested IP; unicast back to the client.
@@ -216,7 +216,7 @@ func TestDORAAndLeaseLife(t *testing.T) {
 	if rack == nil || rack.MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("renew: %v", rack)
 	}
-	if got := Dest(renew, rack, nil, 67).String(); got != "10.77.0.100:68" {
+	if got, _ := Dest(renew, rack, nil, 67); got.String() != "10.77.0.100:68" {
 		t.Errorf("renewal ACK goes to %s", got)
 	}
 	// INFORM: options, no address, no lease time.
@@ -262,7 +262,7 @@ func TestProxyPort4011(t *testing.T) {
 		t.Errorf("4011 ack: %s", resp.Summary())
 	}
 	peer := &net.UDPAddr{IP: net.ParseIP("10.77.0.33"), Port: 4011}
-	if d := Dest(req, resp, peer, PXEPort); d != peer {
+	if d, _ := Dest(req, resp, peer, PXEPort); d != peer {
 		t.Errorf("4011 reply goes to %v, want the requester", d)
 	}
 	// A REQUEST on 67 belongs to the real DHCP server.

@@ -8,8 +8,6 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/iana"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,76 +58,70 @@ func (l *Link) Close() error { return l.f.Close() }
 func (l *Link) Send(payload []byte, mac net.HardwareAddr, dst netip.AddrPort) error {
 	sa := &unix.SockaddrLinklayer{Ifindex: l.ifindex, Protocol: htons(unix.ETH_P_IP), Halen: uint8(len(mac))}
 	copy(sa.Addr[:], mac)
-	b := udpDatagram(l.src, dst, payload)
+	hdr := udpHeaders(l.src, dst, payload)
 	var serr error
 	err := l.rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendto(int(fd), b, 0, sa)
+		_, serr = unix.SendmsgBuffers(int(fd), [][]byte{hdr[:], payload}, nil, sa, 0)
 		return true
 	})
 	if err == nil {
 		err = serr
 	}
 	if err != nil {
-		return os.NewSyscallError("sendto", err)
+		return os.NewSyscallError("sendmsg", err)
 	}
 	return nil
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// udpDatagram is payload in a UDP datagram in an IPv4 packet, checksums
-// filled in.
-func udpDatagram(src, dst netip.AddrPort, payload []byte) []byte {
-	const ipLen, udpLen = 20, 8
-	b := make([]byte, ipLen+udpLen+len(payload))
-	ip, udp := b[:ipLen], b[ipLen:]
+// udpHeaders are the IPv4 and UDP headers that carry payload from src to
+// dst, checksums filled in; the payload is sent after them as it is.
+func udpHeaders(src, dst netip.AddrPort, payload []byte) [28]byte {
+	const ipLen = 20
+	var h [28]byte
+	ip, udp := h[:ipLen], h[ipLen:]
 	ip[0] = 4<<4 | ipLen/4
-	binary.BigEndian.PutUint16(ip[2:], uint16(len(b)))
+	binary.BigEndian.PutUint16(ip[2:], uint16(len(h)+len(payload)))
 	ip[8] = 64 // TTL
 	ip[9] = syscall.IPPROTO_UDP
 	s, d := src.Addr().As4(), dst.Addr().As4()
 	copy(ip[12:16], s[:])
 	copy(ip[16:20], d[:])
-	binary.BigEndian.PutUint16(ip[10:], checksum(0, ip))
+	binary.BigEndian.PutUint16(ip[10:], checksum(ip))
 
+	udpLen := uint16(len(udp) + len(payload))
 	binary.BigEndian.PutUint16(udp[0:], src.Port())
 	binary.BigEndian.PutUint16(udp[2:], dst.Port())
-	binary.BigEndian.PutUint16(udp[4:], uint16(len(udp)))
-	copy(udp[udpLen:], payload)
-	// The pseudo-header: addresses, protocol, length.
-	pseudo := uint32(syscall.IPPROTO_UDP) + uint32(len(udp))
-	for _, a := range [][]byte{ip[12:16], ip[16:20]} {
-		pseudo += uint32(binary.BigEndian.Uint16(a)) + uint32(binary.BigEndian.Uint16(a[2:]))
+	binary.BigEndian.PutUint16(udp[4:], udpLen)
+	// The UDP checksum covers a pseudo-header (addresses, protocol,
+	// length), the UDP header and the payload.
+	var pseudo [12]byte
+	copy(pseudo[:8], ip[12:20])
+	pseudo[9] = syscall.IPPROTO_UDP
+	binary.BigEndian.PutUint16(pseudo[10:], udpLen)
+	c := checksum(pseudo[:], udp, payload)
+	if c == 0 {
+		c = 0xffff // 0 would mean "no checksum" (RFC 768)
 	}
-	sum := checksum(pseudo, udp)
-	if sum == 0 {
-		sum = 0xffff // 0 would mean "no checksum" (RFC 768)
-	}
-	binary.BigEndian.PutUint16(udp[6:], sum)
-	return b
+	binary.BigEndian.PutUint16(udp[6:], c)
+	return h
 }
 
-// checksum is the Internet checksum (RFC 1071) of b, starting from sum.
-func checksum(sum uint32, b []byte) uint16 {
-	for ; len(b) >= 2; b = b[2:] {
-		sum += uint32(b[0])<<8 | uint32(b[1])
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
+// checksum is the Internet checksum (RFC 1071) of bufs one after another;
+// all but the last must be of even length.
+func checksum(bufs ...[]byte) uint16 {
+	var sum uint32
+	for _, b := range bufs {
+		for ; len(b) >= 2; b = b[2:] {
+			sum += uint32(b[0])<<8 | uint32(b[1])
+		}
+		if len(b) == 1 {
+			sum += uint32(b[0]) << 8
+		}
 	}
 	for sum>>16 != 0 {
 		sum = sum&0xffff + sum>>16
 	}
 	return ^uint16(sum)
-}
-
-// atHardwareAddr says whether the reply resp, which Dest would broadcast,
-// goes to the client's hardware address instead: an OFFER or ACK with an
-// address, to an Ethernet client that did not set the broadcast flag.
-func atHardwareAddr(req, resp *dhcpv4.DHCPv4) bool {
-	mt := resp.MessageType()
-	return (mt == dhcpv4.MessageTypeOffer || mt == dhcpv4.MessageTypeAck) &&
-		!req.IsBroadcast() && req.HWType == iana.HWTypeEthernet && len(req.ClientHWAddr) == 6 &&
-		req.GatewayIPAddr.IsUnspecified() && req.ClientIPAddr.IsUnspecified() &&
-		resp.YourIPAddr.To4() != nil && !resp.YourIPAddr.IsUnspecified()
 }

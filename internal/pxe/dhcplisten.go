@@ -13,6 +13,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/insomniacslk/dhcp/iana"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,19 +21,24 @@ import (
 // one goroutine, and sending the replies where RFC 2131 says.
 
 // Dest is where a reply to req goes (RFC 2131 4.1): back to the relay, to
-// the client's own address if it has one, or broadcast on the segment.
-func Dest(req, resp *dhcpv4.DHCPv4, peer *net.UDPAddr, port int) *net.UDPAddr {
+// the client's own address if it has one, or else broadcast on the
+// segment. hw says the RFC wants that last one at the client's hardware
+// address and the address it is given (an Ethernet client that did not set
+// the broadcast flag): a UDP socket cannot send that, a Link can.
+func Dest(req, resp *dhcpv4.DHCPv4, peer *net.UDPAddr, port int) (dst *net.UDPAddr, hw bool) {
 	switch {
 	case !req.GatewayIPAddr.IsUnspecified():
-		return &net.UDPAddr{IP: req.GatewayIPAddr, Port: dhcpv4.ServerPort}
+		return &net.UDPAddr{IP: req.GatewayIPAddr, Port: dhcpv4.ServerPort}, false
 	case port == PXEPort:
-		return peer
+		return peer, false
 	case resp.MessageType() == dhcpv4.MessageTypeNak:
-		return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+		return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}, false
 	case !req.ClientIPAddr.IsUnspecified():
-		return &net.UDPAddr{IP: req.ClientIPAddr, Port: dhcpv4.ClientPort}
+		return &net.UDPAddr{IP: req.ClientIPAddr, Port: dhcpv4.ClientPort}, false
 	}
-	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+	hw = !req.IsBroadcast() && req.HWType == iana.HWTypeEthernet && len(req.ClientHWAddr) == 6 &&
+		resp.YourIPAddr.To4() != nil && !resp.YourIPAddr.IsUnspecified()
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}, hw
 }
 
 // maxInFlight bounds the requests one listener works on at once. Beyond it
@@ -82,21 +88,19 @@ func (h *DHCP) send(conn net.PacketConn, peer net.Addr, port int, req *dhcpv4.DH
 		return
 	}
 	up, _ := peer.(*net.UDPAddr)
-	dst := Dest(req, resp, up, port)
+	dst, hw := Dest(req, resp, up, port)
 	b := resp.ToBytes()
-	var to fmt.Stringer = dst
-	if h.Link != nil && port == dhcpv4.ServerPort && dst.IP.Equal(net.IPv4bcast) && atHardwareAddr(req, resp) {
-		yiaddr, _ := netip.AddrFromSlice(resp.YourIPAddr.To4())
-		at := netip.AddrPortFrom(yiaddr, dhcpv4.ClientPort)
-		// A failed send (a full queue: the socket does not wait) is
-		// broadcast instead, which the client takes as well; a lasting
-		// fault of the interface fails the broadcast too, and that is
-		// logged.
-		if h.Link.Send(b, req.ClientHWAddr, at) == nil {
-			to = hwDest{at, req.ClientHWAddr}
+	// A Link send that fails (a full queue: it does not wait) is broadcast
+	// instead, which the client takes as well; a lasting fault of the
+	// interface fails the broadcast too, and that is logged.
+	var yiaddr netip.Addr
+	if hw && h.Link != nil {
+		yiaddr, _ = netip.AddrFromSlice(resp.YourIPAddr.To4())
+		if h.Link.Send(b, req.ClientHWAddr, netip.AddrPortFrom(yiaddr, dhcpv4.ClientPort)) != nil {
+			yiaddr = netip.Addr{}
 		}
 	}
-	if _, ok := to.(hwDest); !ok {
+	if !yiaddr.IsValid() {
 		if err := writeTo(conn, b, dst); err != nil {
 			h.metrics.error()
 			h.Log.Warn("dhcp reply not sent", "mac", req.ClientHWAddr.String(), "to", dst.String(), "err", err)
@@ -106,18 +110,14 @@ func (h *DHCP) send(conn net.PacketConn, peer net.Addr, port int, req *dhcpv4.DH
 	rt := resp.MessageType()
 	h.metrics.reply(rt)
 	if debug {
+		to := dst.String()
+		if yiaddr.IsValid() {
+			to = fmt.Sprintf("%s:%d at %s", yiaddr, dhcpv4.ClientPort, req.ClientHWAddr)
+		}
 		h.Log.Debug("dhcp", "mac", req.ClientHWAddr.String(), "req", mt.String(), "reply", rt.String(),
-			"yiaddr", resp.YourIPAddr.String(), "file", resp.BootFileName, "to", to.String())
+			"yiaddr", resp.YourIPAddr.String(), "file", resp.BootFileName, "to", to)
 	}
 }
-
-// hwDest is a reply's destination at a hardware address, for the log.
-type hwDest struct {
-	ip  netip.AddrPort
-	mac net.HardwareAddr
-}
-
-func (d hwDest) String() string { return d.ip.String() + " at " + d.mac.String() }
 
 // ServeDHCP answers on conn until ctx ends. It reads one packet at a time
 // and hands it to handler on its own goroutine: server4's loop started a
