@@ -128,15 +128,15 @@ func TestCheckRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := db.PutJSON(tt.bucket, tt.key, tt.value); err == nil {
+			if err := putJSON(db, tt.bucket, tt.key, tt.value); err == nil {
 				t.Error("PutJSON accepted it")
 			}
-			if err := db.PutJSONThen(tt.bucket, tt.key, tt.value, func(error) { t.Error("then called") }); err == nil {
+			if err := db.PutJSONThen(tt.bucket, tt.key, tt.value, 0, func(error) { t.Error("then called") }); err == nil {
 				t.Error("PutJSONThen accepted it")
 			}
 		})
 	}
-	if err := db.PutJSON("b", "k", []byte("1")); err != nil {
+	if err := putJSON(db, "b", "k", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -189,7 +189,7 @@ func TestPutJSONThen(t *testing.T) {
 	for i := range 300 {
 		wg.Add(1)
 		k := fmt.Sprint(i)
-		if err := db.PutJSONThen("b", k, []byte(k), func(err error) {
+		if err := db.PutJSONThen("b", k, []byte(k), 0, func(err error) {
 			if err != nil {
 				t.Error(err)
 			}
@@ -213,7 +213,7 @@ func TestPutJSONThen(t *testing.T) {
 	if len(calls) != 300 {
 		t.Errorf("%d callbacks, want 300", len(calls))
 	}
-	if err := db.PutJSONThen("b", "late", []byte("1"), func(error) { t.Error("called after Close") }); err == nil {
+	if err := db.PutJSONThen("b", "late", []byte("1"), 0, func(error) { t.Error("called after Close") }); err == nil {
 		t.Error("PutJSONThen after Close succeeded")
 	}
 	db, err = Open(path)
@@ -456,7 +456,7 @@ func crashChild(t *testing.T, path string) {
 		for i := 0; ; i++ {
 			k := fmt.Sprintf("r%s-now-%06d", round, i)
 			errs := make(chan error, 1)
-			if err := db.PutJSONNow("c", k, []byte(fmt.Sprint(i)), func(err error) { errs <- err }); err != nil {
+			if err := db.PutJSONNow("c", k, []byte(fmt.Sprint(i)), 0, func(err error) { errs <- err }); err != nil {
 				t.Error(err)
 				return
 			}
@@ -526,11 +526,11 @@ func TestRecordSizes(t *testing.T) {
 				k := fmt.Sprint(i)
 				v := bytes.Repeat([]byte{byte('a' + i)}, n)
 				want[k] = v
-				put := db.PutJSON
+				put := func(b, k string, v []byte) error { return putJSON(db, b, k, v) }
 				if mode.now {
 					put = func(b, k string, v []byte) error {
 						errs := make(chan error, 1)
-						if err := db.PutJSONNow(b, k, v, func(err error) { errs <- err }); err != nil {
+						if err := db.PutJSONNow(b, k, v, 0, func(err error) { errs <- err }); err != nil {
 							return err
 						}
 						return <-errs
@@ -596,7 +596,7 @@ func TestPutJSONNow(t *testing.T) {
 	}
 	done := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(order) }
 
-	if err := db.PutJSONNow("b", "idle", []byte("1"), then("idle")); err != nil {
+	if err := db.PutJSONNow("b", "idle", []byte("1"), 0, then("idle")); err != nil {
 		t.Fatal(err)
 	}
 	if got := done(); !slices.Equal(got, []string{"idle"}) {
@@ -606,10 +606,10 @@ func TestPutJSONNow(t *testing.T) {
 	// A commit in progress (the committer holds commitMu), with a write
 	// queued before ours.
 	db.commitMu.Lock()
-	if err := db.PutJSONThen("b", "first", []byte("1"), then("first")); err != nil {
+	if err := db.PutJSONThen("b", "first", []byte("1"), 0, then("first")); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.PutJSONNow("b", "second", []byte("2"), then("second")); err != nil {
+	if err := db.PutJSONNow("b", "second", []byte("2"), 0, then("second")); err != nil {
 		t.Fatal(err)
 	}
 	if got := done(); len(got) != 1 {
@@ -631,7 +631,7 @@ func TestPutJSONNow(t *testing.T) {
 	db.journal.slow = 1
 	db.commitMu.Unlock()
 	ch := make(chan error, 1)
-	if err := db.PutJSONNow("b", "slow", []byte("3"), func(err error) { ch <- err }); err != nil {
+	if err := db.PutJSONNow("b", "slow", []byte("3"), 0, func(err error) { ch <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-ch; err != nil {
@@ -640,7 +640,16 @@ func TestPutJSONNow(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.PutJSONNow("b", "late", []byte("4"), func(error) { t.Error("called after Close") }); err == nil {
+	if err := db.PutJSONNow("b", "late", []byte("4"), 0, func(error) { t.Error("called after Close") }); err == nil {
 		t.Error("PutJSONNow after Close succeeded")
 	}
+}
+
+// putJSON is PutJSONThen, waited for.
+func putJSON(db *DB, bucket, key string, data []byte) error {
+	done := make(chan error, 1)
+	if err := db.PutJSONThen(bucket, key, data, 0, func(err error) { done <- err }); err != nil {
+		return err
+	}
+	return <-done
 }

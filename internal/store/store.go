@@ -1,9 +1,12 @@
-// Package store is bootstrapd's one embedded database file.
+// Package store keeps bootstrapd's state: named buckets of JSON values,
+// in one of two backends. DB is an embedded bbolt file, the default: one
+// bootstrapd owns it. Etcd (etcd.go) is a key prefix in an etcd cluster
+// that several bootstrapd instances share.
 //
-// It is a thin layer over bbolt: named buckets of JSON values. Every write
-// has been fsynced when Put returns, which is what lets the DHCP
-// server promise that a lease is on disk before its ACK leaves. Writes are
-// made durable in a journal beside the bbolt file and applied to it in
+// In both, a write has been made durable (fsynced; in etcd, committed by a
+// quorum) when it is answered, which is what lets the DHCP server promise
+// that a lease is stored before its ACK leaves. The bbolt backend makes
+// writes durable in a journal beside its file and applies them to it in
 // bulk (journal.go).
 package store
 
@@ -55,6 +58,8 @@ type DB struct {
 	checkpointAt int64                        // journal size that triggers a checkpoint
 	nextAt       int64                        // the next one, later after a failed one
 	records      atomic.Int64                 // journal records written, for tests
+	seqs         map[string]uint64            // last number given in each numbered bucket
+	follow       func([]Change)               // set by Follow before the first write
 }
 
 // write is one caller's changes, waiting for the committer. They are
@@ -76,7 +81,10 @@ func (w *write) answer(err error) {
 
 type change struct {
 	bucket, key string
-	value       []byte // nil: delete the key
+	value       []byte   // nil: delete the key
+	num         Numbered // numbered at commit: key and value are set then
+	rev         int64    // Entry.Rev, for Etcd
+	claim       bool     // Entry.Claim, for Etcd
 }
 
 // Entry is one value for PutAll, or with Delete, a key to remove.
@@ -84,6 +92,51 @@ type Entry struct {
 	Bucket, Key string
 	Value       any
 	Delete      bool
+	// Rev is the version of the record the writer decided from, for a
+	// store that several instances write (Etcd): 0 for "there was none",
+	// a revision from Range or a Change, or Own for "the one I last wrote
+	// myself". The write fails with ErrConflict if the record is not that
+	// version any more. DB has one writer and does not look at it.
+	Rev int64
+	// Numbered entries get their key from the store when they are
+	// committed: the next number of their bucket (see Seq), without gaps.
+	// Value must be Numbered; Key is ignored.
+	Numbered bool
+	// Claim entries exist only to order this write with others of the
+	// same key in a shared store: a backend with one writer skips them.
+	Claim bool
+}
+
+// Entry.Rev values that are not revisions.
+const (
+	// Own is a record this instance wrote last.
+	Own int64 = -1
+	// Unchecked writes the record whatever its version (a numbered
+	// entry being deleted: nobody changes those).
+	Unchecked int64 = -2
+)
+
+// Numbered is a value that carries its own number (an event with its
+// sequence number): the store gives it the number when it commits it.
+type Numbered interface {
+	WithSeq(seq uint64) any
+}
+
+// SeqKey is the key a Numbered entry is stored under.
+func SeqKey(seq uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], seq)
+	return string(b[:])
+}
+
+// Change is a write the store has committed, as its follower is told of
+// it: every numbered entry, in number order, and (from a shared store)
+// every record another instance wrote.
+type Change struct {
+	Bucket, Key string
+	Value       []byte // nil: the key was deleted
+	Rev         int64  // the record's version, for the next write's Entry.Rev
+	Seq         uint64 // a numbered entry's number
 }
 
 // initialMmap is the size of bbolt's first mapping of the store file
@@ -129,7 +182,8 @@ func open(path string, o options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{bolt: b, path: path, writes: make(chan write, maxGroup), done: make(chan struct{}),
-		journal: j, pending: map[string]map[string][]byte{}, checkpointAt: o.checkpointAt, nextAt: o.checkpointAt}
+		journal: j, pending: map[string]map[string][]byte{}, checkpointAt: o.checkpointAt, nextAt: o.checkpointAt,
+		seqs: map[string]uint64{}}
 	if err := db.replay(data); err != nil {
 		j.close()
 		b.Close()
@@ -257,6 +311,7 @@ func (db *DB) commit() {
 
 // group commits group; raw: see journal.pwriteDirect.
 func (db *DB) group(group []write, raw bool) {
+	group, numbered, undo := db.number(group)
 	n, readers := 0, false
 	for _, w := range group {
 		n += len(w.changes)
@@ -271,7 +326,12 @@ func (db *DB) group(group []write, raw bool) {
 					db.stage(c)
 				}
 			}
+		} else {
+			maps.Copy(db.seqs, undo) // the numbers stay unused
 		}
+	}
+	if err == nil && len(numbered) > 0 && db.follow != nil {
+		db.follow(numbered)
 	}
 	// The writes are durable: answer them before any checkpoint.
 	for i := range group {
@@ -296,6 +356,78 @@ func (db *DB) group(group []write, raw bool) {
 		}
 	}
 }
+
+// number gives the numbered entries of group their numbers and encodes
+// them. A write with one that does not encode is answered with the error
+// and left out. It returns the group to commit, the changes to tell the
+// follower of once it is durable, and the counters as they were, to put
+// back if it is not.
+func (db *DB) number(group []write) ([]write, []Change, map[string]uint64) {
+	var out []Change
+	var undo map[string]uint64
+	kept := group[:0]
+	for _, w := range group {
+		var err error
+		for i := range w.changes {
+			c := &w.changes[i]
+			if c.num == nil {
+				continue
+			}
+			if undo == nil {
+				undo = map[string]uint64{}
+			}
+			if _, ok := undo[c.bucket]; !ok {
+				undo[c.bucket] = db.seq(c.bucket)
+			}
+			seq := db.seqs[c.bucket] + 1
+			if c.value, err = json.Marshal(c.num.WithSeq(seq)); err != nil {
+				err = fmt.Errorf("encode %s #%d: %w", c.bucket, seq, err)
+				break
+			}
+			db.seqs[c.bucket], c.key, c.num = seq, SeqKey(seq), nil
+			out = append(out, Change{Bucket: c.bucket, Key: c.key, Value: c.value, Seq: seq})
+		}
+		if err != nil {
+			maps.Copy(db.seqs, undo) // this write's numbers, and those after, are given again
+			w.answer(err)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	return kept, out, undo
+}
+
+// seq is the last number given in bucket: on first use, the last key in
+// the bbolt file (a journal staged since Open holds only keys numbered
+// since, which counted).
+func (db *DB) seq(bucket string) uint64 {
+	if n, ok := db.seqs[bucket]; ok {
+		return n
+	}
+	var n uint64
+	db.bolt.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte(bucket)); b != nil {
+			if k, _ := b.Cursor().Last(); len(k) == 8 {
+				n = binary.BigEndian.Uint64(k)
+			}
+		}
+		return nil
+	})
+	if keys := db.pending[bucket]; keys != nil {
+		for k, v := range keys {
+			if len(k) == 8 && v != nil {
+				n = max(n, binary.BigEndian.Uint64([]byte(k)))
+			}
+		}
+	}
+	db.seqs[bucket] = n
+	return n
+}
+
+// Follow sets fn to be told of every numbered entry once it is durable, in
+// number order, on the store's writer goroutine: fn must be quick and must
+// not write to the store. Call it before the first write.
+func (db *DB) Follow(fn func([]Change)) { db.follow = fn }
 
 // bucket opens the named bucket, creating it the first time. Looking it up
 // first spares CreateBucketIfNotExists's copies of the name when it exists.
@@ -404,10 +536,19 @@ func (db *DB) PutAllThen(then func(error), entries ...Entry) error {
 
 // encode makes entries one write.
 func encode(entries []Entry) (write, error) {
-	w := write{changes: make([]change, len(entries))}
-	for i, e := range entries {
+	w := write{changes: make([]change, 0, len(entries))}
+	for _, e := range entries {
+		if e.Claim {
+			continue // one writer: nothing to order
+		}
 		c := change{bucket: e.Bucket, key: e.Key}
-		if !e.Delete {
+		if e.Numbered {
+			n, ok := e.Value.(Numbered)
+			if !ok {
+				return write{}, fmt.Errorf("store: %s: a numbered entry's value must be Numbered, not %T", e.Bucket, e.Value)
+			}
+			c.key, c.num = SeqKey(0), n // checked as the 8 bytes it will be
+		} else if !e.Delete {
 			data, err := json.Marshal(e.Value)
 			if err != nil {
 				return write{}, fmt.Errorf("encode %s/%s: %w", e.Bucket, e.Key, err)
@@ -417,30 +558,20 @@ func encode(entries []Entry) (write, error) {
 		if err := c.check(); err != nil {
 			return write{}, fmt.Errorf("store: %w", err)
 		}
-		w.changes[i] = c
+		w.changes = append(w.changes, c)
 	}
 	return w, nil
 }
 
-// PutJSON stores data, which is already JSON, under bucket/key, and returns
-// after the write is durable. It is for values written on a hot path (a
-// lease per DHCP ACK) whose owner encodes them without reflection. data
-// must not change afterwards: the store keeps it until the next checkpoint.
-func (db *DB) PutJSON(bucket, key string, data []byte) error {
-	c := change{bucket: bucket, key: key, value: data}
-	if err := c.check(); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	return db.submit(write{changes: []change{c}})
-}
-
-// PutJSONThen is PutJSON without the wait: it returns at once, and then is
-// called once the write is durable (nil) or has failed. It is for a caller
-// that would otherwise keep a goroutine waiting per write (the DHCP server,
-// per ACK). then runs on the store's writer goroutine, with the writes of
+// PutJSONThen stores data, which is already JSON, under bucket/key (rev:
+// see Entry.Rev). It returns at once, and then is called once the write
+// is durable (nil) or has failed. It is for values written on a hot path
+// (a lease per DHCP ACK) whose owner encodes them without reflection and
+// would otherwise keep a goroutine waiting per write. data must not change
+// afterwards: the store keeps it until the next checkpoint. then runs on the store's writer goroutine, with the writes of
 // its group waiting: it must be quick and must not write to the store.
 // When PutJSONThen returns an error, then is not called.
-func (db *DB) PutJSONThen(bucket, key string, data []byte, then func(error)) error {
+func (db *DB) PutJSONThen(bucket, key string, data []byte, _ int64, then func(error)) error {
 	c := change{bucket: bucket, key: key, value: data}
 	if err := c.check(); err != nil {
 		return fmt.Errorf("store: %w", err)
@@ -457,7 +588,7 @@ func (db *DB) PutJSONThen(bucket, key string, data []byte, then func(error)) err
 // context switches, and a thread spinning for work before it sleeps),
 // which at 1000 exchanges/s cost as much CPU as the write. Under load the
 // committer is busy and writes are grouped as before.
-func (db *DB) PutJSONNow(bucket, key string, data []byte, then func(error)) error {
+func (db *DB) PutJSONNow(bucket, key string, data []byte, _ int64, then func(error)) error {
 	c := change{bucket: bucket, key: key, value: data}
 	if err := c.check(); err != nil {
 		return fmt.Errorf("store: %w", err)
@@ -486,13 +617,17 @@ func (db *DB) sync() error {
 	return db.submit(write{sync: true})
 }
 
-// Load decodes every value in bucket, in key order, calling fn for each.
-func Load[T any](db *DB, bucket string, fn func(key string, v T) error) error {
-	return LoadFrom(db, bucket, "", fn)
+// Ranger is a store that can be read: DB or Etcd.
+type Ranger interface {
+	// Range calls fn for every record in bucket with a key >= from, in
+	// key order, with the record's version (for Entry.Rev).
+	Range(bucket, from string, fn func(key string, value []byte, rev int64) error) error
 }
 
-// LoadFrom is Load starting at the first key >= from.
-func LoadFrom[T any](db *DB, bucket, from string, fn func(key string, v T) error) error {
+// Range reads bucket (see Ranger). Every write that has returned is seen.
+// bbolt keeps no versions (it has one writer, which does not check
+// them): rev is 0.
+func (db *DB) Range(bucket, from string, fn func(key string, value []byte, rev int64) error) error {
 	if err := db.sync(); err != nil {
 		return fmt.Errorf("read %s: %w", bucket, err)
 	}
@@ -503,14 +638,26 @@ func LoadFrom[T any](db *DB, bucket, from string, fn func(key string, v T) error
 		}
 		c := b.Cursor()
 		for k, data := c.Seek([]byte(from)); k != nil; k, data = c.Next() {
-			var v T
-			if err := json.Unmarshal(data, &v); err != nil {
-				return fmt.Errorf("decode %s/%s: %w", bucket, k, err)
-			}
-			if err := fn(string(k), v); err != nil {
+			if err := fn(string(k), data, 0); err != nil {
 				return err
 			}
 		}
 		return nil
+	})
+}
+
+// Load decodes every value in bucket, in key order, calling fn for each.
+func Load[T any](r Ranger, bucket string, fn func(key string, v T) error) error {
+	return LoadFrom(r, bucket, "", fn)
+}
+
+// LoadFrom is Load starting at the first key >= from.
+func LoadFrom[T any](r Ranger, bucket, from string, fn func(key string, v T) error) error {
+	return r.Range(bucket, from, func(k string, data []byte, _ int64) error {
+		var v T
+		if err := json.Unmarshal(data, &v); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", bucket, k, err)
+		}
+		return fn(k, v)
 	})
 }

@@ -1,0 +1,214 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"log/slog"
+
+	"github.com/bootstrapd/bootstrapd/internal/etcdtest"
+)
+
+// ev is a numbered value.
+type ev struct {
+	Seq  uint64 `json:"seq"`
+	From string `json:"from"`
+}
+
+func (e ev) WithSeq(n uint64) any { e.Seq = n; return e }
+
+// follower collects what a store tells its follower.
+type follower struct {
+	mu  sync.Mutex
+	got []Change
+	ch  chan struct{}
+}
+
+func newFollower() *follower { return &follower{ch: make(chan struct{}, 1)} }
+
+func (f *follower) fn(cs []Change) {
+	f.mu.Lock()
+	f.got = append(f.got, cs...)
+	f.mu.Unlock()
+	select {
+	case f.ch <- struct{}{}:
+	default:
+	}
+}
+
+// wait waits until ok holds for what was told.
+func (f *follower) wait(t *testing.T, what string, ok func([]Change) bool) []Change {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		f.mu.Lock()
+		got := append([]Change(nil), f.got...)
+		f.mu.Unlock()
+		if ok(got) {
+			return got
+		}
+		select {
+		case <-f.ch:
+		case <-deadline:
+			t.Fatalf("%s: not told within 10s; told %v", what, got)
+		}
+	}
+}
+
+func openEtcd(t *testing.T, c *etcdtest.Cluster, prefix string) *Etcd {
+	t.Helper()
+	e, err := OpenEtcd(t.Context(), EtcdConfig{Endpoints: c.Endpoints(), Prefix: prefix}, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// put is PutAllThen, waited for.
+func put(s interface {
+	PutAllThen(func(error), ...Entry) error
+}, entries ...Entry) error {
+	done := make(chan error, 1)
+	if err := s.PutAllThen(func(err error) { done <- err }, entries...); err != nil {
+		return err
+	}
+	return <-done
+}
+
+// TestEtcdConflict: two instances decide from the same version of a
+// record; the second write fails with ErrConflict, and its follower is
+// told of the record as the first wrote it. A write that builds on the
+// failed one (Own) is refused, not committed on top of it.
+func TestEtcdConflict(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	a, b := openEtcd(t, c, "/t/"), openEtcd(t, c, "/t/")
+	fa, fb := newFollower(), newFollower()
+	a.Follow(fa.fn)
+	b.Follow(fb.fn)
+
+	if err := put(a, Entry{Bucket: "leases", Key: "10.0.0.5", Value: "mac-a", Rev: 0}); err != nil {
+		t.Fatal(err)
+	}
+	err := put(b, Entry{Bucket: "leases", Key: "10.0.0.5", Value: "mac-b", Rev: 0})
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("second claim of one address: %v, want ErrConflict", err)
+	}
+	got := fb.wait(t, "b told of a's lease", func(cs []Change) bool {
+		for _, c := range cs {
+			if c.Key == "10.0.0.5" && string(c.Value) == `"mac-a"` && c.Rev > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	var rev int64
+	for _, c := range got {
+		if c.Key == "10.0.0.5" {
+			rev = c.Rev
+		}
+	}
+	// a is not told of its own write.
+	time.Sleep(200 * time.Millisecond)
+	fa.mu.Lock()
+	if len(fa.got) != 0 {
+		t.Errorf("a was told of its own write: %v", fa.got)
+	}
+	fa.mu.Unlock()
+
+	// b, now knowing the version, may replace it.
+	if err := put(b, Entry{Bucket: "leases", Key: "10.0.0.5", Value: "mac-b", Rev: rev}); err != nil {
+		t.Fatalf("write from the current version: %v", err)
+	}
+	// a's Own is now stale.
+	if err := put(a, Entry{Bucket: "leases", Key: "10.0.0.5", Value: "mac-a2", Rev: Own}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a writing over b's change as its own: %v, want ErrConflict", err)
+	}
+	// And a write building on that failure is refused without a round trip.
+	if err := put(a, Entry{Bucket: "leases", Key: "10.0.0.5", Value: "mac-a3", Rev: Own}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a write on top of a failed one: %v, want ErrConflict", err)
+	}
+	var vals []string
+	if err := b.Range("leases", "", func(k string, v []byte, _ int64) error { vals = append(vals, k+"="+string(v)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(vals) != `[10.0.0.5="mac-b"]` {
+		t.Errorf("stored %v, want b's lease only", vals)
+	}
+}
+
+// TestEtcdNumbered: entries numbered by two instances at once are numbered
+// without gaps or repeats, and both followers are told of all of them in
+// number order.
+func TestEtcdNumbered(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	stores := []*Etcd{openEtcd(t, c, "/n/"), openEtcd(t, c, "/n/")}
+	fs := []*follower{newFollower(), newFollower()}
+	for i, s := range stores {
+		s.Follow(fs[i].fn)
+	}
+	const each = 40
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		for j := range each {
+			wg.Go(func() {
+				if err := put(s, Entry{Bucket: "events", Numbered: true, Value: ev{From: fmt.Sprint(i, "/", j)}}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for i, f := range fs {
+		got := f.wait(t, fmt.Sprint("follower ", i), func(cs []Change) bool { return len(cs) >= 2*each })
+		if len(got) != 2*each {
+			t.Errorf("follower %d told of %d entries, want %d", i, len(got), 2*each)
+		}
+		for n, c := range got {
+			if c.Seq != uint64(n+1) || c.Key != SeqKey(c.Seq) {
+				t.Fatalf("follower %d: entry %d has number %d", i, n, c.Seq)
+			}
+		}
+	}
+}
+
+// TestEtcdUnavailable: with its cluster gone a write fails with
+// ErrUnavailable within the timeout, Healthy says so, and both recover.
+func TestEtcdUnavailable(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	e, err := OpenEtcd(t.Context(), EtcdConfig{Endpoints: c.Endpoints(), Prefix: "/u/", Timeout: time.Second}, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	e.Follow(func([]Change) {})
+	if err := put(e, Entry{Bucket: "b", Key: "k", Value: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.Members[0].Kill()
+	if err := put(e, Entry{Bucket: "b", Key: "k", Value: 2, Rev: Own}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write with etcd down: %v, want ErrUnavailable", err)
+	}
+	if e.Healthy() == nil {
+		t.Error("Healthy is nil with etcd down")
+	}
+	c.Members[0].Start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := c.WaitHealthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for e.Healthy() != nil {
+		if ctx.Err() != nil {
+			t.Fatal("Healthy still failing after etcd returned")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := put(e, Entry{Bucket: "b", Key: "k2", Value: 3}); err != nil {
+		t.Fatalf("write after etcd returned: %v", err)
+	}
+}
