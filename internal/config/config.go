@@ -50,6 +50,10 @@ type Site struct {
 	Discovery *Discovery `hcl:"discovery,block"`
 	// PackageCache serves the nodes' package repository from a cache.
 	PackageCache *PackageCache `hcl:"package_cache,block"`
+
+	// Store, when set, keeps the inventory in etcd, shared with other
+	// instances, instead of a file in state_dir.
+	Store *Store `hcl:"store,block"`
 	// BMC is how nodes' BMCs are logged in to and used; never nil after
 	// Load (the defaults when the site has no bmc block).
 	BMC *BMC `hcl:"bmc,block"`

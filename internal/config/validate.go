@@ -87,6 +87,7 @@ func (s *Site) defaults(dir string) error {
 	s.routerDefaults(dir)
 	s.clusterDefaults(dir)
 	s.packageCacheDefaults(dir)
+	s.storeDefaults(dir)
 	s.bmcDefaults(dir)
 	for _, f := range []*string{&s.API.TokenFile, &s.API.TLSCertFile, &s.API.TLSKeyFile} {
 		if *f != "" && !filepath.IsAbs(*f) {
@@ -116,6 +117,7 @@ func (s *Site) validate() error {
 	add(s.validateDiscovery())
 	add(s.validateBMC())
 	add(s.validatePackageCache())
+	add(s.validateStore())
 	return errors.Join(errs...)
 }
 

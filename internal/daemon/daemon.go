@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +26,6 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/pkgcache"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
 	"github.com/bootstrapd/bootstrapd/internal/pxe"
-	"github.com/bootstrapd/bootstrapd/internal/store"
 	"github.com/bootstrapd/bootstrapd/internal/ui"
 )
 
@@ -57,7 +55,7 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(filepath.Join(site.StateDir, StoreFile))
+	db, err := OpenStore(ctx, site, log)
 	if err != nil {
 		return err
 	}

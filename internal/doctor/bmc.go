@@ -14,7 +14,6 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/daemon"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
-	"github.com/bootstrapd/bootstrapd/internal/store"
 )
 
 // bmcChecks is how many BMCs are asked at once: enough that a rack is
@@ -101,11 +100,13 @@ func enrolledNodes(ctx context.Context, e *Env) ([]inventory.Node, error) {
 		}
 		return c.Nodes(ctx)
 	}
-	path := filepath.Join(e.Site.StateDir, daemon.StoreFile)
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	if e.Site.Store == nil {
+		path := filepath.Join(e.Site.StateDir, daemon.StoreFile)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
 	}
-	db, err := store.Open(path)
+	db, err := daemon.OpenStore(ctx, e.Site, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,9 @@
 package inventory
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -34,27 +36,13 @@ const flushEvery = time.Second
 // may wait a second (a repeated note's count): what flush writes. Its
 // owner's mutex guards it.
 type discovery struct {
-	count    int             // discovered nodes held
-	refused  uint64          // new MACs not recorded because count was at the cap
-	pending  map[string]bool // MACs whose records wait for the next flush
-	events   []LogEvent      // events numbered and shown, not yet stored
-	flushing bool            // a flush is scheduled or running
+	count    int                // discovered nodes held
+	refused  uint64             // new MACs not recorded because count was at the cap
+	pending  map[string][]Event // MACs whose records wait for the next flush, with their new events
+	flushing bool               // a flush is scheduled or running
 }
 
-func (d *discovery) init() { d.pending = map[string]bool{} }
-
-// saved keeps the count in step with a node being saved (prev is the
-// stored value, nil for a new node).
-func (d *discovery) saved(prev, next *Node) {
-	if prev != nil && prev.State == Discovered {
-		d.count--
-	}
-	if next.State == Discovered {
-		d.count++
-	}
-	// save writes next itself, durably: nothing of it is left to flush.
-	delete(d.pending, next.MAC)
-}
+func (d *discovery) init() { d.pending = map[string][]Event{} }
 
 // Seen records that a MAC asked to boot. An unknown MAC becomes a
 // discovered node, so the operator can enroll what actually showed up,
@@ -74,7 +62,7 @@ func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 		next := n.clone()
 		next.Arch, next.LastSeen = arch, now
 		inv.nodes[mac] = &next
-		inv.flushLater(mac, nil)
+		inv.flushLater(mac)
 		return
 	case inv.disc.count >= inv.Limits.MaxDiscovered:
 		inv.disc.refused++
@@ -82,11 +70,9 @@ func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 	}
 	next := &Node{MAC: mac, State: Discovered, Created: now, Arch: arch, LastSeen: now,
 		History: []Event{{At: now, To: Discovered, Cause: "seen on the network"}}}
-	b := inv.events.number(next, next.History)
 	inv.nodes[mac] = next
 	inv.disc.count++
-	inv.flushLater(mac, b.events)
-	inv.events.done(b, nil) // shown now, written by the flush
+	inv.flushLater(mac, next.History...)
 	// The deadline watcher forgets it after DiscoveredTTL.
 	select {
 	case inv.kick <- struct{}{}:
@@ -105,51 +91,53 @@ func (inv *Inventory) DiscoveryRefused() uint64 {
 
 // flushLater queues mac's record and events for the next flush. Callers
 // hold mu.
-func (inv *Inventory) flushLater(mac string, logged []LogEvent) {
-	inv.disc.pending[mac] = true
-	inv.disc.events = append(inv.disc.events, logged...)
+func (inv *Inventory) flushLater(mac string, events ...Event) {
+	inv.disc.pending[mac] = append(inv.disc.pending[mac], events...)
 	if !inv.disc.flushing {
 		inv.disc.flushing = true
 		time.AfterFunc(flushEvery, inv.flush)
 	}
 }
 
-// flush writes what Seen queued, in one transaction. It is sent under the
-// lock, so that it is written before any later save of the same nodes, and
-// waited for outside it. Nodes it failed to write are tried again at the
-// next flush; their events are lost from the log (they were shown).
+// flush writes what Seen queued, a write per node (the store commits
+// them together; a shared store can refuse one without the others). It is
+// sent under the lock, so that it is written before any later save of the
+// same nodes, and waited for outside it. Nodes it failed to write are
+// tried again at the next flush, unless the store is shared: it reads them
+// again instead. Their events are not numbered or shown until they are
+// written.
 func (inv *Inventory) flush() {
 	inv.mu.Lock()
 	d := &inv.disc
-	entries := make([]store.Entry, 0, len(d.pending)+len(d.events))
-	for mac := range d.pending {
-		if n := inv.nodes[mac]; n != nil {
-			c := n.clone()
-			entries = append(entries, store.Entry{Bucket: nodesBucket, Key: mac, Value: &c})
+	sent := map[string][]Event{}
+	var err error
+	for mac, evs := range d.pending {
+		n := inv.nodes[mac]
+		if n == nil {
+			continue
 		}
-	}
-	for _, e := range d.events {
-		entries = append(entries, store.Entry{Bucket: eventsBucket, Key: eventKey(e.Seq), Value: e})
+		c := n.clone()
+		if serr := inv.send(mac, inv.nodeEntries(&c, n.rev, evs)); serr != nil {
+			err = cmp.Or(err, serr)
+			continue
+		}
+		n.rev = store.Own
+		sent[mac] = evs
 	}
 	clear(d.pending)
-	d.events = nil
-	var err error
-	if len(entries) > 0 {
-		err = inv.send("", nil, entries)
-	}
 	inv.unlock(&err)
 
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	d.flushing = false
-	if err != nil { // logged by unlock
-		for _, e := range entries {
-			if e.Bucket == nodesBucket && inv.nodes[e.Key] != nil {
-				d.pending[e.Key] = true
+	if err != nil && !errors.Is(err, ErrConflict) && !errors.Is(err, store.ErrUnavailable) { // logged by unlock
+		for mac, evs := range sent {
+			if inv.nodes[mac] != nil {
+				d.pending[mac] = append(evs, d.pending[mac]...)
 			}
 		}
 	}
-	if len(d.pending) > 0 || len(d.events) > 0 {
+	if len(d.pending) > 0 {
 		d.flushing = true
 		time.AfterFunc(flushEvery, inv.flush)
 	}
@@ -158,7 +146,7 @@ func (inv *Inventory) flush() {
 // Flush writes what Seen has queued now, for a clean shutdown.
 func (inv *Inventory) Flush() {
 	inv.mu.Lock()
-	queued := len(inv.disc.pending) > 0 || len(inv.disc.events) > 0
+	queued := len(inv.disc.pending) > 0
 	inv.mu.Unlock()
 	if queued {
 		inv.flush()
@@ -184,19 +172,28 @@ func (inv *Inventory) forget(ctx context.Context, now time.Time) time.Time {
 		delete(inv.nodes, mac)
 		delete(inv.disc.pending, mac)
 		inv.disc.count--
-		gone = append(gone, store.Entry{Bucket: nodesBucket, Key: mac, Delete: true})
+		gone = append(gone, store.Entry{Bucket: nodesBucket, Key: mac, Delete: true, Rev: n.rev})
 	}
 	// The oldest events, a bounded batch at a time.
-	for l := &inv.events; l.seq-l.first > uint64(inv.Limits.MaxEvents) && len(gone) < 10_000; l.first++ {
-		gone = append(gone, store.Entry{Bucket: eventsBucket, Key: eventKey(l.first + 1), Delete: true})
+	l := &inv.events
+	l.mu.Lock()
+	for ; l.seq-l.first > uint64(inv.Limits.MaxEvents) && len(gone) < 10_000; l.first++ {
+		gone = append(gone, store.Entry{Bucket: eventsBucket, Key: store.SeqKey(l.first + 1), Delete: true, Rev: store.Unchecked})
 	}
-	if len(gone) > 0 {
-		if err := inv.send("", nil, gone); err != nil {
+	l.mu.Unlock()
+	// In writes a shared store takes in one transaction each.
+	for len(gone) > 0 {
+		k := min(len(gone), forgetBatch)
+		if err := inv.send("", gone[:k]); err != nil {
 			inv.log.ErrorContext(ctx, "cannot forget old discovered nodes and events", "err", err)
 		}
+		gone = gone[k:]
 	}
 	return next
 }
+
+// forgetBatch is how many records forget removes per write.
+const forgetBatch = 50
 
 // broadcast is the last address of an IPv4 prefix.
 func broadcast(p netip.Prefix) netip.Addr {

@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"encoding/binary"
 	"sync"
 
 	"github.com/bootstrapd/bootstrapd/internal/store"
@@ -19,24 +18,28 @@ type LogEvent struct {
 	Event
 }
 
+// WithSeq is the event with its number, which the store gives it when it
+// commits it (store.Numbered).
+func (e LogEvent) WithSeq(seq uint64) any {
+	e.Seq = seq
+	return e
+}
+
 // recentEvents is how many events are kept in memory for followers; older
 // ones are read from the store.
 const recentEvents = 1000
 
-// eventLog numbers events and shows them to followers in that order, each
-// once it is on disk. Node writes are made outside the inventory's lock, so
-// they become durable in an order the log does not choose; a follower that
-// has read up to seq must never be shown an earlier number later. So the
-// log shows the oldest numbered events first, and holds back what was
-// written after events still being written. It has its own mutex: the
-// store's writer marks events durable without the inventory's lock, and
-// followers read without it.
+// eventLog shows followers the events the store has committed. The store
+// numbers them when it commits them, without gaps and, when several
+// instances share it, across all of them, and tells the inventory of them
+// in number order (store.Change.Seq): so a follower that has read up to a
+// number is never shown an earlier one later, and sees every instance's
+// events. It has its own mutex: the store's writer shows events without
+// the inventory's lock, and followers read without it.
 type eventLog struct {
 	mu      sync.Mutex
-	seq     uint64     // last numbered
-	shown   uint64     // last shown: every event up to it is shown or was dropped
+	seq     uint64     // last shown
 	first   uint64     // events after this one are in the store
-	waiting []*batch   // numbered and not yet shown, oldest first
 	recent  []LogEvent // every shown event after from
 	from    uint64
 	changed chan struct{} // closed (and replaced) when an event is shown
@@ -47,23 +50,9 @@ type eventLog struct {
 	nodes chan struct{}
 }
 
-// batch is the events of one write, shown together.
-type batch struct {
-	events   []LogEvent
-	enrolled bool // about a node past discovered
-	done     bool // written, or its write failed
-	failed   bool // not written: its numbers stay unused
-}
-
-func eventKey(seq uint64) string {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], seq)
-	return string(b[:])
-}
-
-func (l *eventLog) init(db *store.DB) error {
+func (l *eventLog) init(db Store) error {
 	l.changed, l.nodes = make(chan struct{}), make(chan struct{})
-	err := store.Load(db, eventsBucket, func(_ string, e LogEvent) error {
+	return store.Load(db, eventsBucket, func(_ string, e LogEvent) error {
 		if l.seq == 0 {
 			l.first, l.from = e.Seq-1, e.Seq-1
 		}
@@ -71,8 +60,6 @@ func (l *eventLog) init(db *store.DB) error {
 		l.remember(e)
 		return nil
 	})
-	l.shown = l.seq
-	return err
 }
 
 func (l *eventLog) remember(e LogEvent) {
@@ -83,45 +70,24 @@ func (l *eventLog) remember(e LogEvent) {
 	}
 }
 
-// number gives the next sequence numbers to events about to be stored;
-// done shows them when they are (or their write fails). Callers hold the
-// inventory's mutex, so that events are numbered in the order their
-// writes are sent.
-func (l *eventLog) number(n *Node, evs []Event) *batch {
+// show shows committed events, in number order, waking followers. One
+// shown already (read at Open, and told of again) is skipped.
+func (l *eventLog) show(evs []LogEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := &batch{events: make([]LogEvent, len(evs)), enrolled: n.State != Discovered}
-	for i, e := range evs {
-		l.seq++
-		b.events[i] = LogEvent{Seq: l.seq, MAC: n.MAC, Hostname: n.Hostname, Event: e}
-	}
-	l.waiting = append(l.waiting, b)
-	return b
-}
-
-// done marks b's write finished (err: failed) and shows every batch
-// numbered before the first one still being written, waking followers.
-// The store's writer calls it, so it takes only the log's own mutex.
-func (l *eventLog) done(b *batch, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b.done, b.failed = true, err != nil
 	var shown, enrolled bool
-	for len(l.waiting) > 0 && l.waiting[0].done {
-		w := l.waiting[0]
-		l.waiting[0] = nil
-		l.waiting = l.waiting[1:]
-		if n := len(w.events); n > 0 {
-			l.shown = w.events[n-1].Seq
-		}
-		if w.failed {
+	for _, e := range evs {
+		if e.Seq <= l.seq {
 			continue
 		}
-		for _, e := range w.events {
-			l.remember(e)
+		if l.seq == 0 && l.first == 0 {
+			l.first, l.from = e.Seq-1, e.Seq-1
 		}
-		shown = shown || len(w.events) > 0
-		enrolled = enrolled || w.enrolled && len(w.events) > 0
+		l.seq = e.Seq
+		l.remember(e)
+		shown = true
+		// A discovered node has no hostname until it is enrolled.
+		enrolled = enrolled || e.Hostname != ""
 	}
 	if shown {
 		close(l.changed)
@@ -138,7 +104,7 @@ func (l *eventLog) done(b *batch, err error) {
 func (inv *Inventory) Events(since uint64) ([]LogEvent, <-chan struct{}, error) {
 	l := &inv.events
 	l.mu.Lock()
-	wait, shown := l.changed, l.shown
+	wait, shown := l.changed, l.seq
 	if since >= l.from {
 		var out []LogEvent
 		for _, e := range l.recent {
@@ -151,9 +117,9 @@ func (inv *Inventory) Events(since uint64) ([]LogEvent, <-chan struct{}, error) 
 	}
 	l.mu.Unlock()
 	// Older than what is in memory: read the store, up to what is shown
-	// (a later event may be on disk before an earlier one is).
+	// (what is after it is shown next, with a wake-up).
 	var out []LogEvent
-	err := store.LoadFrom(inv.db, eventsBucket, eventKey(since+1), func(_ string, e LogEvent) error {
+	err := store.LoadFrom(inv.db, eventsBucket, store.SeqKey(since+1), func(_ string, e LogEvent) error {
 		if e.Seq <= shown {
 			out = append(out, e)
 		}

@@ -1,9 +1,10 @@
 package inventory
 
 import (
-	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,47 +20,41 @@ func seqs(evs []LogEvent) []uint64 {
 	return out
 }
 
-// Events written out of order are shown in order, each only once every
-// earlier number is shown (or its write failed): a follower that has read
-// up to seq is never shown an earlier number.
+// Events from writes made at once are numbered by the store when it
+// commits them: a follower is shown every one, once, in number order and
+// without gaps, and is woken for them.
 func TestEventsShownInOrder(t *testing.T) {
 	ti := newTestInv(t, testPool)
 	base := ti.LastSeq()
-	n := &Node{MAC: "52:54:00:00:00:01", State: Enrolled}
-	a := ti.events.number(n, []Event{{Cause: "a1"}, {Cause: "a2"}})
-	b := ti.events.number(n, []Event{{Cause: "b"}})
-	c := ti.events.number(n, []Event{{Cause: "c"}})
-
-	shown := func() []uint64 {
-		t.Helper()
-		evs, _, err := ti.Events(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return seqs(evs)
-	}
 	_, wait, _ := ti.Events(base)
-	ti.events.done(c, nil)
-	ti.events.done(b, nil)
-	if got := shown(); len(got) != 0 {
-		t.Fatalf("shown %v while the first write is still being made", got)
+	const nodes = 8 // testPool has 10 addresses
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() {
+			if _, err := ti.Enroll(ctx, EnrollRequest{MAC: fmt.Sprintf("52:54:00:00:01:%02x", i)}); err != nil {
+				t.Error(err)
+			}
+		})
 	}
-	select {
-	case <-wait:
-		t.Fatal("followers woken before anything was shown")
-	default:
-	}
-	ti.events.done(a, errors.New("disk full"))
-	if got, want := shown(), []uint64{base + 3, base + 4}; !slices.Equal(got, want) {
-		t.Fatalf("shown %v, want %v (the failed write's numbers unused, the rest in order)", got, want)
-	}
+	wg.Wait()
 	select {
 	case <-wait:
 	default:
 		t.Fatal("followers not woken")
 	}
-	if got := ti.LastSeq(); got != base+4 {
-		t.Fatalf("LastSeq %d, want %d", got, base+4)
+	evs, _, err := ti.Events(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint64
+	for i := range nodes {
+		want = append(want, base+uint64(i)+1)
+	}
+	if got := seqs(evs); !slices.Equal(got, want) {
+		t.Fatalf("shown %v, want %v", got, want)
+	}
+	if got := ti.LastSeq(); got != base+nodes {
+		t.Fatalf("LastSeq %d, want %d", got, base+nodes)
 	}
 }
 

@@ -268,15 +268,3 @@ func (inv *Inventory) tokenHolder(token string) *Node {
 	return n
 }
 
-// indexToken keeps the token index in step with a node being saved.
-// Callers hold mu.
-func (inv *Inventory) indexToken(prev, next *Node) {
-	if prev != nil && len(prev.TokenHash) == sha256.Size {
-		if k := [sha256.Size]byte(prev.TokenHash); inv.tokens[k] == prev.MAC {
-			delete(inv.tokens, k)
-		}
-	}
-	if len(next.TokenHash) == sha256.Size {
-		inv.tokens[[sha256.Size]byte(next.TokenHash)] = next.MAC
-	}
-}

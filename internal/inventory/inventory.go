@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,11 +42,35 @@ type Pool struct {
 	Lease  time.Duration
 }
 
+// Store is where the inventory keeps what it holds: store.DB (a bbolt
+// file, this instance's alone) or store.Etcd (shared with other instances).
+type Store interface {
+	store.Ranger
+	// PutAllThen sends entries as one transaction, behind every write
+	// sent before; then is called when it is durable or has failed.
+	PutAllThen(then func(error), entries ...store.Entry) error
+	// PutJSONThen and PutJSONNow are PutAllThen for one lease, which the
+	// DHCP server writes per ACK (see store.DB).
+	PutJSONThen(bucket, key string, data []byte, rev int64, then func(error)) error
+	PutJSONNow(bucket, key string, data []byte, rev int64, then func(error)) error
+	// Follow tells fn of each event once committed, in number order, and
+	// (from a shared store) of what other instances write.
+	Follow(fn func([]store.Change))
+}
+
+// healthy is a Store that can say it takes no writes (store.Etcd without
+// quorum), so that the inventory refuses what it cannot store at once
+// instead of after a timeout.
+type healthy interface{ Healthy() error }
+
 // Inventory holds every node and lease in memory, backed by the store. One
 // mutex guards both: they are read on every DHCP packet, and a lease must
-// never be given to one MAC while it is reserved for another.
+// never be given to one MAC while it is reserved for another. When other
+// instances share the store, what they write reaches memory through
+// follow, and a write made from a version of a record that another
+// instance has replaced fails (store.ErrConflict) rather than overwrite it.
 type Inventory struct {
-	db   *store.DB
+	db   Store
 	log  *slog.Logger
 	pool Pool
 	now  func() time.Time
@@ -76,8 +101,8 @@ type Inventory struct {
 	Retrier InstallRetrier
 }
 
-// Open loads the inventory from db.
-func Open(db *store.DB, pool Pool, log *slog.Logger) (*Inventory, error) {
+// Open loads the inventory from db, and follows it from then on.
+func Open(db Store, pool Pool, log *slog.Logger) (*Inventory, error) {
 	inv := &Inventory{db: db, log: log, pool: pool, now: time.Now, nodes: map[string]*Node{}, tokens: map[[sha256.Size]byte]string{},
 		kick: make(chan struct{}, 1)}
 	inv.disc.init()
@@ -86,31 +111,73 @@ func Open(db *store.DB, pool Pool, log *slog.Logger) (*Inventory, error) {
 	if err := inv.events.init(db); err != nil {
 		return nil, fmt.Errorf("load events: %w", err)
 	}
-	err := store.Load(db, nodesBucket, func(_ string, n Node) error {
-		inv.nodes[n.MAC] = &n
-		inv.indexToken(nil, &n)
-		if n.State == Discovered {
-			inv.disc.count++
+	err := db.Range(nodesBucket, "", func(k string, data []byte, rev int64) error {
+		n, err := decodeNode(k, data, rev)
+		if err != nil {
+			return err
 		}
+		inv.reindex(nil, n)
+		inv.nodes[n.MAC] = n
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load nodes: %w", err)
 	}
-	err = store.Load(db, leasesBucket, func(_ string, l Lease) error {
-		inv.leases.load(&l)
+	err = db.Range(leasesBucket, "", func(k string, data []byte, rev int64) error {
+		l, err := decodeLease(k, data, rev)
+		if err != nil {
+			return err
+		}
+		inv.leases.load(l)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load leases: %w", err)
 	}
-	for _, n := range inv.nodes {
-		// A retired node's address went back to the pool when it retired.
-		if n.IP.IsValid() && n.State != Retired && n.State != Discovered {
-			inv.leases.reserve(n.IP, n.MAC)
+	db.Follow(inv.follow)
+	return inv, nil
+}
+
+func decodeNode(key string, data []byte, rev int64) (*Node, error) {
+	n := &Node{}
+	if err := json.Unmarshal(data, n); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", nodesBucket, key, err)
+	}
+	n.rev = rev
+	return n, nil
+}
+
+// reindex keeps the indexes in step with a node changing from prev to n
+// (prev nil: added; n nil: removed): its install token, the discovered
+// count, and its reservation. A node reserves its address from enrollment
+// until it is retired. Callers hold mu.
+func (inv *Inventory) reindex(prev, n *Node) {
+	t := &inv.leases
+	if prev != nil {
+		if len(prev.TokenHash) == sha256.Size {
+			if k := [sha256.Size]byte(prev.TokenHash); inv.tokens[k] == prev.MAC {
+				delete(inv.tokens, k)
+			}
+		}
+		if prev.State == Discovered {
+			inv.disc.count--
+		}
+		if t.reserved[prev.IP] == prev.MAC {
+			delete(t.reserved, prev.IP)
 		}
 	}
-	return inv, nil
+	if n == nil {
+		return
+	}
+	if len(n.TokenHash) == sha256.Size {
+		inv.tokens[[sha256.Size]byte(n.TokenHash)] = n.MAC
+	}
+	if n.State == Discovered {
+		inv.disc.count++
+	}
+	if n.IP.IsValid() && n.State != Retired && n.State != Discovered {
+		t.reserve(n.IP, n.MAC)
+	}
 }
 
 // Node returns a copy of the node with this MAC.
@@ -229,6 +296,9 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (_ Node, er
 	if req.Hostname != "" && !validHostname(req.Hostname) {
 		return Node{}, fmt.Errorf("hostname %q is not a DNS label (letters, digits and '-', at most 63, not starting or ending with '-')", req.Hostname)
 	}
+	if err := inv.writable(); err != nil {
+		return Node{}, err
+	}
 	inv.mu.Lock()
 	defer inv.unlock(&err)
 	n := inv.nodes[mac]
@@ -281,16 +351,17 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (_ Node, er
 	from := next.State
 	next.State = Enrolled
 	next.History = append(next.History, Event{At: now, From: from, To: Enrolled, Cause: "enroll", Actor: req.Actor})
-	if err := inv.save(next); err != nil {
-		return Node{}, err
-	}
-	if n != nil && n.IP.IsValid() && n.IP != req.IP && inv.leases.reserved[n.IP] == mac {
-		// Re-enrolled on another address: the old one is free again, as
-		// it would be after a restart (Open reserves only current IPs).
-		delete(inv.leases.reserved, n.IP)
-	}
+	var claim []store.Entry
 	if req.IP.IsValid() {
-		inv.leases.reserve(req.IP, mac)
+		// So that no other instance leases the address meanwhile.
+		c, err := inv.leases.claim(req.IP, mac)
+		if err != nil {
+			return Node{}, err
+		}
+		claim = append(claim, c)
+	}
+	if err := inv.save(next, claim...); err != nil {
+		return Node{}, err
 	}
 	inv.log.InfoContext(ctx, "node enrolled", "mac", mac, "hostname", next.Hostname, "ip", next.IP, "profile", next.Profile)
 	return next.clone(), nil
@@ -406,7 +477,7 @@ func (inv *Inventory) noteOn(next *Node, ev Event) {
 				// flush, so a client repeating a refused request costs
 				// one write a second, not one per request.
 				inv.nodes[next.MAC] = next
-				inv.flushLater(next.MAC, nil)
+				inv.flushLater(next.MAC)
 				return
 			}
 			ev = Event{}
@@ -443,42 +514,58 @@ func trimHistory(h []Event) []Event {
 	return out[max(0, len(out)-maxHistory):]
 }
 
-// save makes n the node, in memory at once, and sends it and the events it
-// gained since it was last saved to the store, in one transaction. n must
-// be a new value, not the stored one changed in place. Callers hold mu and
-// release it with unlock, which waits for the write to be durable: the
-// lock every DHCP reply takes is never held across a disk write, and node
-// writes made at once share one commit, as leases do. Until it is durable
-// a change is seen by readers of the inventory, not by followers of the
-// event log; whoever made it is not answered until it is.
-func (inv *Inventory) save(n *Node) error {
+// save makes n the node, in memory at once, and sends it, the events it
+// gained since it was last saved and also to the store, in one
+// transaction. n must be a new value, not the stored one changed in
+// place. Callers hold mu and release it with unlock, which waits for the
+// write to be durable: the lock every DHCP reply takes is never held
+// across a disk write, and node writes made at once share one commit, as
+// leases do. Until it is durable a change is seen by readers of the
+// inventory, not by followers of the event log (the store numbers events
+// when it commits them); whoever made it is not answered until it is.
+func (inv *Inventory) save(n *Node, also ...store.Entry) error {
 	prev := inv.nodes[n.MAC]
 	fresh := n.History
+	var rev int64
 	if prev != nil {
 		fresh = n.History[min(len(prev.History), len(n.History)):]
+		rev = prev.rev
 	}
+	// Events waiting for the flush go with this write, before the new ones.
+	fresh = append(inv.disc.pending[n.MAC], fresh...)
+	delete(inv.disc.pending, n.MAC)
 	n.History = trimHistory(n.History)
-	b := inv.events.number(n, fresh)
-	entries := []store.Entry{{Bucket: nodesBucket, Key: n.MAC, Value: n}}
-	for _, e := range b.events {
-		entries = append(entries, store.Entry{Bucket: eventsBucket, Key: eventKey(e.Seq), Value: e})
-	}
-	if err := inv.send(n.MAC, b, entries); err != nil {
+	entries := append(inv.nodeEntries(n, rev, fresh), also...)
+	if err := inv.send(n.MAC, entries); err != nil {
 		return fmt.Errorf("save node %s: %w", n.MAC, err)
 	}
+	n.rev = store.Own
 	if prev != nil && prev.State != n.State && inv.OnMove != nil {
 		inv.OnMove(prev.State, n.State, n.entered().Sub(prev.entered()))
 	}
-	if prev == nil || !prev.Deadline.Equal(n.Deadline) {
+	inv.kickIf(prev, n)
+	inv.reindex(prev, n)
+	inv.nodes[n.MAC] = n
+	return nil
+}
+
+// nodeEntries are the writes of n, stored from version rev, and its events.
+func (inv *Inventory) nodeEntries(n *Node, rev int64, events []Event) []store.Entry {
+	entries := []store.Entry{{Bucket: nodesBucket, Key: n.MAC, Value: n, Rev: rev}}
+	for _, e := range events {
+		entries = append(entries, store.Entry{Bucket: eventsBucket, Numbered: true, Value: LogEvent{MAC: n.MAC, Hostname: n.Hostname, Event: e}})
+	}
+	return entries
+}
+
+// kickIf wakes the deadline watcher when a node's deadline changed.
+func (inv *Inventory) kickIf(prev, n *Node) {
+	if prev == nil || n == nil || !prev.Deadline.Equal(n.Deadline) {
 		select {
 		case inv.kick <- struct{}{}:
 		default:
 		}
 	}
-	inv.indexToken(prev, n)
-	inv.disc.saved(prev, n)
-	inv.nodes[n.MAC] = n
-	return nil
 }
 
 // sent is a write sent to the store under mu and not yet waited for.
@@ -488,31 +575,25 @@ type sent struct {
 }
 
 // send queues entries for the store behind every write sent before;
-// unlock waits for them. b, when not nil, holds the events among them:
-// they are shown once the write is durable. Callers hold mu, which keeps
-// the order of sends that of the events' numbers.
-func (inv *Inventory) send(mac string, b *batch, entries []store.Entry) error {
+// unlock waits for them. Callers hold mu, which keeps the order of sends
+// that of the decisions.
+func (inv *Inventory) send(mac string, entries []store.Entry) error {
 	done := make(chan error, 1)
-	err := inv.db.PutAllThen(func(err error) {
-		if b != nil {
-			inv.events.done(b, err)
-		}
-		done <- err
-	}, entries...)
-	if err != nil {
-		if b != nil {
-			inv.events.done(b, err)
-		}
+	if err := inv.db.PutAllThen(func(err error) { done <- err }, entries...); err != nil {
 		return err
 	}
 	inv.sent = append(inv.sent, sent{mac: mac, done: done})
 	return nil
 }
 
-// unlock releases mu, then waits for the writes sent under it. A write that
-// failed is logged, and its node is written again by the next flush (its
-// change stays in memory: a later change of the node may build on it);
-// the first failure goes into *err when err is not nil and *err is.
+// unlock releases mu, then waits for the writes sent under it. The first
+// failure goes into *err when err is not nil and *err is. A write that
+// failed on the disk is logged, and its node is written again by the next
+// flush (its change stays in memory: a later change of the node may build
+// on it). One that a shared store refused (another instance changed a
+// record first) or could not make (etcd unreachable) is not tried again:
+// the store reads its records again and follow puts them in memory as
+// they are stored.
 func (inv *Inventory) unlock(err *error) {
 	writes := inv.sent
 	inv.sent = nil
@@ -523,23 +604,47 @@ func (inv *Inventory) unlock(err *error) {
 		if werr == nil {
 			continue
 		}
-		inv.log.Error("store write failed; kept in memory and written again by the next flush", "mac", w.mac, "err", werr)
-		if w.mac != "" {
-			failed = append(failed, w.mac)
+		what := cmp.Or(w.mac, "inventory")
+		shared := errors.Is(werr, store.ErrConflict) || errors.Is(werr, store.ErrUnavailable)
+		switch {
+		case errors.Is(werr, store.ErrConflict):
+			werr = fmt.Errorf("%w: %s %w; look at it again and retry", ErrConflict, what, werr)
+		case shared:
+			werr = fmt.Errorf("save %s: %w; it may not have been stored, and is read again from etcd when it answers", what, werr)
+		default:
+			inv.log.Error("store write failed; kept in memory and written again by the next flush", "mac", w.mac, "err", werr)
+			if w.mac != "" {
+				failed = append(failed, w.mac)
+			}
+			werr = fmt.Errorf("save %s: %w (kept in memory; written again within %s)", what, werr, flushEvery)
+		}
+		if shared {
+			inv.log.Warn("store write not made", "mac", w.mac, "err", werr)
 		}
 		if err != nil && *err == nil {
-			*err = fmt.Errorf("save %s: %w (kept in memory; written again within %s)", cmp.Or(w.mac, "inventory"), werr, flushEvery)
+			*err = werr
 		}
 	}
 	if len(failed) > 0 {
 		inv.mu.Lock()
 		for _, mac := range failed {
 			if inv.nodes[mac] != nil {
-				inv.flushLater(mac, nil)
+				inv.flushLater(mac)
 			}
 		}
 		inv.mu.Unlock()
 	}
+}
+
+// writable says why the store takes no writes now (etcd without quorum),
+// or nil.
+func (inv *Inventory) writable() error {
+	if h, ok := inv.db.(healthy); ok {
+		if err := h.Healthy(); err != nil {
+			return fmt.Errorf("the store takes no writes now (%w); enrollments and new leases resume when it does", err)
+		}
+	}
+	return nil
 }
 
 func (n *Node) clone() Node {

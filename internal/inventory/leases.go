@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/store"
 )
 
 // Lease errors the DHCP server turns into silence or a NAK.
@@ -28,6 +30,26 @@ type Lease struct {
 	IP       netip.Addr `json:"ip"`
 	Expires  time.Time  `json:"expires"`
 	Declined bool       `json:"declined,omitempty"`
+
+	rev int64 // the stored record's version, as read (see leaseTable.revs)
+}
+
+// A lease record with no expiry is a claim: an enrollment wrote it to
+// reserve the address in a shared store (leaseTable.claim). It binds
+// nothing.
+func (l *Lease) claim() bool { return l.Expires.IsZero() }
+
+func decodeLease(key string, data []byte, rev int64) (*Lease, error) {
+	l := &Lease{}
+	if err := json.Unmarshal(data, l); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", leasesBucket, key, err)
+	}
+	ip, err := netip.ParseAddr(key)
+	if err != nil || ip != l.IP {
+		return nil, fmt.Errorf("decode %s/%s: the record is for %s", leasesBucket, key, l.IP)
+	}
+	l.rev = rev
+	return l, nil
 }
 
 func (l *Lease) live(now time.Time) bool { return now.Before(l.Expires) }
@@ -86,6 +108,7 @@ type leaseTable struct {
 	offers   map[string]offer      // mac -> pending offer, never persisted
 	offered  map[netip.Addr]string // ip -> mac of the pending offer
 	reserved map[netip.Addr]string // ip -> mac of the enrolled node it belongs to
+	revs     map[netip.Addr]int64  // ip -> version of its stored record (store.Entry.Rev), whether or not byIP holds it
 	pruneAt  int                   // offers held when expired ones are next swept out
 }
 
@@ -114,6 +137,7 @@ func (t *leaseTable) pruneOffers(now time.Time) {
 func (t *leaseTable) init(p Pool) {
 	t.byIP, t.byMAC = map[netip.Addr]*Lease{}, map[string]*Lease{}
 	t.offers, t.offered, t.reserved = map[string]offer{}, map[netip.Addr]string{}, map[netip.Addr]string{}
+	t.revs = map[netip.Addr]int64{}
 	t.pruneAt = minPrune
 	if p.Range[0].IsValid() {
 		t.lo, t.hi = u32(p.Range[0]), u32(p.Range[1])
@@ -142,10 +166,51 @@ func (t *leaseTable) put(l *Lease) {
 // current one. Letting the stale one win would drop the current address
 // from the table and hand it to another client while its holder still uses it.
 func (t *leaseTable) load(l *Lease) {
+	t.revs[l.IP] = l.rev
+	if l.claim() {
+		return
+	}
 	if cur := t.byMAC[l.MAC]; l.MAC != "" && cur != nil && cur.IP != l.IP && !l.Expires.After(cur.Expires) {
 		return
 	}
 	t.put(l)
+}
+
+// apply is a record another instance wrote (nil: it deleted the one for
+// ip): it replaces what this table holds for the address.
+func (t *leaseTable) apply(ip netip.Addr, l *Lease, rev int64) {
+	if old := t.byIP[ip]; old != nil {
+		delete(t.byIP, ip)
+		if old.MAC != "" && t.byMAC[old.MAC] == old {
+			delete(t.byMAC, old.MAC)
+		}
+	}
+	if l == nil {
+		delete(t.revs, ip)
+		return
+	}
+	t.revs[ip] = rev
+	if !l.claim() {
+		t.put(l)
+	}
+}
+
+// claim is the write that reserves ip for mac's enrollment: a shared
+// store then refuses any other instance's lease of the address decided
+// before it. It writes the address's record back as it is, or a claim
+// record when there is none. Callers hold the inventory's lock.
+func (t *leaseTable) claim(ip netip.Addr, mac string) (store.Entry, error) {
+	l := t.byIP[ip]
+	if l == nil {
+		l = &Lease{IP: ip, MAC: mac}
+	}
+	data, err := l.json()
+	if err != nil {
+		return store.Entry{}, fmt.Errorf("encode claim of %s: %w", ip, err)
+	}
+	e := store.Entry{Bucket: leasesBucket, Key: ip.String(), Value: json.RawMessage(data), Rev: t.revs[ip], Claim: true}
+	t.revs[ip] = store.Own
+	return e, nil
 }
 
 func (t *leaseTable) reserve(ip netip.Addr, mac string) { t.reserved[ip] = mac }
@@ -240,67 +305,83 @@ func (t *leaseTable) notQuarantined(ip netip.Addr, now time.Time) bool {
 	return l == nil || !l.Declined || !l.live(now)
 }
 
-// Commit binds ip to mac for a REQUEST and returns once the lease is on disk,
-// so an ACK is never sent for a lease a crash would forget. A client asking
-// for an address that is not its own gets ErrWrongAddr (the server NAKs); a
-// client the server has nothing for gets ErrNoLease (the server stays silent).
+// Commit binds ip to mac for a REQUEST and returns once the lease is
+// stored, so an ACK is never sent for a lease a crash would forget. A
+// client asking for an address that is not its own gets ErrWrongAddr (the
+// server NAKs); a client the server has nothing for gets ErrNoLease (the
+// server stays silent).
 func (inv *Inventory) Commit(ctx context.Context, mac string, ip netip.Addr, pool bool) (Lease, error) {
-	l, data, err := inv.bind(mac, ip, pool)
-	if err != nil {
-		return Lease{}, err
+	type result struct {
+		l   Lease
+		err error
 	}
-	if err := inv.db.PutJSON(leasesBucket, ip.String(), data); err != nil {
-		return Lease{}, fmt.Errorf("persist lease %s for %s: %w", ip, mac, err)
-	}
-	return l, nil
+	done := make(chan result, 1)
+	inv.CommitThen(mac, ip, pool, false, func(l Lease, err error) { done <- result{l, err} })
+	r := <-done
+	return r.l, r.err
 }
 
 // CommitThen is Commit without the wait, for the DHCP listener, which
 // would otherwise keep a goroutine (and its wake-ups) per REQUEST: done is
-// called once, with the lease once it is on disk, or with Commit's error.
+// called once, with the lease once it is stored, or with Commit's error.
 // A refusal calls done before CommitThen returns; otherwise done runs on
 // the store's writer goroutine, so it must be quick and must not write to
 // the store. now says that no other write is expected soon: the store
 // then commits on the caller's goroutine if it is idle (store.PutJSONNow),
 // and done has run when CommitThen returns.
+//
+// While the store takes no writes (etcd without quorum), a client renewing
+// a lease that is still valid is answered with the lease as it is stored,
+// not extended; any other REQUEST gets ErrNoLease.
 func (inv *Inventory) CommitThen(mac string, ip netip.Addr, pool, now bool, done func(Lease, error)) {
-	l, data, err := inv.bind(mac, ip, pool)
-	if err != nil {
-		done(Lease{}, err)
+	l, data, rev, err := inv.bind(mac, ip, pool)
+	if err != nil || data == nil {
+		done(l, err)
 		return
 	}
 	put := inv.db.PutJSONThen
 	if now {
 		put = inv.db.PutJSONNow
 	}
-	err = put(leasesBucket, ip.String(), data, func(err error) {
+	err = put(leasesBucket, ip.String(), data, rev, func(err error) {
 		if err != nil {
-			done(Lease{}, fmt.Errorf("persist lease %s for %s: %w", ip, mac, err))
+			done(Lease{}, fmt.Errorf("store lease %s for %s: %w", ip, mac, err))
 			return
 		}
 		done(l, nil)
 	})
 	if err != nil {
-		done(Lease{}, fmt.Errorf("persist lease %s for %s: %w", ip, mac, err))
+		done(Lease{}, fmt.Errorf("store lease %s for %s: %w", ip, mac, err))
 	}
 }
 
-// bind is Commit's change to the lease table, and the lease's record.
-func (inv *Inventory) bind(mac string, ip netip.Addr, pool bool) (Lease, []byte, error) {
+// bind is Commit's change to the lease table, the lease's record, and the
+// version of the record it replaces. No record: the lease is answered as
+// it is (see CommitThen).
+func (inv *Inventory) bind(mac string, ip netip.Addr, pool bool) (Lease, []byte, int64, error) {
 	inv.mu.Lock()
 	now := inv.now()
 	t := &inv.leases
 	want, err := inv.addressFor(mac, ip, pool, now)
 	if err != nil {
 		inv.mu.Unlock()
-		return Lease{}, nil, err
+		return Lease{}, nil, 0, err
 	}
 	if want != ip {
 		inv.mu.Unlock()
-		return Lease{}, nil, fmt.Errorf("%w: %s asked for %s", ErrWrongAddr, mac, ip)
+		return Lease{}, nil, 0, fmt.Errorf("%w: %s asked for %s", ErrWrongAddr, mac, ip)
 	}
+	if err := inv.writable(); err != nil {
+		defer inv.mu.Unlock()
+		if old := t.byIP[ip]; old != nil && old.MAC == mac && old.live(now) {
+			return *old, nil, 0, nil
+		}
+		return Lease{}, nil, 0, fmt.Errorf("%w: %w", ErrNoLease, err)
+	}
+	rev := t.revs[ip]
 	l := &Lease{MAC: mac, IP: ip, Expires: now.Add(inv.pool.Lease)}
 	t.put(l)
+	t.revs[ip] = store.Own
 	if o, ok := t.offers[mac]; ok {
 		delete(t.offered, o.ip)
 		delete(t.offers, mac)
@@ -310,9 +391,9 @@ func (inv *Inventory) bind(mac string, ip netip.Addr, pool bool) (Lease, []byte,
 	// fsync (the store groups them).
 	data, err := l.json()
 	if err != nil {
-		return Lease{}, nil, fmt.Errorf("encode lease %s for %s: %w", ip, mac, err)
+		return Lease{}, nil, 0, fmt.Errorf("encode lease %s for %s: %w", ip, mac, err)
 	}
-	return *l, data, nil
+	return *l, data, rev, nil
 }
 
 // Release ends mac's lease on ip now. The record stays so the client gets
@@ -343,8 +424,18 @@ func (inv *Inventory) endLease(mac string, ip netip.Addr, change func(*Lease, ti
 		delete(t.byMAC, mac)
 	}
 	t.put(&l)
+	e := store.Entry{Bucket: leasesBucket, Key: ip.String(), Value: &l, Rev: t.revs[ip]}
+	t.revs[ip] = store.Own
+	done := make(chan error, 1)
+	err := inv.db.PutAllThen(func(err error) { done <- err }, e)
 	inv.mu.Unlock()
-	return inv.db.Put(leasesBucket, ip.String(), &l)
+	if err == nil {
+		err = <-done
+	}
+	if err != nil {
+		return fmt.Errorf("store lease %s: %w", ip, err)
+	}
+	return nil
 }
 
 // Leases returns the lease table in address order, for the admin API.
@@ -352,7 +443,9 @@ func (inv *Inventory) Leases() []Lease {
 	inv.mu.Lock()
 	out := make([]Lease, 0, len(inv.leases.byIP))
 	for _, l := range inv.leases.byIP {
-		out = append(out, *l)
+		if !l.claim() {
+			out = append(out, *l)
+		}
 	}
 	inv.mu.Unlock()
 	slices.SortFunc(out, func(a, b Lease) int { return a.IP.Compare(b.IP) })

@@ -124,16 +124,7 @@ func (inv *Inventory) StepDone(ctx context.Context, mac, step, cause, actor stri
 // FinishRetire moves a retiring node to retired, freeing its hostname and
 // address.
 func (inv *Inventory) FinishRetire(ctx context.Context, mac, actor string) (Node, error) {
-	done, err := inv.Move(ctx, mac, Retired, "retired", actor)
-	if err != nil {
-		return Node{}, err
-	}
-	inv.mu.Lock()
-	if done.IP.IsValid() && inv.leases.reserved[done.IP] == done.MAC {
-		delete(inv.leases.reserved, done.IP)
-	}
-	inv.mu.Unlock()
-	return done, nil
+	return inv.Move(ctx, mac, Retired, "retired", actor)
 }
 
 // CountByState counts nodes in each state, for metrics.

@@ -99,6 +99,11 @@ type Node struct {
 	// install (bmc install_retries bounds them); enroll and reinstall
 	// start it afresh.
 	InstallRetries int `json:"install_retries,omitempty"`
+
+	// rev is the version of the stored record this one was read as, or
+	// store.Own once this instance has written it: a write of the node
+	// says what it replaces (store.Entry.Rev). Not stored.
+	rev int64
 }
 
 // Event is one recorded transition or report.

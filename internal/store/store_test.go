@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +132,65 @@ func TestPutAllDeletes(t *testing.T) {
 	Load(db, "b", func(k string, v rec) error { got[k] = v.N; return nil })
 	if len(got) != 2 || got["y"] != 2 || got["z"] != 3 {
 		t.Errorf("after the delete: %v", got)
+	}
+}
+
+// badNum is a Numbered value that does not encode.
+type badNum struct{}
+
+func (badNum) WithSeq(uint64) any { return func() {} }
+
+// TestNumbered: numbered entries get consecutive numbers in commit order,
+// the follower is told of each once it is durable, a write that does not
+// encode takes no number, and numbering goes on after a reopen.
+func TestNumbered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bootstrapd.db")
+	var told []uint64
+	open := func() *DB {
+		db, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.Follow(func(cs []Change) {
+			for _, c := range cs {
+				told = append(told, c.Seq)
+			}
+		})
+		return db
+	}
+	db := open()
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			if err := db.PutAll(Entry{Bucket: "ev", Numbered: true, Value: ev{From: fmt.Sprint(i)}}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := db.PutAll(Entry{Bucket: "ev", Numbered: true, Value: badNum{}}); err == nil {
+		t.Error("a numbered value that does not encode was stored")
+	}
+	db.Close()
+	db = open()
+	defer db.Close()
+	if err := db.PutAll(Entry{Bucket: "ev", Numbered: true, Value: ev{From: "after"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range told {
+		if n != uint64(i+1) {
+			t.Fatalf("told of numbers %v, want 1..51", told)
+		}
+	}
+	var keys []uint64
+	Load(db, "ev", func(k string, e ev) error {
+		if SeqKey(e.Seq) != k {
+			t.Errorf("entry %d stored under %x", e.Seq, k)
+		}
+		keys = append(keys, e.Seq)
+		return nil
+	})
+	if len(told) != 51 || len(keys) != 51 || keys[50] != 51 {
+		t.Fatalf("told %d, stored %d (last %v), want 51", len(told), len(keys), keys[len(keys)-1:])
 	}
 }
