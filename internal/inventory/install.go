@@ -267,4 +267,3 @@ func (inv *Inventory) tokenHolder(token string) *Node {
 	}
 	return n
 }
-
