@@ -608,7 +608,7 @@ func (inv *Inventory) unlock(err *error) {
 		shared := errors.Is(werr, store.ErrConflict) || errors.Is(werr, store.ErrUnavailable)
 		switch {
 		case errors.Is(werr, store.ErrConflict):
-			werr = fmt.Errorf("%w: %s %w; look at it again and retry", ErrConflict, what, werr)
+			werr = fmt.Errorf("%w: save %s: %w; look again and retry", ErrConflict, what, werr)
 		case shared:
 			werr = fmt.Errorf("save %s: %w; it may not have been stored, and is read again from etcd when it answers", what, werr)
 		default:

@@ -247,17 +247,20 @@ func (e *Etcd) watch(from int64) {
 // told of.
 func (e *Etcd) apply(evs []*clientv3.Event) {
 	e.mu.Lock()
+	// Counters first: a transaction's counter comes after the entries it
+	// numbered, and a bucket is known to be numbered by its counter.
+	for _, ev := range evs {
+		if ks := string(ev.Kv.Key); strings.HasPrefix(ks, e.prefix+seqDir) && ev.Type == mvccpb.PUT {
+			n, _ := strconv.ParseUint(string(ev.Kv.Value), 10, 64)
+			b := strings.TrimPrefix(ks, e.prefix+seqDir)
+			if cur := e.seqs[b]; ev.Kv.ModRevision > cur.rev {
+				e.seqs[b] = seq{n: n, rev: ev.Kv.ModRevision}
+			}
+		}
+	}
 	var out []Change
 	for _, ev := range evs {
 		rev := ev.Kv.ModRevision
-		if ks := string(ev.Kv.Key); strings.HasPrefix(ks, e.prefix+seqDir) {
-			n, _ := strconv.ParseUint(string(ev.Kv.Value), 10, 64)
-			b := strings.TrimPrefix(ks, e.prefix+seqDir)
-			if cur := e.seqs[b]; rev > cur.rev {
-				e.seqs[b] = seq{n: n, rev: rev}
-			}
-			continue
-		}
 		bucket, key, ok := e.split(ev.Kv.Key)
 		if !ok {
 			continue

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -131,6 +132,7 @@ func (e *Etcd) txn(group []write) {
 		}
 		var refresh []Change
 		var failed []write
+		var conflicts []error // for the failed writes in order, after a conflict
 		switch {
 		case len(group) == 0:
 		case err != nil:
@@ -158,13 +160,15 @@ func (e *Etcd) txn(group []write) {
 			cur := e.current(t, resp)
 			var retry []write
 			for _, w := range group {
-				if e.holds(w, cur) {
+				changed := e.changed(w, cur)
+				if len(changed) == 0 {
 					retry = append(retry, w)
 					continue
 				}
 				e.forget(w)
 				refresh = append(refresh, e.refresh(w, cur, resp.Header.Revision)...)
 				failed = append(failed, w)
+				conflicts = append(conflicts, fmt.Errorf("%w: %s", ErrConflict, strings.Join(changed, ", ")))
 			}
 			group = retry
 			if attempt == maxAttempts {
@@ -177,12 +181,15 @@ func (e *Etcd) txn(group []write) {
 		for _, w := range refused {
 			w.answer(fmt.Errorf("%w: it builds on a write of this instance's that failed", ErrConflict))
 		}
-		answer := err
-		if resp != nil && !resp.Succeeded {
-			answer = ErrConflict
-		}
-		for _, w := range failed {
-			w.answer(answer)
+		for i, w := range failed {
+			switch {
+			case i < len(conflicts):
+				w.answer(conflicts[i])
+			case resp != nil && !resp.Succeeded: // out of attempts
+				w.answer(fmt.Errorf("%w: other instances kept numbering entries first", ErrConflict))
+			default:
+				w.answer(err)
+			}
 		}
 		if len(refresh) > 0 && fn != nil {
 			fn(refresh)
@@ -229,7 +236,6 @@ func (e *Etcd) build(group []write) (built, []write) {
 					t.counters = append(t.counters, c.bucket)
 					k := e.prefix + seqDir + c.bucket
 					t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(k), "=", cur.rev))
-					t.gets = append(t.gets, clientv3.OpGet(k))
 				}
 				n := t.seqs[c.bucket] + 1
 				t.seqs[c.bucket] = n
@@ -246,7 +252,6 @@ func (e *Etcd) build(group []write) (built, []write) {
 				t.guards[k] = rev
 				t.getKeys = append(t.getKeys, k)
 				t.cmps = append(t.cmps, clientv3.Compare(clientv3.ModRevision(e.key(c.bucket, c.key)), "=", rev))
-				t.gets = append(t.gets, clientv3.OpGet(e.key(c.bucket, c.key)))
 			}
 			if c.value == nil {
 				t.ops = append(t.ops, clientv3.OpDelete(e.key(c.bucket, c.key)))
@@ -255,8 +260,15 @@ func (e *Etcd) build(group []write) (built, []write) {
 			}
 		}
 	}
+	// The Else branch reads the counters, then the guarded records
+	// (current reads them back in that order).
 	for _, b := range t.counters {
 		t.ops = append(t.ops, clientv3.OpPut(e.prefix+seqDir+b, strconv.FormatUint(t.seqs[b], 10)))
+		t.gets = append(t.gets, clientv3.OpGet(e.prefix+seqDir+b))
+	}
+	for _, k := range t.getKeys {
+		b, key := splitKey2(k)
+		t.gets = append(t.gets, clientv3.OpGet(e.key(b, key)))
 	}
 	return t, refused
 }
@@ -295,8 +307,10 @@ func splitKey2(k string) (string, string) {
 	return k, ""
 }
 
-// holds reports whether every record w was decided from is still current.
-func (e *Etcd) holds(w write, cur map[string]*Change) bool {
+// changed is the records w was decided from that are not current any
+// more ("bucket/key"); none: w may be sent again.
+func (e *Etcd) changed(w write, cur map[string]*Change) []string {
+	var out []string
 	for _, c := range w.changes {
 		if c.num != nil || c.rev == Unchecked {
 			continue
@@ -307,10 +321,10 @@ func (e *Etcd) holds(w write, cur map[string]*Change) bool {
 			want = e.known[k]
 		}
 		if cur[k] == nil || cur[k].Rev != want {
-			return false
+			out = append(out, k)
 		}
 	}
-	return true
+	return out
 }
 
 // forget notes that w's records are not what this instance last wrote:
