@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,8 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/pkgcache"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
 	"github.com/bootstrapd/bootstrapd/internal/pxe"
+	"github.com/bootstrapd/bootstrapd/internal/shares"
+	"github.com/bootstrapd/bootstrapd/internal/store"
 	"github.com/bootstrapd/bootstrapd/internal/ui"
 )
 
@@ -156,32 +159,56 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	}
 
 	g, ctx := errgroup.WithContext(ctx)
+	var dhcp *pxe.DHCP
+	var share *shares.Shares
 	if len(ls.dhcp) > 0 {
-		dhcp := &pxe.DHCP{
+		dhcp = &pxe.DHCP{
 			Mode: site.DHCP.Mode, Leases: inv, Server: server, Subnet: site.Subnet,
 			Router: parseAddrs(site.DHCP.Router), DNS: parseAddrs(site.DHCP.DNS...), Domain: site.DHCP.Domain,
 			Lease: site.Lease, Log: log.With("svc", "dhcp"), Link: ls.link,
 			Boot: pxe.BootFiles{BIOS: site.Boot.BIOS, EFI: site.Boot.EFI, ARM64: site.Boot.ARM64,
 				ScriptURL: baseURL + "/boot.ipxe", AssetURL: baseURL + "/assets/"},
 		}
+		if _, ok := db.(*store.Etcd); ok && (site.DHCP.Mode == config.ModePool || site.DHCP.Mode == config.ModeReservation) {
+			// Other instances may serve this segment too: answer this
+			// one's share of the clients (all of them, until it learns
+			// of the others).
+			share = shares.New(site.Store.Name)
+			dhcp.Mine = share.Mine
+		}
 		dhcp.Register(reg)
 		for port, conn := range ls.dhcp {
 			g.Go(func() error { return pxe.ServeDHCP(ctx, conn, dhcp.Handler(port), log.With("svc", "dhcp")) })
 		}
 	}
-	g.Go(func() error { inv.RunDeadlines(ctx); return nil })
 	// Power actions run in the background with the daemon's context; a
 	// stop waits for them (each bounded by the BMC timeout, and by
 	// stopGrace) so none records its outcome into a closed store.
 	g.Go(func() error { <-ctx.Done(); power.Wait(); return nil })
-	if router != nil {
-		g.Go(func() error { return router.run(ctx) })
+	// What acts on the world outside (the router, Nomad, Vault, BMCs at
+	// retire, deadlines) runs on one instance at a time: on this one
+	// alone, or on the leader of those sharing the store.
+	lead := func(ctx context.Context) {
+		var lg sync.WaitGroup
+		lg.Go(func() { inv.RunDeadlines(ctx) })
+		if router != nil {
+			lg.Go(func() { router.run(ctx) })
+		}
+		if clus.Nomad != nil {
+			lg.Go(func() { ops.watch(ctx) })
+		}
+		if inv.RetireSteps != nil {
+			lg.Go(func() { ops.retirer(ctx) })
+		}
+		lg.Wait()
 	}
-	if clus.Nomad != nil {
-		g.Go(func() error { return ops.watch(ctx) })
-	}
-	if inv.RetireSteps != nil {
-		g.Go(func() error { return ops.retirer(ctx) })
+	if shared, ok := db.(*store.Etcd); ok {
+		g.Go(func() error { shared.Lead(ctx, site.Store.Name, lead); return nil })
+		if share != nil {
+			g.Go(func() error { shared.Members(ctx, site.Subnet.String(), site.Store.Name, share.Set); return nil })
+		}
+	} else {
+		g.Go(func() error { lead(ctx); return nil })
 	}
 	g.Go(func() error { return tftp.Serve(ctx, ls.tftp) })
 	g.Go(func() error { return serveHTTP(ctx, pxe.LimitListener(ls.http), pxe.NodeServer(mux)) })

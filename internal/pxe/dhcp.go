@@ -47,6 +47,11 @@ type DHCP struct {
 	// did not ask for a broadcast to their hardware address (see
 	// OpenLink); without it they are broadcast, which RFC 2131 allows.
 	Link *Link
+	// Mine, when set, says whether this server answers the client with a
+	// hardware address: when several instances serve one segment, each
+	// answers its share of the clients (see package shares), and a client
+	// that names this server in its REQUEST. Nil: every client.
+	Mine func(hw []byte) bool
 
 	metrics *dhcpMetrics
 	refused *quietLog
@@ -143,7 +148,7 @@ func (h *DHCP) Register(reg prometheus.Registerer) {
 // anything that is not ours to answer.
 func (h *DHCP) Reply(ctx context.Context, req *dhcpv4.DHCPv4, port int) (*dhcpv4.DHCPv4, error) {
 	r, err := h.inspect(ctx, req, req.MessageType())
-	if err != nil {
+	if err != nil || r.other {
 		return nil, err
 	}
 	return h.reply(ctx, r, port)
@@ -156,6 +161,15 @@ type incoming struct {
 	mac string
 	c   Client
 	n   *inventory.DHCPNode // the enrolled node, if any
+	// other: the client is another instance's to answer (DHCP.Mine).
+	other bool
+}
+
+// named reports whether req names this server (option 54): a REQUEST for
+// an offer it made.
+func (h *DHCP) named(req *dhcpv4.DHCPv4) bool {
+	sid := req.ServerIdentifier()
+	return sid != nil && addr(sid) == h.Server
 }
 
 func (h *DHCP) inspect(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (incoming, error) {
@@ -164,6 +178,9 @@ func (h *DHCP) inspect(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.Messag
 	}
 	if !req.GatewayIPAddr.IsUnspecified() && h.Subnet.IsValid() && !h.Subnet.Contains(addr(req.GatewayIPAddr)) {
 		return incoming{}, errors.New("relayed from " + req.GatewayIPAddr.String() + ", outside " + h.Subnet.String())
+	}
+	if h.Mine != nil && !h.Mine(req.ClientHWAddr) && !h.named(req) {
+		return incoming{other: true}, nil
 	}
 	r := incoming{req: req, mt: mt, mac: req.ClientHWAddr.String(), c: Classify(req)}
 	if (r.c.PXE || r.c.IPXE) && mt != dhcpv4.MessageTypeRelease {
@@ -216,7 +233,7 @@ type leaserThen interface {
 // goroutine (see store.PutJSONNow).
 func (h *DHCP) replyThen(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, port int, idle func() bool, send func(*dhcpv4.DHCPv4, error)) {
 	r, err := h.inspect(ctx, req, mt)
-	if err != nil {
+	if err != nil || r.other {
 		send(nil, err)
 		return
 	}

@@ -159,10 +159,11 @@ func (e *Etcd) Path() string { return "etcd:" + e.prefix }
 
 func (e *Etcd) key(bucket, key string) string { return e.prefix + bucket + "/" + key }
 
-// split is key's inverse; ok is false for the store's own keys.
+// split is key's inverse; ok is false for the store's own keys (counters,
+// members, the leader), which start with '_'.
 func (e *Etcd) split(k []byte) (bucket, key string, ok bool) {
 	s := strings.TrimPrefix(string(k), e.prefix)
-	if strings.HasPrefix(s, seqDir) {
+	if strings.HasPrefix(s, "_") {
 		return "", "", false
 	}
 	bucket, key, ok = strings.Cut(s, "/")
@@ -236,10 +237,7 @@ func (e *Etcd) watch(from int64) {
 			}
 		}
 		cancel()
-		select {
-		case <-e.ctx.Done():
-		case <-time.After(500 * time.Millisecond):
-		}
+		sleep(e.ctx, 500*time.Millisecond)
 	}
 }
 
@@ -338,10 +336,7 @@ func (e *Etcd) reread(compacted int64) int64 {
 			}
 		}
 		e.log.Warn("cannot read etcd again after compaction; retrying", "err", err)
-		select {
-		case <-e.ctx.Done():
-		case <-time.After(time.Second):
-		}
+		sleep(e.ctx, time.Second)
 	}
 	return compacted
 }

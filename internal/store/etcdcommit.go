@@ -405,10 +405,7 @@ func (e *Etcd) rereadLoop() {
 		resp, err := e.cli.Txn(ctx).Then(ops...).Commit()
 		cancel()
 		if err != nil {
-			select {
-			case <-e.ctx.Done():
-			case <-time.After(delay):
-			}
+			sleep(e.ctx, delay)
 			delay = min(2*delay, 5*time.Second)
 			continue
 		}

@@ -453,8 +453,8 @@ func (c change) check() error {
 	switch {
 	case c.bucket == "":
 		return errors.New("empty bucket name")
-	case c.bucket == metaBucket:
-		return fmt.Errorf("bucket name %q is the store's own", c.bucket)
+	case c.bucket[0] == '_':
+		return fmt.Errorf("bucket name %q is the store's own (they start with '_')", c.bucket)
 	case c.key == "":
 		return fmt.Errorf("%s: empty key", c.bucket)
 	case len(c.bucket) > bolt.MaxKeySize || len(c.key) > bolt.MaxKeySize:
