@@ -13,6 +13,7 @@ set -euo pipefail
 # kea-admin kea-dhcp4-server jq    perfdhcp and Kea for `make bench`
 # nginx-light wrk tftpd-hpa nftables  the file peers, the HTTP load and the client address spread of `make bench-files`
 # iproute2                         network namespaces
+# etcd-server                      the shared store's real etcd members (tests of several instances)
 # gcc libc6-dev                    cgo, for Nomad's build (scripts/clusterbins.sh)
 # procps bsdextrautils             pgrep (the demo test), column (the demo's summary)
 # the lint of shell scripts:       shellcheck
@@ -27,7 +28,7 @@ set -euo pipefail
 # systemd-boot-efi efibootmgr      the EFI boot loader stand-in (grub-x86_64-efi) and its NVRAM entry
 packages=(qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static cpio kmod e2fsprogs udhcpc isc-dhcp-client
 	dnsmasq-base tftp-hpa atftp curl kea-admin kea-dhcp4-server jq nginx-light wrk tftpd-hpa nftables iproute2 gcc libc6-dev procps bsdextrautils shellcheck chromium
-	valgrind openipmi ipmitool redfishtool
+	valgrind openipmi ipmitool redfishtool etcd-server
 	fdisk dosfstools runit dropbear-bin extlinux syslinux-common systemd-boot-efi efibootmgr)
 
 missing=()

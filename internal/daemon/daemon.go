@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -205,7 +206,13 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	if shared, ok := db.(*store.Etcd); ok {
 		g.Go(func() error { shared.Lead(ctx, site.Store.Name, lead); return nil })
 		if share != nil {
-			g.Go(func() error { shared.Members(ctx, site.Subnet.String(), site.Store.Name, share.Set); return nil })
+			g.Go(func() error {
+				shared.Members(ctx, site.Subnet.String(), site.Store.Name, func(live []string) {
+					share.Set(live)
+					log.Info("DHCP share of the segment", "instances", strings.Join(live, ","), "buckets", share.Count())
+				})
+				return nil
+			})
 		}
 	} else {
 		g.Go(func() error { lead(ctx); return nil })

@@ -51,7 +51,7 @@ func binary(t testing.TB) string {
 // daemon is a bootstrapd process serving a lab.
 type daemon struct {
 	bin, dir, site, sock string
-	lab                  *netlab.Lab
+	ns                   netlab.NS // "": this process's
 	cmd                  *exec.Cmd
 	log                  daemonLog
 	done                 chan struct{}
@@ -72,6 +72,12 @@ func (l daemonLog) String() string {
 // site writes a site file for lab with the given dhcp mode and extra HCL,
 // beside a netboot directory holding Debian's iPXE binaries.
 func writeSite(t testing.TB, lab *netlab.Lab, dir, dhcpBody, extra string) string {
+	t.Helper()
+	return writeSiteOn(t, lab.Bridge, dir, dhcpBody, extra)
+}
+
+// writeSiteOn is writeSite for a daemon serving iface.
+func writeSiteOn(t testing.TB, iface, dir, dhcpBody, extra string) string {
 	t.Helper()
 	nb := filepath.Join(dir, "netboot")
 	os.MkdirAll(nb, 0o755)
@@ -94,7 +100,7 @@ api {
   socket = "api.sock"
 }
 %s
-`, lab.Bridge, dhcpBody, extra)
+`, iface, dhcpBody, extra)
 	p := filepath.Join(dir, "site.hcl")
 	if err := os.WriteFile(p, []byte(site), 0o644); err != nil {
 		t.Fatal(err)
@@ -113,11 +119,21 @@ func startDaemon(t testing.TB, lab *netlab.Lab, dir string) *daemon {
 // a service runs, for measurements.
 func startDaemonArgs(t testing.TB, lab *netlab.Lab, dir string, flags ...string) *daemon {
 	t.Helper()
-	d := &daemon{bin: binary(t), dir: dir, site: filepath.Join(dir, "site.hcl"), sock: filepath.Join(dir, "api.sock"),
-		lab: lab, log: daemonLog(filepath.Join(dir, "bootstrapd.log")), done: make(chan struct{})}
-	args := append([]string{"serve", "-config", d.site, "-log-format", "json"}, flags...)
+	var ns netlab.NS
 	if lab != nil {
-		d.cmd = lab.Command(context.Background(), d.bin, args...)
+		ns = lab.NS
+	}
+	return startDaemonIn(t, ns, dir, flags...)
+}
+
+// startDaemonIn is startDaemonArgs in the namespace ns ("": this one).
+func startDaemonIn(t testing.TB, ns netlab.NS, dir string, flags ...string) *daemon {
+	t.Helper()
+	d := &daemon{bin: binary(t), dir: dir, site: filepath.Join(dir, "site.hcl"), sock: filepath.Join(dir, "api.sock"), ns: ns,
+		log: daemonLog(filepath.Join(dir, "bootstrapd.log")), done: make(chan struct{})}
+	args := append([]string{"serve", "-config", d.site, "-log-format", "json"}, flags...)
+	if ns != "" {
+		d.cmd = ns.Command(context.Background(), d.bin, args...)
 	} else {
 		// Loopback only (dhcp off): the cluster tests, whose Vault and
 		// Nomad listen on the host's loopback.

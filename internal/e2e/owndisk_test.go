@@ -77,7 +77,7 @@ package_cache {
 }
 `, host, filepath.Join(root, "profiles"), r.vault.Addr, r.repo))
 	site := filepath.Join(r.dir, "site.hcl")
-	r.d = &daemon{bin: binary(t), sock: filepath.Join(r.dir, "api.sock"), lab: lab}
+	r.d = &daemon{bin: binary(t), sock: filepath.Join(r.dir, "api.sock"), ns: lab.NS}
 
 	// The servers' Vault token, then the servers: a client in a TCG VM on
 	// a busy machine may miss a heartbeat by seconds, not minutes.
@@ -330,7 +330,7 @@ func TestOwnDisk(t *testing.T) {
 // Vault and Nomad listen (cluster commands talk to them directly).
 func (d *daemon) labCLI(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := d.output(d.lab.Command(context.Background(), d.bin, args...))
+	out, err := d.output(d.ns.Command(context.Background(), d.bin, args...))
 	if err != nil {
 		t.Fatalf("bootstrapd %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

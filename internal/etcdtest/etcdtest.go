@@ -20,6 +20,7 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // Member is one etcd process.
@@ -207,7 +208,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 }
 
 func (m *Member) check(ctx context.Context) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(m.cluster.config([]string{m.ClientURL}, time.Second))
 	if err != nil {
 		return err
 	}
@@ -218,10 +219,23 @@ func (m *Member) check(ctx context.Context) error {
 	return err
 }
 
+// config is a client's configuration for endpoints. Members in
+// namespaces are dialled from the first member's namespace: this process
+// is not on the lab's bridge.
+func (c *Cluster) config(endpoints []string, timeout time.Duration) clientv3.Config {
+	cfg := clientv3.Config{Endpoints: endpoints, DialTimeout: timeout, Logger: zap.NewNop()}
+	if ns := c.Members[0].ns; ns != "" {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return ns.Dial(ctx, "tcp", addr)
+		})}
+	}
+	return cfg
+}
+
 // Client is a client of the whole cluster, closed when the test ends.
 func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(c.config(c.Endpoints(), 5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

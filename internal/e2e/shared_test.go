@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bootstrapd/bootstrapd/internal/etcdtest"
+	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/netlab"
+	"github.com/bootstrapd/bootstrapd/internal/shares"
+	"github.com/bootstrapd/bootstrapd/internal/testlog"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// sharedLab is one segment served by several bootstrapd instances that
+// share an inventory in a real three-member etcd cluster: every member and
+// every instance in a namespace of its own on the lab's bridge, so that
+// killing one is losing a machine. Instance 0 runs in the lab's namespace
+// on the bridge, at the lab's address; instance i at .1+i on a veth.
+type sharedLab struct {
+	lab   *netlab.Lab
+	etcd  *etcdtest.Cluster
+	insts []*instance
+}
+
+type instance struct {
+	name, dir string
+	ns        netlab.NS
+	addr      netip.Addr
+	d         *daemon
+}
+
+// newSharedLab starts the etcd members at 10.96.0.11-13 and n instances
+// on 10.96.0.0/16 with the given dhcp block.
+func newSharedLab(t *testing.T, n int, dhcpBody string) *sharedLab {
+	t.Helper()
+	s := &sharedLab{lab: netlab.NewLab(t, "10.96.0.1/16")}
+	s.etcd = etcdtest.StartIn(t, s.lab, netip.MustParseAddr("10.96.0.11"), 3)
+	var eps []string
+	for _, e := range s.etcd.Endpoints() {
+		eps = append(eps, fmt.Sprintf("%q", e))
+	}
+	for i := range n {
+		in := &instance{name: string(rune('a' + i)), dir: t.TempDir(), ns: s.lab.NS, addr: s.lab.Addr}
+		iface := s.lab.Bridge
+		if i > 0 {
+			in.addr = netip.AddrFrom4([4]byte{10, 96, 0, byte(1 + i)})
+			h := s.lab.AddHost(t, netip.PrefixFrom(in.addr, 16).String())
+			in.ns, iface = h.NS, h.Iface
+		}
+		writeSiteOn(t, iface, in.dir, dhcpBody, fmt.Sprintf(`store {
+  name = %q
+  etcd {
+    endpoints = [%s]
+    timeout   = "2s"
+  }
+}
+`, in.name, strings.Join(eps, ", ")))
+		in.d = startDaemonIn(t, in.ns, in.dir, "-debug")
+		s.insts = append(s.insts, in)
+	}
+	return s
+}
+
+// waitShares waits until every running instance answers its share of a
+// segment with the named instances live.
+func (s *sharedLab) waitShares(t *testing.T, live ...string) {
+	t.Helper()
+	want := fmt.Sprintf(`"instances":%q`, strings.Join(live, ","))
+	for _, in := range s.insts {
+		if !in.running() {
+			continue
+		}
+		eventually(t, 15*time.Second, in.name+" sees "+want, func() bool {
+			return strings.Contains(in.d.log.String(), want)
+		})
+	}
+}
+
+func (in *instance) running() bool {
+	select {
+	case <-in.d.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// storedLeases reads the leases straight from etcd: each by address.
+func (s *sharedLab) storedLeases(t *testing.T) map[string]inventory.Lease {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := s.etcd.Client(t).Get(ctx, "/bootstrapd/leases/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]inventory.Lease{}
+	for _, kv := range resp.Kvs {
+		var l inventory.Lease
+		if err := json.Unmarshal(kv.Value, &l); err != nil {
+			t.Fatalf("%s: %v", kv.Key, err)
+		}
+		out[l.IP.String()] = l
+	}
+	return out
+}
+
+// checkLeases: every lease perfdhcp saw ACKed is in etcd as it was
+// ACKed, and no address is held by two MACs.
+func checkLeases(t *testing.T, stored map[string]inventory.Lease, acked map[string]string) {
+	t.Helper()
+	missing := 0
+	for mac, ip := range acked {
+		if l, ok := stored[ip]; !ok || l.MAC != mac {
+			missing++
+			if missing < 5 {
+				t.Errorf("ACKed %s -> %s, stored %+v", mac, ip, stored[ip])
+			}
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d ACKed leases are not in etcd as ACKed", missing, len(acked))
+	}
+	byMAC := map[string]string{}
+	for ip, l := range stored {
+		if l.MAC == "" || !l.Expires.After(time.Now()) {
+			continue
+		}
+		if other, ok := byMAC[l.MAC]; ok {
+			t.Logf("%s holds %s and %s (an earlier address kept as a record)", l.MAC, other, ip)
+		}
+		byMAC[l.MAC] = ip
+	}
+}
+
+// TestSharedSegment: two instances on one segment over one inventory in a
+// three-member etcd cluster. Under perfdhcp each answers its share and no
+// address is leased twice; every ACKed lease is in etcd. Then one is
+// killed (SIGKILL) under load: the other takes its clients within the
+// session TTL and a little, measured, and no ACKed lease is lost.
+func TestSharedSegment(t *testing.T) {
+	s := newSharedLab(t, 2, `  mode   = "pool"
+  subnet = "10.96.0.0/16"
+  range  = ["10.96.1.0", "10.96.250.0"]`)
+	s.waitShares(t, "a", "b")
+	client := s.lab.AddHost(t, "10.96.0.50/16")
+
+	perf := func(ctx context.Context, rate, clients string) (map[string]string, string) {
+		out := &testlog.Buffer{}
+		cmd := client.Command(ctx, "perfdhcp", "-4", "-l", client.Iface, "-r", rate, "-R", clients, "-p", "8", "-x", "l", "all")
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("perfdhcp (apt-get install kea-admin): %v", err)
+		}
+		cmd.Wait() // non-zero when exchanges were lost
+		return perfdhcpACKs(out.String()), out.String()
+	}
+
+	// Both up: each answers its share.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	acked, out := perf(ctx, "100", "2000")
+	cancel()
+	if len(acked) < 400 {
+		t.Fatalf("perfdhcp saw %d ACKs from two instances; output:\n%s", len(acked), tailLines(out, 30))
+	}
+	byServer := map[string]int{}
+	for _, in := range s.insts {
+		byServer[in.name] = strings.Count(in.d.log.String(), `"reply":"ACK"`)
+	}
+	t.Logf("both up: %d ACKed; ACKs by instance %v", len(acked), byServer)
+	if byServer["a"] < len(acked)/4 || byServer["b"] < len(acked)/4 {
+		t.Errorf("ACKs by instance %v: each should answer about half", byServer)
+	}
+	checkLeases(t, s.storedLeases(t), acked)
+
+	// A client in b's share: b answers it and a does not.
+	probe, hw := hostIn(t, s.lab, "b", []string{"a", "b"})
+	if from := offerFrom(t, probe, hw, 2*time.Second); from != s.insts[1].addr.String() {
+		t.Fatalf("probe in b's share offered by %q, want b (%s)", from, s.insts[1].addr)
+	}
+
+	// Kill b under load, and time how long its clients wait.
+	ctx, cancel = context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	type result struct {
+		acked map[string]string
+		out   string
+	}
+	done := make(chan result, 1)
+	go func() { a, o := perf(ctx, "100", "3000"); done <- result{a, o} }()
+	time.Sleep(3 * time.Second)
+	killed := time.Now()
+	s.insts[1].d.cmd.Process.Kill()
+	<-s.insts[1].d.done
+	var takeover time.Duration
+	for {
+		if from := offerFrom(t, probe, hw, 200*time.Millisecond); from == s.insts[0].addr.String() {
+			takeover = time.Since(killed)
+			break
+		}
+		if time.Since(killed) > 30*time.Second {
+			t.Fatal("a did not take b's clients within 30s of b's death")
+		}
+	}
+	r := <-done
+	t.Logf("b killed: a answered b's clients after %v (session TTL 3s); %d ACKed during the run", takeover.Round(10*time.Millisecond), len(r.acked))
+	if takeover > 3*time.Second+3*time.Second {
+		t.Errorf("takeover took %v, want within the session TTL plus 3s", takeover)
+	}
+	checkLeases(t, s.storedLeases(t), r.acked)
+	writeFigure(t, "shared-segment-takeover", takeover)
+}
+
+// hostIn adds hosts to lab until one's MAC is in owner's share among
+// live, and returns it.
+func hostIn(t *testing.T, lab *netlab.Lab, owner string, live []string) (*netlab.Host, net.HardwareAddr) {
+	t.Helper()
+	for range 20 {
+		h := lab.AddHost(t, "")
+		hw, _ := net.ParseMAC(h.MAC)
+		if shares.Owner(shares.Bucket(hw), live) == owner {
+			return h, hw
+		}
+	}
+	t.Fatalf("20 hosts and none in %s's share", owner)
+	return nil, nil
+}
+
+// offerFrom sends one DISCOVER from hw (asking for a broadcast reply) and
+// returns the server id of the first OFFER within wait, or "".
+func offerFrom(t *testing.T, h *netlab.Host, hw net.HardwareAddr, wait time.Duration) string {
+	t.Helper()
+	c := udpIn(t, h.NS, h.Iface, 68)
+	defer c.Close()
+	m, err := dhcpv4.NewDiscovery(hw, dhcpv4.WithBroadcast(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.WriteTo(m.ToBytes(), dhcpServer)
+	buf := make([]byte, 1500)
+	for c.SetReadDeadline(start.Add(wait)); ; {
+		k, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return ""
+		}
+		r, err := dhcpv4.FromBytes(buf[:k])
+		if err == nil && r.TransactionID == m.TransactionID && r.MessageType() == dhcpv4.MessageTypeOffer {
+			return r.ServerIdentifier().String()
+		}
+	}
+}
+
+// writeFigure records a measured figure in $BOOTSTRAPD_FIGURES, when set,
+// for docs/benchmarks.md.
+func writeFigure(t *testing.T, name string, v any) {
+	dir := os.Getenv("BOOTSTRAPD_FIGURES")
+	if dir == "" {
+		return
+	}
+	os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintln(v)), 0o644)
+}
