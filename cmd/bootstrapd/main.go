@@ -51,6 +51,9 @@ func commands() []command {
 		{name: "ui", summary: "open the live status page: prints a one-time login link (serves it on 127.0.0.1 when bootstrapd is on its socket)", setup: uiCmd},
 		{name: "leases", summary: "list DHCP leases", setup: leasesCmd},
 		{name: "profiles", summary: "list install profiles", setup: profilesCmd},
+		{name: "store", summary: "move the inventory between a store file and etcd", subs: []command{
+			{name: "copy", summary: "copy the inventory from the store file into the site's etcd (-to etcd) or back (-to file); refuses a non-empty target without -force", setup: storeCopyCmd},
+		}},
 		{name: "netboot", summary: "manage the netboot directory", subs: []command{
 			{name: "import", args: []string{"<void-ARCH-NETBOOT-DATE.tar.gz>"}, summary: "add a Void NETBOOT kernel and initrd", setup: netbootImportCmd},
 		}},

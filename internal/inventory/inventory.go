@@ -28,6 +28,11 @@ const (
 	leasesBucket = "leases"
 )
 
+// Buckets are what the inventory keeps in its store (for store.Copy).
+func Buckets() []store.Bucket {
+	return []store.Bucket{{Name: nodesBucket}, {Name: leasesBucket}, {Name: eventsBucket, Numbered: true}}
+}
+
 // Errors callers branch on.
 var (
 	ErrNotFound = errors.New("no such node")

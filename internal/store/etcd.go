@@ -135,7 +135,7 @@ func OpenEtcd(ctx context.Context, c EtcdConfig, log *slog.Logger) (*Etcd, error
 	e := &Etcd{cli: cli, prefix: c.Prefix, timeout: c.Timeout, log: log, writes: make(chan write, maxGroup), committed: make(chan struct{}),
 		own: map[int64]bool{}, known: map[string]int64{}, seen: map[string]int64{}, seqs: map[string]seq{}, unread: map[string]bool{}}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	// The snapshot every Range before Follow reads, and the counters.
+	// Where Follow's watch starts, and the counters.
 	rctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	resp, err := cli.Get(rctx, e.prefix+seqDir, clientv3.WithPrefix())
@@ -170,15 +170,12 @@ func (e *Etcd) split(k []byte) (bucket, key string, ok bool) {
 	return bucket, key, ok
 }
 
-// Range reads bucket, a page at a time. Before Follow it reads the
-// snapshot taken at Open, which Follow's watch continues from.
+// Range reads bucket as it is now, a page at a time (every page at the
+// first one's revision). Follow's watch starts from Open's revision: what
+// changed since is told again, and the follower ends up holding the
+// latest.
 func (e *Etcd) Range(bucket, from string, fn func(key string, value []byte, rev int64) error) error {
-	e.mu.Lock()
-	rev := e.snap
-	if e.follow != nil {
-		rev = 0
-	}
-	e.mu.Unlock()
+	var rev int64
 	start, end := e.key(bucket, from), clientv3.GetPrefixRangeEnd(e.key(bucket, ""))
 	for {
 		ctx, cancel := context.WithTimeout(e.ctx, e.timeout)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -210,5 +212,76 @@ func TestEtcdUnavailable(t *testing.T) {
 	}
 	if err := put(e, Entry{Bucket: "b", Key: "k2", Value: 3}); err != nil {
 		t.Fatalf("write after etcd returned: %v", err)
+	}
+}
+
+// TestCopy: a bbolt store copied into etcd and back holds the same records,
+// numbered entries under their numbers with numbering going on after
+// them; a non-empty target is refused without force, and replaced with
+// it; a target that instances serve from is refused.
+func TestCopy(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	dir := t.TempDir()
+	src, err := Open(filepath.Join(dir, "src.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	buckets := []Bucket{{Name: "nodes"}, {Name: "leases"}, {Name: "events", Numbered: true}}
+	for i := range 70 { // more than one copy batch
+		if err := src.PutAll(Entry{Bucket: "nodes", Key: fmt.Sprintf("52:54:00:00:00:%02x", i), Value: i},
+			Entry{Bucket: "leases", Key: fmt.Sprintf("10.0.0.%d", i), Value: i},
+			Entry{Bucket: "events", Numbered: true, Value: ev{From: fmt.Sprint(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := openEtcd(t, c, "/copy/")
+	n, err := Copy(t.Context(), src, e, buckets, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n["nodes"] != 70 || n["leases"] != 70 || n["events"] != 70 {
+		t.Fatalf("copied %v, want 70 of each", n)
+	}
+	if _, err := Copy(t.Context(), src, e, buckets, false); err == nil || !strings.Contains(err.Error(), "-force") {
+		t.Fatalf("copy into a non-empty target: %v, want a refusal naming -force", err)
+	}
+	f := newFollower()
+	e.Follow(f.fn)
+	if err := put(e, Entry{Bucket: "events", Numbered: true, Value: ev{From: "after"}}); err != nil {
+		t.Fatal(err)
+	}
+	got := f.wait(t, "the next event", func(cs []Change) bool { return len(cs) > 0 && strings.Contains(string(cs[len(cs)-1].Value), "after") })
+	if last := got[len(got)-1]; last.Seq != 71 {
+		t.Errorf("the first event after the copy is #%d, want #71", last.Seq)
+	}
+
+	back, err := Open(filepath.Join(dir, "back.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if n, err := Copy(t.Context(), e, back, buckets, false); err != nil || n["events"] != 71 {
+		t.Fatalf("copy back: %v %v", n, err)
+	}
+	var vals []string
+	Load(back, "nodes", func(k string, v int) error { vals = append(vals, fmt.Sprint(k, "=", v)); return nil })
+	if len(vals) != 70 || vals[69] != "52:54:00:00:00:45=69" {
+		t.Fatalf("nodes back: %d, last %v", len(vals), vals[len(vals)-1:])
+	}
+	if n, err := Copy(t.Context(), src, back, buckets, true); err != nil || n["events"] != 70 {
+		t.Fatalf("forced copy: %v %v", n, err)
+	}
+	if k, _ := count(back, "events"); k != 70 {
+		t.Fatalf("after a forced copy the target holds %d events, want the source's 70", k)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	joined := make(chan struct{})
+	go e.Members(ctx, "seg", "a", func([]string) { close(joined) })
+	<-joined
+	if _, err := Copy(t.Context(), src, e, buckets, true); err == nil || !strings.Contains(err.Error(), "running instances") {
+		t.Fatalf("copy into a store in use: %v", err)
 	}
 }
