@@ -18,6 +18,7 @@ import (
 
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/profile"
+	"github.com/bootstrapd/bootstrapd/internal/store"
 	"github.com/bootstrapd/bootstrapd/internal/ui"
 )
 
@@ -203,6 +204,8 @@ func fail(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, inventory.ErrConflict):
 		code = http.StatusConflict
+	case errors.Is(err, store.ErrUnavailable):
+		code = http.StatusServiceUnavailable
 	}
 	reply(w, code, Error{Error: err.Error()})
 }

@@ -55,6 +55,7 @@ func Checks() []Check {
 	return []Check{
 		CheckInterface,
 		CheckAdminSocket,
+		CheckStore,
 		CheckDHCPPorts,
 		CheckTFTPPort,
 		CheckHTTPPort,
@@ -86,11 +87,11 @@ func Run(ctx context.Context, sitePath string) []Result {
 }
 
 // Live runs the checks that mean something beside a serving daemon, for
-// its status page: the router's and the cluster's. The others look at
-// ports and files the daemon itself holds or has already loaded.
+// its status page: the store's, the router's and the cluster's. The others
+// look at ports and files the daemon itself holds or has already loaded.
 func Live(site *config.Site) []Result {
 	env := &Env{Site: site}
-	return append(CheckRouter(env), CheckCluster(env)...)
+	return append(append(CheckStore(env), CheckRouter(env)...), CheckCluster(env)...)
 }
 
 func siteFailed(path string, err error) Result {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,9 @@ func newSharedLab(t *testing.T, n int, dhcpBody string) *sharedLab {
 			h := s.lab.AddHost(t, netip.PrefixFrom(in.addr, 16).String())
 			in.ns, iface = h.NS, h.Iface
 		}
-		writeSiteOn(t, iface, in.dir, dhcpBody, fmt.Sprintf(`store {
+		withBootFixture(t, in.dir)
+		writeSiteOn(t, iface, in.dir, dhcpBody, fmt.Sprintf(`default_profile = "netlab"
+store {
   name = %q
   etcd {
     endpoints = [%s]
@@ -269,4 +272,79 @@ func writeFigure(t *testing.T, name string, v any) {
 		return
 	}
 	os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintln(v)), 0o644)
+}
+
+// TestSharedQuorumLoss: with one etcd member of three down nothing
+// changes. With two down (no quorum) the instance gives no new lease and
+// enrolls nobody, and says why (its log, doctor); a client renewing a
+// lease that is still valid is answered from memory, with the time it has
+// left; nothing written before is lost, and with the members back it
+// serves as before by itself.
+func TestSharedQuorumLoss(t *testing.T) {
+	s := newSharedLab(t, 1, `  mode       = "pool"
+  subnet     = "10.96.0.0/16"
+  range      = ["10.96.1.0", "10.96.1.200"]
+  lease_time = "10m"`)
+	a := s.insts[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	renewer := s.lab.AddHost(t, "")
+	held, err := renewer.UDHCPC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.d.mustCLI(t, "enroll", "52:54:00:96:00:01", "-hostname", "before")
+
+	// One member down: quorum kept.
+	s.etcd.Members[2].Kill()
+	if _, err := s.lab.AddHost(t, "").UDHCPC(ctx); err != nil {
+		t.Fatalf("no lease with one etcd member of three down: %v", err)
+	}
+	a.d.mustCLI(t, "enroll", "52:54:00:96:00:02", "-hostname", "one-down")
+
+	// Two down: no quorum.
+	said := strings.Count(a.d.log.String(), "etcd is not taking writes")
+	s.etcd.Members[1].Kill()
+	lost := time.Now()
+	eventually(t, 15*time.Second, "the log says etcd takes no writes", func() bool {
+		return strings.Count(a.d.log.String(), "etcd is not taking writes") > said
+	})
+	t.Logf("quorum loss noticed after %v", time.Since(lost).Round(100*time.Millisecond))
+	if out, err := a.d.cli(t, "enroll", "52:54:00:96:00:03", "-hostname", "no-quorum"); err == nil || !strings.Contains(out, "takes no writes") {
+		t.Errorf("enroll without quorum: %v\n%s", err, out)
+	}
+	if l, err := s.lab.AddHost(t, "").UDHCPC(ctx, "-t", "3"); err == nil {
+		t.Errorf("a new client got %s without quorum", l["ip"])
+	}
+	renewed, err := renewer.UDHCPC(ctx, "-r", held["ip"])
+	if err != nil {
+		t.Fatalf("a valid lease was not renewed without quorum: %v", err)
+	}
+	if left, _ := strconv.Atoi(renewed["lease"]); renewed["ip"] != held["ip"] || left <= 0 || left >= 600 {
+		t.Errorf("renewal without quorum: %s for %ss, want %s for less than the 600s of a full lease", renewed["ip"], renewed["lease"], held["ip"])
+	}
+	doctor, _ := a.d.output(a.ns.Command(ctx, a.d.bin, "doctor", "-config", a.d.site))
+	if !strings.Contains(doctor, "FAIL store") || !strings.Contains(doctor, "no quorum") {
+		t.Errorf("doctor without quorum says:\n%s", doctor)
+	}
+
+	// Members back: service resumes by itself, nothing lost.
+	s.etcd.Members[1].Start(t)
+	s.etcd.Members[2].Start(t)
+	eventually(t, 30*time.Second, "the log says etcd takes writes again", func() bool {
+		return strings.Contains(a.d.log.String(), "etcd takes writes again")
+	})
+	if _, err := s.lab.AddHost(t, "").UDHCPC(ctx); err != nil {
+		t.Fatalf("no new lease after quorum returned: %v", err)
+	}
+	a.d.mustCLI(t, "enroll", "52:54:00:96:00:03", "-hostname", "after")
+	nodes := a.d.mustCLI(t, "nodes")
+	for _, h := range []string{"before", "one-down", "after"} {
+		if !strings.Contains(nodes, h) {
+			t.Errorf("%s missing after quorum returned:\n%s", h, nodes)
+		}
+	}
+	if doctor, err := a.d.output(a.ns.Command(ctx, a.d.bin, "doctor", "-config", a.d.site)); !strings.Contains(doctor, "OK   store") {
+		t.Errorf("doctor after quorum returned (%v):\n%s", err, doctor)
+	}
 }

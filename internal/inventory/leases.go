@@ -268,6 +268,12 @@ func (inv *Inventory) Offer(mac string, requested netip.Addr, pool bool) (netip.
 	if err != nil {
 		return ip, err
 	}
+	if err := inv.writable(); err != nil {
+		// Only a client renewing what it holds can be ACKed (CommitThen).
+		if l := t.byIP[ip]; l == nil || l.MAC != mac || !l.live(now) {
+			return netip.Addr{}, fmt.Errorf("%w: %w", ErrNoLease, err)
+		}
+	}
 	if o, ok := t.offers[mac]; ok && o.ip != ip {
 		delete(t.offered, o.ip)
 	}

@@ -254,8 +254,8 @@ func (h *DHCP) replyThen(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.Mess
 			send(nil, err)
 			return
 		}
-		lt.CommitThen(r.mac, ip, h.Mode == config.ModePool, idle(), func(_ inventory.Lease, err error) {
-			send(h.committed(req, ack, err))
+		lt.CommitThen(r.mac, ip, h.Mode == config.ModePool, idle(), func(l inventory.Lease, err error) {
+			send(h.committed(req, ack, l, err))
 		})
 		return
 	}
@@ -276,14 +276,30 @@ func (h *DHCP) requested(req *dhcpv4.DHCPv4) (netip.Addr, bool) {
 }
 
 // committed is the answer to a REQUEST once its commit has returned err.
-func (h *DHCP) committed(req, ack *dhcpv4.DHCPv4, err error) (*dhcpv4.DHCPv4, error) {
+func (h *DHCP) committed(req, ack *dhcpv4.DHCPv4, l inventory.Lease, err error) (*dhcpv4.DHCPv4, error) {
 	switch {
 	case errors.Is(err, inventory.ErrWrongAddr):
 		return h.nak(req, err.Error())
 	case err != nil:
 		return nil, quiet(err)
 	}
+	h.shorten(ack, l)
 	return ack, nil
+}
+
+// shorten gives ack the time l has left, when that is less than a full
+// lease: a renewal answered from memory while the store takes no writes
+// (inventory.CommitThen) keeps the expiry it has, so the client asks again
+// sooner rather than hold an address the store does not know it holds.
+func (h *DHCP) shorten(ack *dhcpv4.DHCPv4, l inventory.Lease) {
+	left := time.Until(l.Expires).Truncate(time.Second)
+	if l.Expires.IsZero() || left >= h.Lease-time.Second {
+		return
+	}
+	left = max(left, time.Second)
+	ack.UpdateOption(dhcpv4.OptIPAddressLeaseTime(left))
+	ack.UpdateOption(dhcpv4.OptRenewTimeValue(left / 2))
+	ack.UpdateOption(dhcpv4.OptRebindingTimeValue(left * 7 / 8))
 }
 
 func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, mac string, c Client, n *inventory.DHCPNode) (*dhcpv4.DHCPv4, error) {
@@ -302,9 +318,13 @@ func (h *DHCP) serverReply(ctx context.Context, req *dhcpv4.DHCPv4, mt dhcpv4.Me
 		}
 		l, err := h.Leases.Commit(ctx, mac, ip, pool)
 		if err != nil {
-			return h.committed(req, nil, err)
+			return h.committed(req, nil, l, err)
 		}
-		return h.lease(req, c, n, dhcpv4.MessageTypeAck, l.IP)
+		ack, err := h.lease(req, c, n, dhcpv4.MessageTypeAck, l.IP)
+		if err != nil {
+			return nil, err
+		}
+		return h.committed(req, ack, l, nil)
 	case dhcpv4.MessageTypeRelease:
 		return nil, quiet(h.Leases.Release(ctx, mac, addr(req.ClientIPAddr)))
 	case dhcpv4.MessageTypeDecline:

@@ -97,6 +97,7 @@ type Etcd struct {
 
 	health    sync.Mutex
 	healthErr error // nil while etcd answers writes
+	failures  int   // requests failed in a row
 }
 
 // seq is a numbered bucket's counter: its last number and the counter
@@ -140,8 +141,15 @@ func OpenEtcd(ctx context.Context, c EtcdConfig, log *slog.Logger) (*Etcd, error
 	defer cancel()
 	resp, err := cli.Get(rctx, e.prefix+seqDir, clientv3.WithPrefix())
 	if err != nil {
-		cli.Close()
-		return nil, fmt.Errorf("etcd %s: %w (is the cluster up, and does it have quorum?)", strings.Join(c.Endpoints, ","), err)
+		defer cli.Close()
+		// A member that answers a read of its own copy is up: the
+		// cluster it is in has no quorum.
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if _, serr := cli.Get(sctx, e.prefix+seqDir, clientv3.WithSerializable()); serr == nil {
+			return nil, fmt.Errorf("etcd %s: %w: members answer, but there is no quorum among them (%w)", strings.Join(c.Endpoints, ","), ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("etcd %s: %w: no member answers (%w)", strings.Join(c.Endpoints, ","), ErrUnavailable, err)
 	}
 	e.snap = resp.Header.Revision
 	for _, kv := range resp.Kvs {

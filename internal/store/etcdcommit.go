@@ -460,7 +460,12 @@ func (e *Etcd) probe() {
 	}
 }
 
-// setHealth records whether etcd took the last write (nil) and logs each
+// unhealthyAfter is how many requests in a row must fail before etcd is
+// taken to be down: one can fail on a member that has just gone while
+// the others keep the quorum, and the client then moves to another.
+const unhealthyAfter = 2
+
+// setHealth records whether etcd took the last request (nil) and logs each
 // change of it once.
 func (e *Etcd) setHealth(err error) {
 	if err != nil && !errors.Is(err, ErrUnavailable) {
@@ -468,7 +473,13 @@ func (e *Etcd) setHealth(err error) {
 	}
 	e.health.Lock()
 	was := e.healthErr
-	e.healthErr = err
+	if err == nil {
+		e.failures = 0
+		e.healthErr = nil
+	} else if e.failures++; e.failures >= unhealthyAfter {
+		e.healthErr = err
+	}
+	err = e.healthErr
 	e.health.Unlock()
 	switch {
 	case was == nil && err != nil:

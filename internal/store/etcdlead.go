@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -141,4 +142,41 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// Status is what doctor says of a shared store.
+type Status struct {
+	Members   int      // etcd members in the cluster
+	Instances []string // bootstrapd instances serving from the store
+	Leader    string   // the instance that leads ("" when none does)
+}
+
+// Status reads the cluster's membership, checks that it has a quorum (a
+// linearizable read needs one, as a write does), and lists the instances
+// and the leader.
+func (e *Etcd) Status(ctx context.Context) (Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	var st Status
+	ml, err := e.cli.MemberList(ctx)
+	if err != nil {
+		return st, unavailable(err)
+	}
+	st.Members = len(ml.Members)
+	resp, err := e.cli.Get(ctx, e.prefix+membersDir, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return st, fmt.Errorf("%w: no quorum among its %d members (%w)", ErrUnavailable, st.Members, err)
+	}
+	for _, kv := range resp.Kvs {
+		k := string(kv.Key[len(e.prefix+membersDir):])
+		if _, name, ok := strings.Cut(k, "/"); ok && !slices.Contains(st.Instances, name) {
+			st.Instances = append(st.Instances, name)
+		}
+	}
+	slices.Sort(st.Instances)
+	lr, err := e.cli.Get(ctx, e.prefix+leaderDir+"/", clientv3.WithFirstCreate()...)
+	if err == nil && len(lr.Kvs) > 0 {
+		st.Leader = string(lr.Kvs[0].Value)
+	}
+	return st, nil
 }
