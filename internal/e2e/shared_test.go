@@ -16,6 +16,7 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/etcdtest"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
+	"github.com/bootstrapd/bootstrapd/internal/routeros/routerostest"
 	"github.com/bootstrapd/bootstrapd/internal/shares"
 	"github.com/bootstrapd/bootstrapd/internal/testlog"
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -41,10 +42,16 @@ type instance struct {
 }
 
 // newSharedLab starts the etcd members at 10.96.0.11-13 and n instances
-// on 10.96.0.0/16 with the given dhcp block.
-func newSharedLab(t *testing.T, n int, dhcpBody string) *sharedLab {
+// on 10.96.0.0/16 with the given dhcp block, and extra HCL when given.
+func newSharedLab(t *testing.T, n int, dhcpBody string, extra ...string) *sharedLab {
 	t.Helper()
-	s := &sharedLab{lab: netlab.NewLab(t, "10.96.0.1/16")}
+	return startShared(t, &sharedLab{lab: netlab.NewLab(t, "10.96.0.1/16")}, n, dhcpBody, strings.Join(extra, "\n"))
+}
+
+// startShared is newSharedLab on a lab made already (to serve something
+// in it first).
+func startShared(t *testing.T, s *sharedLab, n int, dhcpBody, extra string) *sharedLab {
+	t.Helper()
 	s.etcd = etcdtest.StartIn(t, s.lab, netip.MustParseAddr("10.96.0.11"), 3)
 	var eps []string
 	for _, e := range s.etcd.Endpoints() {
@@ -67,7 +74,8 @@ store {
     timeout   = "2s"
   }
 }
-`, in.name, strings.Join(eps, ", ")))
+%s
+`, in.name, strings.Join(eps, ", "), extra))
 		in.d = startDaemonIn(t, in.ns, in.dir, "-debug")
 		s.insts = append(s.insts, in)
 	}
@@ -346,5 +354,79 @@ func TestSharedQuorumLoss(t *testing.T) {
 	}
 	if doctor, err := a.d.output(a.ns.Command(ctx, a.d.bin, "doctor", "-config", a.d.site)); !strings.Contains(doctor, "OK   store") {
 		t.Errorf("doctor after quorum returned (%v):\n%s", err, doctor)
+	}
+}
+
+// TestSharedLeaderFailover: the leader is killed (SIGKILL) while a retire
+// teardown and a router sync wait for the router; the other instance takes
+// the lead, finishes both, and the teardown step is recorded once.
+func TestSharedLeaderFailover(t *testing.T) {
+	lab := netlab.NewLab(t, "10.96.0.1/16")
+	rt := routerostest.New(routerostest.Options{Version: "7.19", User: "bootstrapd", Password: routerPassword})
+	addr := rt.Serve(t, lab.Listen(t, "tcp", "10.96.0.1:0"), true)
+	pw := filepath.Join(t.TempDir(), "router-pw")
+	if err := os.WriteFile(pw, []byte(routerPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startShared(t, &sharedLab{lab: lab}, 2, `  mode   = "reservation"
+  subnet = "10.96.0.0/16"
+  router = "10.96.0.254"
+  domain = "lab.test"`, `router {
+  api           = "`+addr+`"
+  fingerprint   = "`+rt.Fingerprint()+`"
+  password_file = "`+pw+`"
+  timeout       = "1s"
+  identity      = "rack96-gw"
+  interface     = "ether2"
+}`)
+	hasDNS := func(name string) bool {
+		for _, row := range rt.Rows("/ip/dns/static") {
+			if row["name"] == name && row["comment"] == "bootstrapd" {
+				return true
+			}
+		}
+		return false
+	}
+	a, b := s.insts[0], s.insts[1]
+	a.d.mustCLI(t, "enroll", "52:54:00:96:01:01", "-hostname", "n1", "-ip", "10.96.1.1")
+	eventually(t, 20*time.Second, "n1's DNS record", func() bool { return hasDNS("n1.lab.test") })
+
+	// Who leads? The one that logged it last.
+	leader, other := a, b
+	if strings.Contains(b.d.log.String(), `"msg":"leading`) {
+		leader, other = b, a
+	}
+	if !strings.Contains(leader.d.log.String(), `"msg":"leading`) {
+		t.Fatal("no instance says it leads")
+	}
+
+	// The router hangs: n1's teardown and n2's record wait for it.
+	rt.Hang()
+	other.d.mustCLI(t, "retire", "n1")
+	other.d.mustCLI(t, "enroll", "52:54:00:96:01:02", "-hostname", "n2", "-ip", "10.96.1.2")
+	eventually(t, 20*time.Second, "the leader trying the router", func() bool {
+		return strings.Contains(leader.d.log.String(), "retire step failed")
+	})
+	leader.d.cmd.Process.Kill()
+	<-leader.d.done
+	killed := time.Now()
+	rt.Resume()
+
+	eventually(t, 30*time.Second, other.name+" leading", func() bool {
+		return strings.Contains(other.d.log.String(), `"msg":"leading`)
+	})
+	t.Logf("%s led %v after %s was killed", other.name, time.Since(killed).Round(100*time.Millisecond), leader.name)
+	eventually(t, 30*time.Second, "n1 retired and n2's record on the router", func() bool {
+		return nodeState(t, other.d, "52:54:00:96:01:01") == inventory.Retired && hasDNS("n2.lab.test") && !hasDNS("n1.lab.test")
+	})
+	n1 := nodeJSON(t, other.d, "52:54:00:96:01:01")
+	done := 0
+	for _, e := range n1.History {
+		if e.Cause == "retire: router: records removed" {
+			done++
+		}
+	}
+	if done != 1 {
+		t.Errorf("the router step is recorded %d times in n1's history, want once: %+v", done, n1.History)
 	}
 }
