@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -429,4 +430,81 @@ func TestSharedLeaderFailover(t *testing.T) {
 	if done != 1 {
 		t.Errorf("the router step is recorded %d times in n1's history, want once: %+v", done, n1.History)
 	}
+}
+
+// TestTenRacks: ten instances, each serving a rack of its own (a bridge
+// in its own namespace, its own subnet), share one inventory: a node
+// enrolled on one rack's instance is listed by every instance, with the
+// same events under the same numbers, and a follower of the event log on
+// another rack sees it happen.
+func TestTenRacks(t *testing.T) {
+	mgmt := netlab.NewLab(t, "10.96.0.1/16")
+	cluster := etcdtest.StartIn(t, mgmt, netip.MustParseAddr("10.96.0.11"), 3)
+	var eps []string
+	for _, e := range cluster.Endpoints() {
+		eps = append(eps, fmt.Sprintf("%q", e))
+	}
+	var racks []*daemon
+	for i := range 10 {
+		// The instance's machine: on the management network, with the
+		// rack's provisioning bridge of its own.
+		h := mgmt.AddHost(t, fmt.Sprintf("10.96.0.%d/16", 20+i))
+		for _, args := range [][]string{
+			{"link", "add", "br1", "type", "bridge"},
+			{"addr", "add", fmt.Sprintf("10.100.%d.1/24", i), "dev", "br1"},
+			{"link", "set", "br1", "up"},
+		} {
+			if out, err := exec.Command("ip", append([]string{"-n", h.Name()}, args...)...).CombinedOutput(); err != nil {
+				t.Fatalf("ip %v: %v: %s", args, err, out)
+			}
+		}
+		dir := t.TempDir()
+		writeSiteOn(t, "br1", dir, fmt.Sprintf(`  mode   = "pool"
+  subnet = "10.100.%d.0/24"`, i), fmt.Sprintf(`%s
+store {
+  name = "rack%d"
+  etcd {
+    endpoints = [%s]
+  }
+}`, stubProfile(t, dir), i, strings.Join(eps, ", ")))
+		racks = append(racks, startDaemonIn(t, h.NS, dir, "-debug"))
+	}
+
+	// A follower on rack 0 of the node's events, from before it exists.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	follow := exec.CommandContext(ctx, racks[0].bin, "events", "-f", "-json")
+	follow.Env = append(os.Environ(), "BOOTSTRAPD_ADDR=unix://"+racks[0].sock)
+	followed := &testlog.Buffer{}
+	follow.Stdout, follow.Stderr = followed, followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); follow.Wait() }()
+	time.Sleep(500 * time.Millisecond) // following
+
+	racks[3].mustCLI(t, "enroll", "52:54:00:10:03:01", "-hostname", "r3n1", "-ip", "10.100.3.50")
+	want := racks[3].mustCLI(t, "events", "-node", "r3n1")
+	for i, d := range racks {
+		eventually(t, 10*time.Second, fmt.Sprintf("rack%d lists r3n1", i), func() bool {
+			out, err := d.cli(t, "nodes")
+			return err == nil && strings.Contains(out, "r3n1")
+		})
+		if got := d.mustCLI(t, "events", "-node", "r3n1"); got != want {
+			t.Errorf("rack%d shows r3n1's events as\n%s\nrack3 as\n%s", i, got, want)
+		}
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("rack0's follower:\n%s", followed)
+		}
+	}()
+	eventually(t, 10*time.Second, "rack0's follower sees the enrollment", func() bool {
+		return strings.Contains(followed.String(), `"hostname": "r3n1"`)
+	})
+	// And its change, made on another rack, is seen on the first.
+	racks[7].mustCLI(t, "retire", "r3n1")
+	eventually(t, 10*time.Second, "rack3 sees r3n1 retired by rack7", func() bool {
+		return nodeState(t, racks[3], "r3n1") == inventory.Retired
+	})
 }
