@@ -508,3 +508,25 @@ store {
 		return nodeState(t, racks[3], "r3n1") == inventory.Retired
 	})
 }
+
+// TestSharedInstallWithOneDead: of two instances serving a segment, the
+// one whose share holds a node is killed (SIGKILL); the node, a QEMU VM,
+// PXE-boots and installs through the other.
+func TestSharedInstallWithOneDead(t *testing.T) {
+	s := newSharedLab(t, 2, `  mode   = "reservation"
+  subnet = "10.96.0.0/16"`)
+	s.waitShares(t, "a", "b")
+	var mac string
+	for i := range 1 << 16 {
+		hw := net.HardwareAddr{0x52, 0x54, 0, 0x96, byte(i >> 8), byte(i)}
+		if shares.Owner(shares.Bucket(hw), []string{"a", "b"}) == "a" {
+			mac = hw.String()
+			break
+		}
+	}
+	a, b := s.insts[0], s.insts[1]
+	a.d.cmd.Process.Kill()
+	<-a.d.done
+	s.waitShares(t, "b")
+	pxeInstall(t, s.lab, b.d, "bios", mac)
+}
