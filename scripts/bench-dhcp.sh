@@ -22,7 +22,7 @@ RATES=${RATES:-"1000 2000 3000 4000 5000 6000 8000 12000"} # exchanges/s offered
 PERIOD=${PERIOD:-10}           # seconds of load per step
 CLIENTS=${CLIENTS:-100000}     # distinct client MACs (perfdhcp -R)
 MAX_DROP=${MAX_DROP:-0.1}      # % of exchanges lost that ends a server's series
-SERVERS=${SERVERS:-"kea bootstrapd"}
+SERVERS=${SERVERS:-"kea bootstrapd bootstrapd-etcd"}
 BUDGET=${BUDGET:-330}          # seconds; no step starts after this (a full run takes about 4 min)
 KEEP=${KEEP:-0}                # 1: keep the temp dir (configs, logs, perfdhcp output)
 BIN=${BIN:-$PWD/bin/bootstrapd}
@@ -63,9 +63,10 @@ die() { echo "bench-dhcp: $*" >&2; exit 1; }
 log() { printf '[%3ds] %s\n' "$SECONDS" "$*" >&2; }
 
 [[ $EUID -eq 0 ]] || die "needs root (network namespaces): sudo make bench"
-for cmd in ip perfdhcp kea-dhcp4 jq awk ss /usr/bin/time; do
-	command -v "$cmd" >/dev/null || die "$cmd not found (Debian: apt-get install iproute2 kea-admin kea-dhcp4-server jq time)"
+for cmd in ip perfdhcp kea-dhcp4 jq awk ss curl /usr/bin/time; do
+	command -v "$cmd" >/dev/null || die "$cmd not found (Debian: apt-get install iproute2 kea-admin kea-dhcp4-server jq curl time)"
 done
+[[ " $SERVERS " != *" bootstrapd-etcd "* ]] || command -v etcd >/dev/null || die "etcd not found (Debian: apt-get install etcd-server)"
 [[ -x $BIN ]] || die "$BIN missing: run make build"
 
 TMP=$(mktemp -d /tmp/bench-dhcp.XXXXXX)
@@ -93,6 +94,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	stop_server
+	stop_etcd
 	# Deleting a namespace deletes the veth end inside it, and so the pair.
 	ip netns del "$NS_S" 2>/dev/null || true
 	ip netns del "$NS_C" 2>/dev/null || true
@@ -209,6 +211,52 @@ start_bootstrapd() {
 		{ cat "$dir/$log" >&2; die "bootstrapd did not start"; }
 }
 
+# bootstrapd-etcd: bootstrapd with its store in a three-member etcd cluster
+# (Debian's etcd-server) in the server's namespace, each member with its own
+# data directory on the same disk: the lab's shared store, on one machine.
+# Its CPU figures are bootstrapd's and the members' together.
+ETCD_PIDS=()
+start_etcd() {
+	local dir=$1 i cluster=""
+	for i in 0 1 2; do cluster+="${cluster:+,}m$i=http://127.0.0.1:$((2380 + 10 * i))"; done
+	for i in 0 1 2; do
+		ip netns exec "$NS_S" etcd --name "m$i" --data-dir "$dir/etcd-m$i" \
+			--listen-client-urls "http://127.0.0.1:$((2379 + 10 * i))" --advertise-client-urls "http://127.0.0.1:$((2379 + 10 * i))" \
+			--listen-peer-urls "http://127.0.0.1:$((2380 + 10 * i))" --initial-advertise-peer-urls "http://127.0.0.1:$((2380 + 10 * i))" \
+			--initial-cluster "$cluster" --initial-cluster-state new --log-outputs "$dir/etcd-m$i.log" &
+		ETCD_PIDS+=($!)
+	done
+	for _ in $(seq 100); do
+		ip netns exec "$NS_S" curl -fsS http://127.0.0.1:2379/health 2>/dev/null | grep -q '"health":"true"' && return 0
+		sleep 0.1
+	done
+	die "etcd did not come up (logs in $dir)"
+}
+stop_etcd() {
+	((${#ETCD_PIDS[@]})) || return 0
+	kill -KILL "${ETCD_PIDS[@]}" 2>/dev/null || true
+	wait "${ETCD_PIDS[@]}" 2>/dev/null || true
+	ETCD_PIDS=()
+}
+start_bootstrapd-etcd() {
+	local dir=$1
+	if [[ ! -f $dir/site.hcl ]]; then
+		start_etcd "$dir"
+		write_site "$dir"
+		cat >>"$dir/site.hcl" <<-EOF
+			store {
+			  name = "bench"
+			  etcd { endpoints = ["http://127.0.0.1:2379", "http://127.0.0.1:2389", "http://127.0.0.1:2399"] }
+			}
+		EOF
+	fi
+	start_bootstrapd "$@"
+}
+leases_bootstrapd-etcd() {
+	leases_bootstrapd "$@"
+	stop_etcd
+}
+
 leases_bootstrapd() {
 	local dir=$1
 	# The daemon was SIGKILLed; a new one loads the leases from the store.
@@ -225,6 +273,12 @@ leases_bootstrapd() {
 # the per-process figures by a factor of several.
 # proc_ticks PID: utime + stime of one process.
 proc_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# server_ticks: the server's, and its etcd members' when it has them.
+server_ticks() {
+	local p n=0
+	for p in "$SERVER_PID" "${ETCD_PIDS[@]}"; do n=$((n + $(proc_ticks "$p"))); done
+	echo "$n"
+}
 # cpu_snapshot: "pid ppid ticks name" for every process, ticks counting its
 # reaped children too (cutime, cstime), so short-lived processes are not missed.
 cpu_snapshot() {
@@ -312,7 +366,7 @@ run_step() {
 	mkdir -p "$dir"
 	"start_$server" "$dir"
 	local t0 w0
-	t0=$(proc_ticks "$SERVER_PID")
+	t0=$(server_ticks)
 	cpu_snapshot >"$dir/cpu.0"
 	w0=$(date +%s%N)
 	local qs0 qc0
@@ -334,7 +388,7 @@ run_step() {
 		wait "$attach_pid" || true
 	fi
 	local t1 w1
-	t1=$(proc_ticks "$SERVER_PID")
+	t1=$(server_ticks)
 	cpu_snapshot >"$dir/cpu.1"
 	w1=$(date +%s%N)
 	local qs qc
@@ -342,7 +396,7 @@ run_step() {
 	qc=$(($(rcvbuf_errors "$NS_C") - qc0))
 
 	local other others
-	read -r other others < <(other_ticks "$dir/cpu.0" "$dir/cpu.1" $$ "$SERVER_PID")
+	read -r other others < <(other_ticks "$dir/cpu.0" "$dir/cpu.1" $$ "$SERVER_PID" "${ETCD_PIDS[@]}")
 	echo "$others" >"$dir/others"
 
 	local do_sent do_drop do_avg ra_recv ra_drop ra_avg
