@@ -223,7 +223,7 @@ start_etcd() {
 		ip netns exec "$NS_S" etcd --name "m$i" --data-dir "$dir/etcd-m$i" \
 			--listen-client-urls "http://127.0.0.1:$((2379 + 10 * i))" --advertise-client-urls "http://127.0.0.1:$((2379 + 10 * i))" \
 			--listen-peer-urls "http://127.0.0.1:$((2380 + 10 * i))" --initial-advertise-peer-urls "http://127.0.0.1:$((2380 + 10 * i))" \
-			--initial-cluster "$cluster" --initial-cluster-state new --log-outputs "$dir/etcd-m$i.log" &
+			--initial-cluster "$cluster" --initial-cluster-state new --logger zap --log-outputs "$dir/etcd-m$i.log" &
 		ETCD_PIDS+=($!)
 	done
 	for _ in $(seq 100); do
@@ -273,6 +273,12 @@ leases_bootstrapd() {
 # the per-process figures by a factor of several.
 # proc_ticks PID: utime + stime of one process.
 proc_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# etcd_ticks: the etcd members' alone (0 without them).
+etcd_ticks() {
+	local p n=0
+	for p in "${ETCD_PIDS[@]}"; do n=$((n + $(proc_ticks "$p"))); done
+	echo "$n"
+}
 # server_ticks: the server's, and its etcd members' when it has them.
 server_ticks() {
 	local p n=0
@@ -367,6 +373,8 @@ run_step() {
 	"start_$server" "$dir"
 	local t0 w0
 	t0=$(server_ticks)
+	local e0
+	e0=$(etcd_ticks)
 	cpu_snapshot >"$dir/cpu.0"
 	w0=$(date +%s%N)
 	local qs0 qc0
@@ -389,6 +397,9 @@ run_step() {
 	fi
 	local t1 w1
 	t1=$(server_ticks)
+	local e1
+	e1=$(etcd_ticks)
+	((${#ETCD_PIDS[@]} == 0)) || log "$server at $rate/s: of the server CPU, the etcd members used $((100 * (e1 - e0) / (t1 - t0 > 0 ? t1 - t0 : 1)))%"
 	cpu_snapshot >"$dir/cpu.1"
 	w1=$(date +%s%N)
 	local qs qc
