@@ -205,15 +205,21 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	}
 	if shared, ok := db.(*store.Etcd); ok {
 		g.Go(func() error { shared.Lead(ctx, site.Store.Name, lead); return nil })
-		if share != nil {
-			g.Go(func() error {
-				shared.Members(ctx, site.Subnet.String(), site.Store.Name, func(live []string) {
+		// Every instance is listed (doctor and store copy look), under
+		// its segment: those on one segment split its clients.
+		segment := "no-dhcp"
+		if site.Subnet.IsValid() {
+			segment = site.Subnet.Masked().String()
+		}
+		g.Go(func() error {
+			shared.Members(ctx, segment, site.Store.Name, func(live []string) {
+				if share != nil {
 					share.Set(live)
 					log.Info("DHCP share of the segment", "instances", strings.Join(live, ","), "buckets", share.Count())
-				})
-				return nil
+				}
 			})
-		}
+			return nil
+		})
 	} else {
 		g.Go(func() error { lead(ctx); return nil })
 	}

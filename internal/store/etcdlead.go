@@ -70,7 +70,8 @@ func (e *Etcd) Lead(ctx context.Context, name string, fn func(context.Context)) 
 // one included and sorted, each time they change. While etcd cannot be
 // reached fn is not called: the last list stands.
 func (e *Etcd) Members(ctx context.Context, group, name string, fn func([]string)) {
-	dir := e.prefix + membersDir + group + "/"
+	// A group is a key segment (a subnet's '/' would make two).
+	dir := e.prefix + membersDir + strings.ReplaceAll(group, "/", "_") + "/"
 	for ctx.Err() == nil {
 		err := e.session(ctx, func(s *concurrency.Session) error {
 			if _, err := e.cli.Put(ctx, dir+name, name, clientv3.WithLease(s.Lease())); err != nil {
