@@ -175,4 +175,3 @@ func (e *Etcd) setCounter(ctx context.Context, bucket string, n uint64) error {
 	e.mu.Unlock()
 	return nil
 }
-

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -81,6 +82,7 @@ type Etcd struct {
 	// closeMu makes Close and sends on writes exclusive.
 	closeMu sync.RWMutex
 	closed  bool
+	closing atomic.Bool // Close is waiting for the committer
 
 	// mu guards what follows. The committer holds it across a
 	// transaction, so that the watch never sees one of this instance's
@@ -279,10 +281,18 @@ func (e *Etcd) apply(evs []*clientv3.Event) {
 			}
 			continue
 		}
-		if e.own[rev] || rev <= e.seen[key2(bucket, key)] {
+		k := key2(bucket, key)
+		if e.own[rev] || rev <= e.seen[k] {
 			continue
 		}
-		e.seen[key2(bucket, key)] = rev
+		if c.Value == nil {
+			// Gone: nothing of it is kept, so that keys that come and go
+			// (discovered MACs) do not pile up here.
+			delete(e.seen, k)
+			delete(e.known, k)
+		} else {
+			e.seen[k] = rev
+		}
 		out = append(out, c)
 	}
 	if len(evs) > 0 {
@@ -460,6 +470,7 @@ func (e *Etcd) Close() error {
 		return nil
 	}
 	e.closed = true
+	e.closing.Store(true)
 	close(e.writes)
 	e.closeMu.Unlock()
 	<-e.committed // what was sent is answered first

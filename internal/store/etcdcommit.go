@@ -125,7 +125,11 @@ func (e *Etcd) txn(group []write) {
 		group = t.writes
 		var resp *clientv3.TxnResponse
 		var err error
-		if len(group) > 0 {
+		if len(group) > 0 && e.closing.Load() && e.Healthy() != nil {
+			// Stopping with etcd down: do not make the stop wait a
+			// timeout per transaction still queued.
+			err = fmt.Errorf("not sent: stopping while etcd takes no writes (%w)", e.Healthy())
+		} else if len(group) > 0 {
 			ctx, cancel := context.WithTimeout(e.ctx, e.timeout)
 			resp, err = e.cli.Txn(ctx).If(t.cmps...).Then(t.ops...).Else(t.gets...).Commit()
 			cancel()
@@ -147,8 +151,13 @@ func (e *Etcd) txn(group []write) {
 			e.own[rev] = true
 			for _, w := range group {
 				for _, c := range w.changes {
-					if c.num == nil {
-						e.known[key2(c.bucket, c.key)], e.seen[key2(c.bucket, c.key)] = rev, rev
+					switch k := key2(c.bucket, c.key); {
+					case c.num != nil:
+					case c.value == nil:
+						delete(e.known, k)
+						delete(e.seen, k)
+					default:
+						e.known[k], e.seen[k] = rev, rev
 					}
 				}
 			}
