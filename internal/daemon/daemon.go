@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -189,7 +190,11 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	// What acts on the world outside (the router, Nomad, Vault, BMCs at
 	// retire, deadlines) runs on one instance at a time: on this one
 	// alone, or on the leader of those sharing the store.
+	var leading atomic.Bool
+	registerSharedMetrics(reg, db, &leading, share)
 	lead := func(ctx context.Context) {
+		leading.Store(true)
+		defer leading.Store(false)
 		var lg sync.WaitGroup
 		lg.Go(func() { inv.RunDeadlines(ctx) })
 		if router != nil {

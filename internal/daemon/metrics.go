@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/shares"
 )
 
 // nodesCollector reports how many nodes are in each state at scrape time,
@@ -42,4 +44,34 @@ func registerInventoryMetrics(reg prometheus.Registerer, inv *inventory.Inventor
 	inv.OnMove = func(from, to inventory.State, d time.Duration) {
 		spent.WithLabelValues(string(from), string(to)).Observe(d.Seconds())
 	}
+}
+
+// registerSharedMetrics: whether the store takes writes, whether this
+// instance leads, and its share of its segment's DHCP clients. With a
+// store of its own an instance always leads and answers every client.
+func registerSharedMetrics(reg prometheus.Registerer, db Store, leading *atomic.Bool, share *shares.Shares) {
+	bit := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "bootstrapd_store_up",
+		Help: "1 while the store takes writes (etcd has a quorum), else 0.",
+	}, func() float64 {
+		h, ok := db.(interface{ Healthy() error })
+		return bit(!ok || h.Healthy() == nil)
+	}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "bootstrapd_leader",
+		Help: "1 while this instance runs the router sync, the cluster watch, retire teardowns and deadlines.",
+	}, func() float64 { return bit(leading.Load()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "bootstrapd_dhcp_share_buckets",
+		Help: "Of the 256 buckets of its segment's clients (RFC 3074), how many this instance answers.",
+	}, func() float64 {
+		if share == nil {
+			return 256
+		}
+		return float64(share.Count())
+	}))
 }

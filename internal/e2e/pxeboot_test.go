@@ -75,6 +75,12 @@ func node(t *testing.T, d *daemon, mac string) inventory.Node {
 func pxeInstall(t *testing.T, lab *netlab.Lab, d *daemon, firmware, mac string) {
 	t.Helper()
 	d.mustCLI(t, "enroll", mac, "-hostname", "n1")
+	pxeInstallEnrolled(t, lab, d, firmware, mac)
+}
+
+// pxeInstallEnrolled is pxeInstall for a node enrolled already.
+func pxeInstallEnrolled(t *testing.T, lab *netlab.Lab, d *daemon, firmware, mac string) {
+	t.Helper()
 	// Without a router advertisement iPXE waits ~14 s for IPv6 before it
 	// uses its DHCP result; a real lab router usually sends them.
 	lab.StartRA(t)

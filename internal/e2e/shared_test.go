@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -336,6 +337,9 @@ func TestSharedQuorumLoss(t *testing.T) {
 	if !strings.Contains(doctor, "FAIL store") || !strings.Contains(doctor, "no quorum") {
 		t.Errorf("doctor without quorum says:\n%s", doctor)
 	}
+	if m := metric(t, s.lab, "bootstrapd_store_up"); m != "0" {
+		t.Errorf("bootstrapd_store_up is %s without quorum, want 0", m)
+	}
 
 	// Members back: service resumes by itself, nothing lost.
 	s.etcd.Members[1].Start(t)
@@ -347,6 +351,9 @@ func TestSharedQuorumLoss(t *testing.T) {
 		t.Fatalf("no new lease after quorum returned: %v", err)
 	}
 	a.d.mustCLI(t, "enroll", "52:54:00:96:00:03", "-hostname", "after")
+	if m := metric(t, s.lab, "bootstrapd_store_up"); m != "1" {
+		t.Errorf("bootstrapd_store_up is %s after quorum returned, want 1", m)
+	}
 	nodes := a.d.mustCLI(t, "nodes")
 	for _, h := range []string{"before", "one-down", "after"} {
 		if !strings.Contains(nodes, h) {
@@ -417,6 +424,11 @@ func TestSharedLeaderFailover(t *testing.T) {
 		return strings.Contains(other.d.log.String(), `"msg":"leading`)
 	})
 	t.Logf("%s led %v after %s was killed", other.name, time.Since(killed).Round(100*time.Millisecond), leader.name)
+	if other == a {
+		if m := metric(t, s.lab, "bootstrapd_leader"); m != "1" {
+			t.Errorf("bootstrapd_leader of the new leader is %s", m)
+		}
+	}
 	eventually(t, 30*time.Second, "n1 retired and n2's record on the router", func() bool {
 		return nodeState(t, other.d, "52:54:00:96:01:01") == inventory.Retired && hasDNS("n2.lab.test") && !hasDNS("n1.lab.test")
 	})
@@ -509,24 +521,64 @@ store {
 	})
 }
 
-// TestSharedInstallWithOneDead: of two instances serving a segment, the
+// TestSharedInstallWithOneDead: of three instances serving a segment, the
 // one whose share holds a node is killed (SIGKILL); the node, a QEMU VM,
-// PXE-boots and installs through the other.
+// PXE-boots and installs through another, while `enroll -wait` on the
+// third follows it to installed.
 func TestSharedInstallWithOneDead(t *testing.T) {
-	s := newSharedLab(t, 2, `  mode   = "reservation"
+	s := newSharedLab(t, 3, `  mode   = "reservation"
   subnet = "10.96.0.0/16"`)
-	s.waitShares(t, "a", "b")
+	s.waitShares(t, "a", "b", "c")
+	// A MAC that is a's while all three live, and b's once a is gone.
 	var mac string
 	for i := range 1 << 16 {
 		hw := net.HardwareAddr{0x52, 0x54, 0, 0x96, byte(i >> 8), byte(i)}
-		if shares.Owner(shares.Bucket(hw), []string{"a", "b"}) == "a" {
+		if shares.Owner(shares.Bucket(hw), []string{"a", "b", "c"}) == "a" && shares.Owner(shares.Bucket(hw), []string{"b", "c"}) == "b" {
 			mac = hw.String()
 			break
 		}
 	}
-	a, b := s.insts[0], s.insts[1]
+	a, b, c := s.insts[0], s.insts[1], s.insts[2]
 	a.d.cmd.Process.Kill()
 	<-a.d.done
-	s.waitShares(t, "b")
-	pxeInstall(t, s.lab, b.d, "bios", mac)
+	s.waitShares(t, "b", "c")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	wait := exec.CommandContext(ctx, c.d.bin, "enroll", mac, "-hostname", "n1", "-wait", "installed")
+	wait.Env = append(os.Environ(), "BOOTSTRAPD_ADDR=unix://"+c.d.sock)
+	waited := &testlog.Buffer{}
+	wait.Stdout, wait.Stderr = waited, waited
+	if err := wait.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "b holds the enrollment made on c", func() bool {
+		out, err := b.d.cli(t, "nodes")
+		return err == nil && strings.Contains(out, "n1")
+	})
+	pxeInstallEnrolled(t, s.lab, b.d, "bios", mac)
+	if err := wait.Wait(); err != nil || !strings.Contains(waited.String(), "installed") {
+		t.Errorf("enroll -wait on c while the node installed through b: %v\n%s", err, waited)
+	}
+	if strings.Contains(b.d.log.String(), `"mac":"`+mac+`"`) == false {
+		t.Error("the node's requests are not in b's log: it did not install through b")
+	}
+}
+
+// metric is the value of an unlabelled metric of the instance at the lab's
+// address.
+func metric(t *testing.T, lab *netlab.Lab, name string) string {
+	t.Helper()
+	resp, err := lab.HTTPClient().Get("http://" + net.JoinHostPort(lab.Addr.String(), "8080") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return "missing"
 }
