@@ -95,6 +95,9 @@ type Etcd struct {
 	snap      int64            // the revision Range reads until Follow
 	follow    func([]Change)
 	unread    map[string]bool // keys to read again (after a write whose outcome is unknown)
+	outMu     sync.Mutex      // guards outbox
+	outbox    [][]Change      // told, not yet delivered
+	outReady  chan struct{}   // a send wakes deliver
 	rereading bool            // rereadLoop is running
 
 	health    sync.Mutex
@@ -135,7 +138,7 @@ func OpenEtcd(ctx context.Context, c EtcdConfig, log *slog.Logger) (*Etcd, error
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(c.Endpoints, ","), err)
 	}
-	e := &Etcd{cli: cli, prefix: c.Prefix, timeout: c.Timeout, log: log, writes: make(chan write, maxGroup), committed: make(chan struct{}),
+	e := &Etcd{cli: cli, prefix: c.Prefix, timeout: c.Timeout, log: log, writes: make(chan write, maxGroup), committed: make(chan struct{}), outReady: make(chan struct{}, 1),
 		own: map[int64]bool{}, known: map[string]int64{}, seen: map[string]int64{}, seqs: map[string]seq{}, unread: map[string]bool{}}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	// Where Follow's watch starts, and the counters.
@@ -217,7 +220,8 @@ func (e *Etcd) Follow(fn func([]Change)) {
 	e.follow = fn
 	from := e.snap + 1
 	e.mu.Unlock()
-	e.wg.Add(1)
+	e.wg.Add(2)
+	go e.deliver(fn)
 	go e.watch(from)
 }
 
@@ -303,10 +307,44 @@ func (e *Etcd) apply(evs []*clientv3.Event) {
 			}
 		}
 	}
-	fn := e.follow
+	e.tell(out)
 	e.mu.Unlock()
-	if len(out) > 0 {
-		fn(out)
+}
+
+// tell queues cs for the follower; callers hold mu, so that what the
+// watch, the committer and the re-reader tell arrives in the order they
+// decided it (by seen). The follower is called on a goroutine of its own
+// (deliver): it takes the inventory's lock, whose holder may be waiting
+// for the committer to take a write.
+func (e *Etcd) tell(cs []Change) {
+	if len(cs) == 0 || e.follow == nil {
+		return
+	}
+	e.outMu.Lock()
+	e.outbox = append(e.outbox, cs)
+	e.outMu.Unlock()
+	select {
+	case e.outReady <- struct{}{}:
+	default:
+	}
+}
+
+// deliver calls the follower with what tell queued, in order, until Close.
+func (e *Etcd) deliver(fn func([]Change)) {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-e.outReady:
+		}
+		e.outMu.Lock()
+		batches := e.outbox
+		e.outbox = nil
+		e.outMu.Unlock()
+		for _, cs := range batches {
+			fn(cs)
+		}
 	}
 }
 
@@ -344,9 +382,8 @@ func (e *Etcd) reread(compacted int64) int64 {
 				for _, c := range out {
 					e.seen[key2(c.Bucket, c.Key)] = max(e.seen[key2(c.Bucket, c.Key)], c.Rev)
 				}
-				fn := e.follow
+				e.tell(out)
 				e.mu.Unlock()
-				fn(out)
 				return rev + 1
 			}
 		}

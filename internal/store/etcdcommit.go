@@ -184,7 +184,7 @@ func (e *Etcd) txn(group []write) {
 				failed, group = append(failed, group...), nil
 			}
 		}
-		fn := e.follow
+		e.tell(refresh)
 		e.mu.Unlock()
 		e.setHealth(err)
 		for _, w := range refused {
@@ -199,9 +199,6 @@ func (e *Etcd) txn(group []write) {
 			default:
 				w.answer(err)
 			}
-		}
-		if len(refresh) > 0 && fn != nil {
-			fn(refresh)
 		}
 	}
 }
@@ -435,11 +432,8 @@ func (e *Etcd) rereadLoop() {
 			e.seen[k] = rev
 			out = append(out, c)
 		}
-		fn := e.follow
+		e.tell(out)
 		e.mu.Unlock()
-		if len(out) > 0 && fn != nil {
-			fn(out)
-		}
 	}
 }
 
