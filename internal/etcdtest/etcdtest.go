@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/bootstrapd/bootstrapd/internal/netlab"
+	"github.com/bootstrapd/bootstrapd/internal/routeros/routerostest"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -42,6 +44,10 @@ type Cluster struct {
 	initial string // --initial-cluster
 	token   string
 	log     string // where members' output goes
+	// CertFile and KeyFile, when set (StartTLS), are the members' server
+	// certificate, the CA their clients must present a certificate of,
+	// and that client certificate: one self-signed certificate.
+	CertFile, KeyFile string
 }
 
 // Endpoints are the members' client URLs.
@@ -73,6 +79,24 @@ func Start(t testing.TB, n int) *Cluster {
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i), cluster: c, dir: t.TempDir(),
 			ClientURL: "http://" + freePort(t), peerURL: "http://" + freePort(t)}
+		c.Members = append(c.Members, m)
+		peers = append(peers, m.Name+"="+m.peerURL)
+	}
+	c.initial = strings.Join(peers, ",")
+	c.start(t)
+	return c
+}
+
+// StartTLS is Start with the members' client URLs on https, asking every
+// client for a certificate signed by the cluster's (Cluster.CertFile).
+func StartTLS(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{token: fmt.Sprintf("t%d", time.Now().UnixNano())}
+	c.CertFile, c.KeyFile = routerostest.CertFiles(t, t.TempDir(), "etcd")
+	var peers []string
+	for i := range n {
+		m := &Member{Name: fmt.Sprintf("m%d", i), cluster: c, dir: t.TempDir(),
+			ClientURL: "https://" + freePort(t), peerURL: "http://" + freePort(t)}
 		c.Members = append(c.Members, m)
 		peers = append(peers, m.Name+"="+m.peerURL)
 	}
@@ -145,6 +169,9 @@ func (m *Member) Start(t testing.TB) {
 		// Tests measure failover: elect within a second of losing a leader.
 		"--heartbeat-interval", "100", "--election-timeout", "1000",
 		"--logger", "zap", "--log-outputs", m.cluster.log}
+	if c := m.cluster; c.CertFile != "" {
+		args = append(args, "--cert-file", c.CertFile, "--key-file", c.KeyFile, "--trusted-ca-file", c.CertFile, "--client-cert-auth")
+	}
 	var cmd *exec.Cmd
 	if m.ns != "" {
 		cmd = m.ns.Command(context.Background(), Binary(t), args...)
@@ -224,6 +251,12 @@ func (m *Member) check(ctx context.Context) error {
 // is not on the lab's bridge.
 func (c *Cluster) config(endpoints []string, timeout time.Duration) clientv3.Config {
 	cfg := clientv3.Config{Endpoints: endpoints, DialTimeout: timeout, Logger: zap.NewNop()}
+	if c.CertFile != "" {
+		tlsc, err := transport.TLSInfo{TrustedCAFile: c.CertFile, CertFile: c.CertFile, KeyFile: c.KeyFile}.ClientConfig()
+		if err == nil {
+			cfg.TLS = tlsc
+		}
+	}
 	if ns := c.Members[0].ns; ns != "" {
 		cfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return ns.Dial(ctx, "tcp", addr)

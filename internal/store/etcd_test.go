@@ -289,3 +289,28 @@ func TestCopy(t *testing.T) {
 		t.Fatalf("copy into a store in use: %v", err)
 	}
 }
+
+// TestEtcdTLS: with the store block's ca_file, cert_file and key_file the
+// store works against a cluster that asks for client certificates; without
+// a client certificate it is refused at Open with etcd's reason.
+func TestEtcdTLS(t *testing.T) {
+	c := etcdtest.StartTLS(t, 1)
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	e, err := OpenEtcd(t.Context(), EtcdConfig{Endpoints: c.Endpoints(), CAFile: c.CertFile, CertFile: c.CertFile, KeyFile: c.KeyFile}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := put(e, Entry{Bucket: "b", Key: "k", Value: 1}); err != nil {
+		t.Fatalf("write over TLS: %v", err)
+	}
+	n, err := count(e, "b")
+	if err != nil || n != 1 {
+		t.Fatalf("read over TLS: %d records, %v", n, err)
+	}
+	_, err = OpenEtcd(t.Context(), EtcdConfig{Endpoints: c.Endpoints(), CAFile: c.CertFile, Timeout: 2 * time.Second}, log)
+	if err == nil {
+		t.Fatal("a client without a certificate was let in")
+	}
+	t.Logf("without a client certificate: %v", err)
+}
