@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,6 +157,13 @@ func OpenEtcd(ctx context.Context, c EtcdConfig, log *slog.Logger) (*Etcd, error
 		if _, serr := cli.Get(sctx, e.prefix+seqDir, clientv3.WithSerializable()); serr == nil {
 			return nil, fmt.Errorf("etcd %s: %w: members answer, but there is no quorum among them (%w)", strings.Join(c.Endpoints, ","), ErrUnavailable, err)
 		}
+		if cfg.TLS != nil {
+			// gRPC retries a refused handshake until the deadline and
+			// says only that: say what the member said.
+			if terr := tlsProbe(ctx, c.Endpoints[0], cfg.TLS); terr != nil {
+				return nil, fmt.Errorf("etcd %s: %w: %w (check the store block's ca_file, cert_file and key_file)", strings.Join(c.Endpoints, ","), ErrUnavailable, terr)
+			}
+		}
 		return nil, fmt.Errorf("etcd %s: %w: no member answers (%w)", strings.Join(c.Endpoints, ","), ErrUnavailable, err)
 	}
 	e.snap = resp.Header.Revision
@@ -165,6 +175,37 @@ func OpenEtcd(ctx context.Context, c EtcdConfig, log *slog.Logger) (*Etcd, error
 	e.wg.Add(1)
 	go e.probe()
 	return e, nil
+}
+
+// tlsProbe makes one TLS connection to endpoint as the client would and
+// returns what went wrong: a handshake refused, or a certificate the member
+// asked for and rejected (with TLS 1.3 that comes after the handshake, so
+// it reads briefly). nil when the member took the connection.
+func tlsProbe(ctx context.Context, endpoint string, conf *tls.Config) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conf = conf.Clone()
+	conf.NextProtos = []string{"h2"}
+	if conf.ServerName == "" {
+		conf.ServerName = u.Hostname()
+	}
+	conn, err := (&tls.Dialer{Config: conf}).DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return fmt.Errorf("TLS to %s: %w", u.Host, err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return nil
+		}
+		return fmt.Errorf("TLS to %s: %w", u.Host, err)
+	}
+	return nil
 }
 
 // Path says where the store is, for messages.
