@@ -70,6 +70,9 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 		return err
 	}
 	inv.Limits.MaxDiscovered, inv.Limits.DiscoveredTTL = site.Discovery.MaxNodes, site.Discovery.ForgetAfterD
+	if site.Store != nil {
+		inv.SpreadFrom(site.Store.Name)
+	}
 	assets, err := os.OpenRoot(site.NetbootDir)
 	if err != nil {
 		return fmt.Errorf("netboot directory: %w", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"time"
@@ -254,6 +255,23 @@ func (t *leaseTable) free(mac string, now time.Time) (netip.Addr, bool) {
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// SpreadFrom starts this instance's scan for free addresses at a place of
+// the pool that name (the instance's) hashes to. Instances sharing a pool
+// through a shared store then take addresses from different parts of it,
+// instead of all reaching for the lowest free one at once and all but one
+// losing the race (store.ErrConflict) until their memories catch up.
+func (inv *Inventory) SpreadFrom(name string) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	t := &inv.leases
+	if t.lo == 0 {
+		return
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	t.next = t.lo + h.Sum32()%(t.hi-t.lo+1)
 }
 
 // Offer picks the address for a DISCOVER: the node's reservation, else (when
