@@ -476,3 +476,33 @@ func TestCommitThen(t *testing.T) {
 		t.Errorf("after reopen: %+v, %v", l, ok)
 	}
 }
+
+// Instances sharing a pool start looking for free addresses at different
+// places (named by their instance names), the same place each time, and
+// still find every address in the pool.
+func TestSpreadFrom(t *testing.T) {
+	pool := poolOf("10.0.0.100", "10.0.0.199")
+	first := func(name string) netip.Addr {
+		ti := newTestInv(t, pool)
+		ti.SpreadFrom(name)
+		return ti.offer(t, macA, none, true)
+	}
+	a, b := first("rack1-a"), first("rack1-b")
+	if a == b {
+		t.Errorf("rack1-a and rack1-b both start at %s", a)
+	}
+	if again := first("rack1-a"); again != a {
+		t.Errorf("rack1-a starts at %s, then at %s", a, again)
+	}
+
+	small := poolOf("10.0.0.100", "10.0.0.102")
+	ti := newTestInv(t, small)
+	ti.SpreadFrom("rack1-b")
+	got := map[netip.Addr]bool{}
+	for _, mac := range []string{macA, macB, macC} {
+		got[ti.dora(t, mac, none)] = true
+	}
+	if len(got) != 3 {
+		t.Errorf("three clients on a pool of three got %v", got)
+	}
+}
