@@ -298,8 +298,10 @@ func (c *clusterOps) steps(n inventory.Node) []step {
 			out = append(out, step{"revoke token", "vault: node token revoked", func(ctx context.Context) error { return c.Vault.Revoke(ctx, n.VaultAccessor) }})
 		}
 	}
-	if c.router != nil {
-		// The router's view already leaves retiring nodes out.
+	if c.router != nil && c.router.serves(n) {
+		// The router's view already leaves retiring nodes out. (A node
+		// of another rack's router leaves it when that rack's instance
+		// syncs it, on this retirement's event.)
 		out = append(out, step{"remove router records", "router: records removed", func(ctx context.Context) error { _, _, err := c.router.Apply(ctx, false); return err }})
 	}
 	// Off before the purge: a node still running would register with

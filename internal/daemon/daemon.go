@@ -192,15 +192,17 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 	g.Go(func() error { <-ctx.Done(); power.Wait(); return nil })
 	// What acts on the world outside (the router, Nomad, Vault, BMCs at
 	// retire, deadlines) runs on one instance at a time: on this one
-	// alone, or on the leader of those sharing the store.
+	// alone, or on the leader of those sharing the store; each router is
+	// synced by one of the instances whose site names it.
 	var leading atomic.Bool
 	registerSharedMetrics(reg, db, &leading, share)
+	shared, _ := db.(*store.Etcd)
 	lead := func(ctx context.Context) {
 		leading.Store(true)
 		defer leading.Store(false)
 		var lg sync.WaitGroup
 		lg.Go(func() { inv.RunDeadlines(ctx) })
-		if router != nil {
+		if router != nil && shared == nil {
 			lg.Go(func() { router.run(ctx) })
 		}
 		if clus.Nomad != nil {
@@ -211,8 +213,11 @@ func Run(ctx context.Context, site *config.Site, log *slog.Logger, opts Options)
 		}
 		lg.Wait()
 	}
-	if shared, ok := db.(*store.Etcd); ok {
+	if shared != nil {
 		g.Go(func() error { shared.Lead(ctx, site.Store.Name, lead); return nil })
+		if router != nil {
+			g.Go(func() error { shared.LeadRouter(ctx, site.Router.API, site.Store.Name, router.run); return nil })
+		}
 		// Every instance is listed (doctor and store copy look), under
 		// its segment: those on one segment split its clients.
 		segment := "no-dhcp"

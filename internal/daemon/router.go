@@ -16,11 +16,12 @@ func RouterDialer(r *config.Router) routeros.Dialer {
 		Fingerprint: r.Fingerprint, Insecure: r.Insecure, Timeout: r.TimeoutD}
 }
 
-// RouterSite is what the router should look like for the site and its
-// nodes: every node that has a name and an address and is neither merely
-// discovered nor retiring gets a DNS record (and a static lease when the
-// router serves DHCP).
-func RouterSite(site *config.Site, server netip.Addr, nodes []inventory.Node) routeros.Site {
+// routerSite is what the router should look like for the site and its
+// nodes: every node on the router's network that has a name and an address
+// and is neither merely discovered nor retiring gets a DNS record (and a
+// static lease when the router serves DHCP). Nodes of other racks sharing
+// the inventory are their own routers' business.
+func routerSite(site *config.Site, server netip.Addr, nodes []inventory.Node) routeros.Site {
 	r := site.Router
 	s := routeros.Site{
 		Identity: r.Identity, Interface: r.Interface, VLANName: r.VLANName, VLANID: r.VLANID,
@@ -38,7 +39,7 @@ func RouterSite(site *config.Site, server netip.Addr, nodes []inventory.Node) ro
 		case inventory.Discovered, inventory.Retiring, inventory.Retired:
 			continue
 		}
-		if n.Hostname != "" && n.IP.IsValid() {
+		if n.Hostname != "" && r.Address.Contains(n.IP) {
 			s.Nodes = append(s.Nodes, routeros.Node{Hostname: n.Hostname, MAC: n.MAC, IP: n.IP})
 		}
 	}
@@ -59,7 +60,7 @@ func newSiteRouter(site *config.Site, server netip.Addr, inv *inventory.Inventor
 	return &siteRouter{r: &routeros.Router{Conn: conn, Marker: site.Router.Marker, Log: log}, site: site, server: server, inv: inv}
 }
 
-func (s *siteRouter) current() routeros.Site { return RouterSite(s.site, s.server, s.inv.Nodes()) }
+func (s *siteRouter) current() routeros.Site { return routerSite(s.site, s.server, s.inv.Nodes()) }
 
 func (s *siteRouter) Plan(ctx context.Context, prune bool) (routeros.Plan, error) {
 	return s.r.Plan(ctx, s.current(), prune)
@@ -71,10 +72,13 @@ func (s *siteRouter) Apply(ctx context.Context, prune bool) (routeros.Plan, int,
 
 func (s *siteRouter) Status() routeros.Status { return s.r.Status() }
 
+// serves says whether n is on the router's network, and so among its
+// records.
+func (s *siteRouter) serves(n inventory.Node) bool { return s.site.Router.Address.Contains(n.IP) }
+
 // run syncs the router whenever the inventory records an event (Run skips
 // the ones that leave the node list as it was), until ctx ends.
-func (s *siteRouter) run(ctx context.Context) error {
+func (s *siteRouter) run(ctx context.Context) {
 	s.r.Run(ctx, s.current, s.inv.Changed)
 	s.r.Conn.Close()
-	return nil
 }

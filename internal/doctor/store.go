@@ -13,7 +13,7 @@ import (
 
 // CheckStore asks the site's etcd, when it has a store block, whether it
 // has a quorum (without one, no lease is given and no node enrolled), and
-// which instances serve from it and lead.
+// which instances serve from it, lead, and sync the site's router.
 func CheckStore(e *Env) []Result {
 	if e.Site.Store == nil || e.Site.Store.Etcd == nil {
 		return nil
@@ -40,6 +40,13 @@ func CheckStore(e *Env) []Result {
 	if instances == "" {
 		instances = "none"
 	}
-	return []Result{{Name: "store", OK: true,
-		Detail: fmt.Sprintf("etcd %s%s: %d members, quorum; instances serving: %s; leader: %s", eps, e.Site.Store.Etcd.Prefix, st.Members, instances, leader)}}
+	detail := fmt.Sprintf("etcd %s%s: %d members, quorum; instances serving: %s; leader: %s", eps, e.Site.Store.Etcd.Prefix, st.Members, instances, leader)
+	if r := e.Site.Router; r != nil {
+		syncer := db.(*store.Etcd).RouterSyncer(ctx, r.API)
+		if syncer == "" {
+			syncer = "none yet"
+		}
+		detail += "; router " + r.API + " synced by: " + syncer
+	}
+	return []Result{{Name: "store", OK: true, Detail: detail}}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -367,7 +368,8 @@ func TestSharedQuorumLoss(t *testing.T) {
 
 // TestSharedLeaderFailover: the leader is killed (SIGKILL) while a retire
 // teardown and a router sync wait for the router; the other instance takes
-// the lead, finishes both, and the teardown step is recorded once.
+// the lead and the router's sync (if it did not hold it), finishes both,
+// and the teardown step is recorded once.
 func TestSharedLeaderFailover(t *testing.T) {
 	lab := netlab.NewLab(t, "10.96.0.1/16")
 	rt := routerostest.New(routerostest.Options{Version: "7.19", User: "bootstrapd", Password: routerPassword})
@@ -429,6 +431,13 @@ func TestSharedLeaderFailover(t *testing.T) {
 			t.Errorf("bootstrapd_leader of the new leader is %s", m)
 		}
 	}
+	eventually(t, 30*time.Second, other.name+" syncing the router", func() bool {
+		return strings.Contains(other.d.log.String(), `"msg":"syncing the router from here"`)
+	})
+	doctor, _ := other.d.output(other.ns.Command(t.Context(), other.d.bin, "doctor", "-config", other.d.site))
+	if !strings.Contains(doctor, "synced by: "+other.name) {
+		t.Errorf("doctor does not say %s syncs the router:\n%s", other.name, doctor)
+	}
 	eventually(t, 30*time.Second, "n1 retired and n2's record on the router", func() bool {
 		return nodeState(t, other.d, "52:54:00:96:01:01") == inventory.Retired && hasDNS("n2.lab.test") && !hasDNS("n1.lab.test")
 	})
@@ -448,13 +457,38 @@ func TestSharedLeaderFailover(t *testing.T) {
 // in its own namespace, its own subnet), share one inventory: a node
 // enrolled on one rack's instance is listed by every instance, with the
 // same events under the same numbers, and a follower of the event log on
-// another rack sees it happen.
+// another rack sees it happen. Racks 1 and 2 have routers (RouterOS
+// stand-ins) of their own: each is synced, whichever instance leads, with
+// its own rack's nodes alone.
 func TestTenRacks(t *testing.T) {
 	mgmt := netlab.NewLab(t, "10.96.0.1/16")
 	cluster := etcdtest.StartIn(t, mgmt, netip.MustParseAddr("10.96.0.11"), 3)
 	var eps []string
 	for _, e := range cluster.Endpoints() {
 		eps = append(eps, fmt.Sprintf("%q", e))
+	}
+	pw := filepath.Join(t.TempDir(), "router-pw")
+	if err := os.WriteFile(pw, []byte(routerPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	routers := map[int]*routerostest.Router{}
+	routerBlock := func(i int) string {
+		rt := routerostest.New(routerostest.Options{Version: "7.19", User: "bootstrapd", Password: routerPassword})
+		routers[i] = rt
+		return `router {
+  api           = "` + rt.Serve(t, mgmt.Listen(t, "tcp", "10.96.0.1:0"), true) + `"
+  fingerprint   = "` + rt.Fingerprint() + `"
+  password_file = "` + pw + `"
+  interface     = "ether2"
+}`
+	}
+	dnsNames := func(i int) []string {
+		var out []string
+		for _, row := range routers[i].Rows("/ip/dns/static") {
+			out = append(out, row["name"])
+		}
+		slices.Sort(out)
+		return out
 	}
 	var racks []*daemon
 	for i := range 10 {
@@ -471,14 +505,20 @@ func TestTenRacks(t *testing.T) {
 			}
 		}
 		dir := t.TempDir()
+		router := ""
+		if i == 1 || i == 2 {
+			router = routerBlock(i)
+		}
 		writeSiteOn(t, "br1", dir, fmt.Sprintf(`  mode   = "pool"
-  subnet = "10.100.%d.0/24"`, i), fmt.Sprintf(`%s
+  subnet = "10.100.%d.0/24"
+  router = "10.100.%d.254"`, i, i), fmt.Sprintf(`%s
 store {
   name = "rack%d"
   etcd {
     endpoints = [%s]
   }
-}`, stubProfile(t, dir), i, strings.Join(eps, ", ")))
+}
+%s`, stubProfile(t, dir), i, strings.Join(eps, ", "), router))
 		racks = append(racks, startDaemonIn(t, h.NS, dir, "-debug"))
 	}
 
@@ -519,6 +559,27 @@ store {
 	eventually(t, 10*time.Second, "rack3 sees r3n1 retired by rack7", func() bool {
 		return nodeState(t, racks[3], "r3n1") == inventory.Retired
 	})
+
+	// Nodes of racks 1 and 2 (enrolled on their racks' instances, whose
+	// subnets hold their addresses; one instance at most leads): each on
+	// its own rack's router, and gone from it when retired from rack 7's.
+	racks[1].mustCLI(t, "enroll", "52:54:00:10:01:01", "-hostname", "r1n1", "-ip", "10.100.1.50")
+	racks[2].mustCLI(t, "enroll", "52:54:00:10:02:01", "-hostname", "r2n1", "-ip", "10.100.2.50")
+	eventually(t, 20*time.Second, "each router holding its rack's node alone", func() bool {
+		return slices.Equal(dnsNames(1), []string{"r1n1"}) && slices.Equal(dnsNames(2), []string{"r2n1"})
+	})
+	racks[7].mustCLI(t, "retire", "r1n1")
+	eventually(t, 20*time.Second, "r1n1 gone from rack 1's router", func() bool {
+		return len(dnsNames(1)) == 0 && nodeState(t, racks[1], "r1n1") == inventory.Retired
+	})
+	if got := dnsNames(2); !slices.Equal(got, []string{"r2n1"}) {
+		t.Errorf("rack 2's router holds %v after r1n1 retired, want r2n1", got)
+	}
+	for _, i := range []int{1, 2} {
+		if !strings.Contains(racks[i].log.String(), `"msg":"syncing the router from here"`) {
+			t.Errorf("rack%d does not say it syncs its router", i)
+		}
+	}
 }
 
 // TestSharedInstallWithOneDead: of three instances serving a segment, the

@@ -20,6 +20,7 @@ import (
 const (
 	membersDir = "_members/"
 	leaderDir  = "_leader"
+	routersDir = "_routers/" // an election per router
 )
 
 // SessionTTL is how long a silent instance keeps its leadership and its
@@ -32,13 +33,46 @@ const SessionTTL = 3 * time.Second
 // leadership does (the session lapsed, or ctx ended); Lead then campaigns
 // again until ctx ends. fn must return when its context ends.
 func (e *Etcd) Lead(ctx context.Context, name string, fn func(context.Context)) {
+	e.campaign(ctx, e.prefix+leaderDir, "leading: cluster watch, retire teardown and deadlines run here", name, fn)
+}
+
+// LeadRouter is Lead for one router (named by its API address): of the
+// instances whose sites name that router, one at a time syncs it. Racks
+// with routers of their own each have their router kept by one of their
+// own instances, whichever leads the rest.
+func (e *Etcd) LeadRouter(ctx context.Context, router, name string, fn func(context.Context)) {
+	e.campaign(ctx, e.routerElection(router), "syncing the router from here", name, fn)
+}
+
+// RouterSyncer says which instance syncs router ("" when none does).
+func (e *Etcd) RouterSyncer(ctx context.Context, router string) string {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	return e.elected(ctx, e.routerElection(router))
+}
+
+func (e *Etcd) routerElection(router string) string {
+	return e.prefix + routersDir + strings.ReplaceAll(router, "/", "_")
+}
+
+// elected is the name the leader of an election campaigned with ("" when
+// none leads, or etcd cannot say).
+func (e *Etcd) elected(ctx context.Context, election string) string {
+	resp, err := e.cli.Get(ctx, election+"/", clientv3.WithFirstCreate()...)
+	if err != nil || len(resp.Kvs) == 0 {
+		return ""
+	}
+	return string(resp.Kvs[0].Value)
+}
+
+func (e *Etcd) campaign(ctx context.Context, election, msg, name string, fn func(context.Context)) {
 	for ctx.Err() == nil {
 		err := e.session(ctx, func(s *concurrency.Session) error {
-			el := concurrency.NewElection(s, e.prefix+leaderDir)
+			el := concurrency.NewElection(s, election)
 			if err := el.Campaign(ctx, name); err != nil {
 				return err
 			}
-			e.log.Info("leading: router sync, cluster watch, retire teardown and deadlines run here", "instance", name)
+			e.log.Info(msg, "instance", name)
 			lctx, cancel := context.WithCancel(ctx)
 			done := make(chan struct{})
 			go func() {
@@ -47,7 +81,7 @@ func (e *Etcd) Lead(ctx context.Context, name string, fn func(context.Context)) 
 			}()
 			select {
 			case <-s.Done():
-				e.log.Warn("leadership lost: the etcd session lapsed; another instance takes over", "instance", name)
+				e.log.Warn("leadership lost: the etcd session lapsed; another instance takes over", "instance", name, "election", strings.TrimPrefix(election, e.prefix))
 			case <-ctx.Done():
 			}
 			cancel()
@@ -59,7 +93,7 @@ func (e *Etcd) Lead(ctx context.Context, name string, fn func(context.Context)) 
 			return nil
 		})
 		if err != nil && ctx.Err() == nil {
-			e.log.Warn("cannot campaign for leadership; trying again", "instance", name, "err", err)
+			e.log.Warn("cannot campaign for leadership; trying again", "instance", name, "election", strings.TrimPrefix(election, e.prefix), "err", err)
 			sleep(ctx, time.Second)
 		}
 	}
@@ -175,9 +209,6 @@ func (e *Etcd) Status(ctx context.Context) (Status, error) {
 		}
 	}
 	slices.Sort(st.Instances)
-	lr, err := e.cli.Get(ctx, e.prefix+leaderDir+"/", clientv3.WithFirstCreate()...)
-	if err == nil && len(lr.Kvs) > 0 {
-		st.Leader = string(lr.Kvs[0].Value)
-	}
+	st.Leader = e.elected(ctx, e.prefix+leaderDir)
 	return st, nil
 }
