@@ -48,19 +48,21 @@ func (d *discovery) init() { d.pending = map[string][]Event{} }
 // discovered node, so the operator can enroll what actually showed up,
 // unless MaxDiscovered are already held. Nothing here waits for the disk:
 // new nodes and changed arches are written by the next flush, in one
-// batch; the last-seen time lives in memory.
+// batch; the last-seen time lives in memory. A node seen on another
+// subnet than before (another rack's instance saw it last) is written too.
 func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	now := inv.now()
 	n := inv.nodes[mac]
+	seenOn := inv.pool.Subnet
 	switch {
-	case n != nil && n.Arch == arch:
+	case n != nil && n.Arch == arch && n.SeenOn == seenOn:
 		n.LastSeen = now
 		return
 	case n != nil:
 		next := n.clone()
-		next.Arch, next.LastSeen = arch, now
+		next.Arch, next.LastSeen, next.SeenOn = arch, now, seenOn
 		inv.nodes[mac] = &next
 		inv.flushLater(mac)
 		return
@@ -68,7 +70,7 @@ func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 		inv.disc.refused++
 		return
 	}
-	next := &Node{MAC: mac, State: Discovered, Created: now, Arch: arch, LastSeen: now,
+	next := &Node{MAC: mac, State: Discovered, Created: now, Arch: arch, LastSeen: now, SeenOn: seenOn,
 		History: []Event{{At: now, To: Discovered, Cause: "seen on the network"}}}
 	inv.nodes[mac] = next
 	inv.disc.count++

@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"fmt"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,5 +133,38 @@ func TestEventsBounded(t *testing.T) {
 	})
 	if n != 10 || first != 22 {
 		t.Errorf("store holds %d events from %d, want the last 10 (22-31)", n, first)
+	}
+}
+
+// TestEnrollWhereSeen: a node records the subnet it was last seen on; an
+// instance serving another subnet (another rack's, sharing the inventory)
+// does not reserve it an address from its own pool, which the node's
+// segment could not use, but says where to enroll it.
+func TestEnrollWhereSeen(t *testing.T) {
+	rack1 := newTestInv(t, testPool)
+	rack1.Seen(ctx, macA, "x86-64-bios")
+	rack1.Seen(ctx, macB, "x86-64-bios")
+	rack1.Flush()
+	if n, _ := rack1.Node(macA); n.SeenOn != testPool.Subnet {
+		t.Fatalf("seen on %v, want %v", n.SeenOn, testPool.Subnet)
+	}
+
+	rack2pool := Pool{Subnet: netip.MustParsePrefix("10.0.2.0/24"), Range: [2]netip.Addr{addr("10.0.2.100"), addr("10.0.2.109")}, Lease: time.Hour}
+	rack2 := rack1.reopen(t, rack2pool)
+	_, err := rack2.Enroll(ctx, EnrollRequest{MAC: macA})
+	if err == nil || !strings.Contains(err.Error(), "last seen on 10.0.0.0/24") || !strings.Contains(err.Error(), "enroll it on an instance serving 10.0.0.0/24") {
+		t.Fatalf("enroll of a node seen on another subnet: %v", err)
+	}
+	if n, _ := rack2.Node(macA); n.State != Discovered {
+		t.Errorf("the refused enrollment left %s %s", macA, n.State)
+	}
+	// Moving it here is said with an address of this segment.
+	if n := rack2.enroll(t, EnrollRequest{MAC: macA, IP: addr("10.0.2.50")}); n.IP != addr("10.0.2.50") {
+		t.Errorf("enrolled with -ip at %s", n.IP)
+	}
+	// Once this instance sees it, it is this segment's.
+	rack2.Seen(ctx, macB, "x86-64-bios")
+	if n := rack2.enroll(t, EnrollRequest{MAC: macB}); !rack2pool.Subnet.Contains(n.IP) {
+		t.Errorf("node seen here enrolled at %s", n.IP)
 	}
 }

@@ -337,6 +337,11 @@ func (inv *Inventory) Enroll(ctx context.Context, req EnrollRequest) (_ Node, er
 		if l := inv.leases.byIP[req.IP]; l != nil && l.MAC != mac && l.live(inv.now()) {
 			return Node{}, fmt.Errorf("%w: address %s is leased to %s until %s", ErrConflict, req.IP, l.MAC, l.Expires.Format(time.RFC3339))
 		}
+	} else if n != nil && n.SeenOn.IsValid() && n.SeenOn != inv.pool.Subnet {
+		// Another rack's instance saw it last: an address from this
+		// one's pool would be one the node's segment cannot use.
+		return Node{}, fmt.Errorf("%s was last seen on %s, which this instance does not serve (it serves %s): enroll it on an instance serving %s, or here with -ip if it is moving to this segment",
+			mac, n.SeenOn, inv.pool.Subnet, n.SeenOn)
 	} else if inv.pool.Subnet.IsValid() {
 		ip, ok := inv.leases.free(mac, inv.now())
 		if !ok {

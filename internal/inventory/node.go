@@ -63,6 +63,9 @@ type Node struct {
 	Labels     map[string]string `json:"labels,omitempty"`    // free-form, for templates (and, later, Nomad meta)
 	Arch       string            `json:"arch,omitempty"`      // last client arch seen on DHCP
 	LastSeen   time.Time         `json:"last_seen,omitzero"`
+	// SeenOn is the subnet of the instance whose DHCP saw the node last:
+	// with racks sharing an inventory, the rack it is cabled to.
+	SeenOn netip.Prefix `json:"seen_on,omitzero"`
 	// Deadline is when a node waiting in its state (installing, say) is
 	// failed for taking too long. Zero: no deadline.
 	Deadline time.Time `json:"deadline,omitzero"`
