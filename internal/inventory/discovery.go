@@ -15,7 +15,7 @@ import (
 // like, and each unknown MAC would otherwise be a node record and an event
 // kept forever.
 type Limits struct {
-	MaxDiscovered int           // discovered nodes kept at once (default 512); new MACs beyond it are not recorded
+	MaxDiscovered int           // discovered nodes kept at once, seen on this instance's subnet (default 512); new MACs beyond it are not recorded
 	DiscoveredTTL time.Duration // a discovered node not seen for this long is forgotten (default 24h)
 	MaxEvents     int           // events kept in the store (default 100,000); older ones are dropped
 }
@@ -63,6 +63,7 @@ func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 	case n != nil:
 		next := n.clone()
 		next.Arch, next.LastSeen, next.SeenOn = arch, now, seenOn
+		inv.reindex(n, &next)
 		inv.nodes[mac] = &next
 		inv.flushLater(mac)
 		return
@@ -73,7 +74,7 @@ func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 	next := &Node{MAC: mac, State: Discovered, Created: now, Arch: arch, LastSeen: now, SeenOn: seenOn,
 		History: []Event{{At: now, To: Discovered, Cause: "seen on the network"}}}
 	inv.nodes[mac] = next
-	inv.disc.count++
+	inv.reindex(nil, next)
 	inv.flushLater(mac, next.History...)
 	// The deadline watcher forgets it after DiscoveredTTL.
 	select {
@@ -173,7 +174,7 @@ func (inv *Inventory) forget(ctx context.Context, now time.Time) time.Time {
 		}
 		delete(inv.nodes, mac)
 		delete(inv.disc.pending, mac)
-		inv.disc.count--
+		inv.reindex(n, nil)
 		gone = append(gone, store.Entry{Bucket: nodesBucket, Key: mac, Delete: true, Rev: n.rev})
 	}
 	// The oldest events, a bounded batch at a time.

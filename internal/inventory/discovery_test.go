@@ -168,3 +168,35 @@ func TestEnrollWhereSeen(t *testing.T) {
 		t.Errorf("node seen here enrolled at %s", n.IP)
 	}
 }
+
+// TestDiscoveryBoundedPerSegment: racks sharing an inventory each have
+// MaxDiscovered of their own; a flood of made-up MACs on one does not stop
+// discovery on another.
+func TestDiscoveryBoundedPerSegment(t *testing.T) {
+	rack1 := newTestInv(t, testPool)
+	rack1.Limits.MaxDiscovered = 3
+	for i := range 10 {
+		rack1.Seen(ctx, spoofedMAC(i), "x86-64-bios")
+	}
+	rack1.Flush()
+	rack2 := rack1.reopen(t, Pool{Subnet: netip.MustParsePrefix("10.0.2.0/24"), Lease: time.Hour})
+	rack2.Limits.MaxDiscovered = 3
+	for i := 100; i < 110; i++ {
+		rack2.Seen(ctx, spoofedMAC(i), "x86-64-bios")
+	}
+	if got := len(rack2.Nodes()); got != 6 {
+		t.Errorf("%d nodes after a flood of 10 on each of two racks with a cap of 3, want 6", got)
+	}
+	if got := rack2.DiscoveryRefused(); got != 7 {
+		t.Errorf("rack 2 refused %d new MACs, want 7", got)
+	}
+	// One of rack 1's, seen on rack 2, becomes rack 2's: no room there.
+	rack2.Seen(ctx, spoofedMAC(0), "x86-64-bios")
+	if n, _ := rack2.Node(spoofedMAC(0)); n.SeenOn != rack2.pool.Subnet {
+		t.Errorf("rack 1's node seen on rack 2 is on %v", n.SeenOn)
+	}
+	rack2.Seen(ctx, spoofedMAC(200), "x86-64-bios")
+	if _, ok := rack2.Node(spoofedMAC(200)); ok {
+		t.Errorf("a new MAC was kept with rack 2's cap (3) exceeded")
+	}
+}

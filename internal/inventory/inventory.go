@@ -152,6 +152,15 @@ func decodeNode(key string, data []byte, rev int64) (*Node, error) {
 	return n, nil
 }
 
+// countsAsDiscovered says whether n counts against this instance's
+// MaxDiscovered: discovered nodes seen on its own subnet. Racks sharing
+// an inventory each have the cap, so a flood of made-up MACs on one rack
+// does not stop discovery on the others.
+func (inv *Inventory) countsAsDiscovered(n *Node) bool {
+	// (A record from before nodes said where they were seen counts too.)
+	return n.State == Discovered && (n.SeenOn == inv.pool.Subnet || !n.SeenOn.IsValid())
+}
+
 // reindex keeps the indexes in step with a node changing from prev to n
 // (prev nil: added; n nil: removed): its install token, the discovered
 // count, and its reservation. A node reserves its address from enrollment
@@ -164,7 +173,7 @@ func (inv *Inventory) reindex(prev, n *Node) {
 				delete(inv.tokens, k)
 			}
 		}
-		if prev.State == Discovered {
+		if inv.countsAsDiscovered(prev) {
 			inv.disc.count--
 		}
 		if t.reserved[prev.IP] == prev.MAC {
@@ -177,7 +186,7 @@ func (inv *Inventory) reindex(prev, n *Node) {
 	if len(n.TokenHash) == sha256.Size {
 		inv.tokens[[sha256.Size]byte(n.TokenHash)] = n.MAC
 	}
-	if n.State == Discovered {
+	if inv.countsAsDiscovered(n) {
 		inv.disc.count++
 	}
 	if n.IP.IsValid() && n.State != Retired && n.State != Discovered {
