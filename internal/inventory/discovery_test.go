@@ -200,3 +200,24 @@ func TestDiscoveryBoundedPerSegment(t *testing.T) {
 		t.Errorf("a new MAC was kept with rack 2's cap (3) exceeded")
 	}
 }
+
+// TestReservationOnAnotherSegment: a node enrolled on one rack and cabled
+// to another is not offered its reservation there, which would not work
+// on that segment; the refusal says what to do.
+func TestReservationOnAnotherSegment(t *testing.T) {
+	rack1 := newTestInv(t, testPool)
+	rack1.enroll(t, EnrollRequest{MAC: macA, Hostname: "r1n1", IP: addr("10.0.0.50")})
+	rack2 := rack1.reopen(t, Pool{Subnet: netip.MustParsePrefix("10.0.2.0/24"), Range: [2]netip.Addr{addr("10.0.2.100"), addr("10.0.2.109")}, Lease: time.Hour})
+	for _, pool := range []bool{false, true} {
+		ip, err := rack2.Offer(macA, none, pool)
+		if err == nil || !strings.Contains(err.Error(), "r1n1 (52:54:00:00:00:0a) is reserved 10.0.0.50, outside this segment (10.0.2.0/24)") {
+			t.Errorf("offer on another segment (pool %v): %v, %v", pool, ip, err)
+		}
+		if _, err := rack2.Commit(ctx, macA, addr("10.0.0.50"), pool); err == nil {
+			t.Errorf("the reservation was leased on another segment (pool %v)", pool)
+		}
+	}
+	if ip := rack2.reopen(t, testPool).offer(t, macA, none, false); ip != addr("10.0.0.50") {
+		t.Errorf("on its own segment it is offered %s", ip)
+	}
+}

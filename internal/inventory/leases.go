@@ -304,6 +304,12 @@ func (inv *Inventory) Offer(mac string, requested netip.Addr, pool bool) (netip.
 func (inv *Inventory) addressFor(mac string, requested netip.Addr, pool bool, now time.Time) (netip.Addr, error) {
 	t := &inv.leases
 	if n := inv.nodes[mac]; n != nil && n.IP.IsValid() && n.State != Discovered && n.State != Retired {
+		if inv.pool.Subnet.IsValid() && !inv.pool.Subnet.Contains(n.IP) {
+			// Enrolled on another rack's instance, and cabled here: its
+			// address would not work on this segment.
+			return netip.Addr{}, fmt.Errorf("%s (%s) is reserved %s, outside this segment (%s): cabled to another rack? Retire it and enroll it here to move it",
+				n.Hostname, mac, n.IP, inv.pool.Subnet)
+		}
 		return n.IP, nil
 	}
 	if !pool {
