@@ -48,8 +48,9 @@ func (d *discovery) init() { d.pending = map[string][]Event{} }
 // discovered node, so the operator can enroll what actually showed up,
 // unless MaxDiscovered are already held. Nothing here waits for the disk:
 // new nodes and changed arches are written by the next flush, in one
-// batch; the last-seen time lives in memory. A node seen on another
-// subnet than before (another rack's instance saw it last) is written too.
+// batch; the last-seen time lives in memory, written again only when the
+// store's copy grows old (seenStale). A node seen on another subnet than
+// before (another rack's instance saw it last) is written too.
 func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
@@ -57,7 +58,7 @@ func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 	n := inv.nodes[mac]
 	seenOn := inv.pool.Subnet
 	switch {
-	case n != nil && n.Arch == arch && n.SeenOn == seenOn:
+	case n != nil && n.Arch == arch && n.SeenOn == seenOn && !inv.seenStale(n, now):
 		n.LastSeen = now
 		return
 	case n != nil:
@@ -82,6 +83,16 @@ func (inv *Inventory) Seen(ctx context.Context, mac, arch string) {
 	default:
 	}
 	inv.log.InfoContext(ctx, "node discovered", "mac", mac, "arch", arch)
+}
+
+// seenStale says whether a discovered node's last-seen time should be
+// written again: the store's copy is half DiscoveredTTL old. Whoever
+// forgets discovered nodes (after a restart, or the leader of instances
+// sharing the store) goes by the store's copy, and would otherwise forget
+// a node this instance still sees booting.
+func (inv *Inventory) seenStale(n *Node, now time.Time) bool {
+	ttl := inv.Limits.DiscoveredTTL
+	return n.State == Discovered && ttl > 0 && now.Sub(n.seenStored) >= ttl/2
 }
 
 // DiscoveryRefused is how many new MACs were not recorded because
@@ -124,7 +135,7 @@ func (inv *Inventory) flush() {
 			err = cmp.Or(err, serr)
 			continue
 		}
-		n.rev = store.Own
+		n.rev, n.seenStored = store.Own, c.LastSeen
 		sent[mac] = evs
 	}
 	clear(d.pending)

@@ -221,3 +221,41 @@ func TestReservationOnAnotherSegment(t *testing.T) {
 		t.Errorf("on its own segment it is offered %s", ip)
 	}
 }
+
+// TestDiscoveredKeptWhileSeen: a node still booting keeps its record, even
+// for whoever goes by the store (after a restart, or the leader of
+// instances sharing it): its last-seen time, held in memory, is written
+// again once the store's copy is half the TTL old, and only then.
+func TestDiscoveredKeptWhileSeen(t *testing.T) {
+	ti := newTestInv(t, testPool)
+	ti.Seen(ctx, macA, "bios")
+	ti.Flush()
+	for range 4 {
+		ti.clock.Advance(DefaultDiscoveredTTL / 4)
+		ti.Seen(ctx, macA, "bios")
+		ti.Flush()
+	}
+	n := storedNodes(t, ti)[macA]
+	if age := ti.clock.Now().Sub(n.LastSeen); age > DefaultDiscoveredTTL/4 {
+		t.Errorf("the store's last-seen time is %v old, after sightings every %v", age, DefaultDiscoveredTTL/4)
+	}
+	evs, _, _ := ti.Events(0)
+	if len(evs) != 1 {
+		t.Errorf("%d events for one node seen five times, want 1: %v", len(evs), evs)
+	}
+	// Sightings in between write nothing.
+	before := storedNodes(t, ti)[macA].LastSeen
+	ti.clock.Advance(time.Minute)
+	ti.Seen(ctx, macA, "bios")
+	ti.Flush()
+	if after := storedNodes(t, ti)[macA].LastSeen; !after.Equal(before) {
+		t.Errorf("a sighting a minute later wrote last-seen %v (was %v)", after, before)
+	}
+
+	ti = ti.reopen(t, testPool)
+	ti.clock.Advance(DefaultDiscoveredTTL * 3 / 4)
+	ti.expire(ctx)
+	if _, ok := ti.Node(macA); !ok {
+		t.Error("a node seen within the TTL was forgotten after a restart")
+	}
+}

@@ -148,7 +148,7 @@ func decodeNode(key string, data []byte, rev int64) (*Node, error) {
 	if err := json.Unmarshal(data, n); err != nil {
 		return nil, fmt.Errorf("decode %s/%s: %w", nodesBucket, key, err)
 	}
-	n.rev = rev
+	n.rev, n.seenStored = rev, n.LastSeen
 	return n, nil
 }
 

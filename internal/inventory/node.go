@@ -107,6 +107,9 @@ type Node struct {
 	// store.Own once this instance has written it: a write of the node
 	// says what it replaces (store.Entry.Rev). Not stored.
 	rev int64
+	// seenStored is LastSeen as the store holds it (as written or read).
+	// Not stored.
+	seenStored time.Time
 }
 
 // Event is one recorded transition or report.
