@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,25 +20,12 @@ import (
 	"github.com/bootstrapd/bootstrapd/internal/bmc/bmctest"
 	"github.com/bootstrapd/bootstrapd/internal/config"
 	"github.com/bootstrapd/bootstrapd/internal/inventory"
+	"github.com/bootstrapd/bootstrapd/internal/netlab"
 )
 
 // freePort is a loopback port nothing listens on, for tcp4 or udp4.
 func freePort(t *testing.T, network string) string {
-	t.Helper()
-	if network == "udp4" {
-		c, err := net.ListenPacket(network, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().String()
-	}
-	l, err := net.Listen(network, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", netlab.FreePort(t, strings.TrimSuffix(network, "4")))
 }
 
 // runDaemon runs the daemon on loopback (no DHCP) with fake BMCs until

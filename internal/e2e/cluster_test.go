@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,15 +36,6 @@ const workerProfile = `profile "worker" {
   }
 }
 `
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestClusterEnrollment runs bootstrapd against real Vault (1.14.1) and
 // Nomad (1.6.1, ACLs on) with the token integration, as seeds 000 and 003
@@ -272,7 +262,7 @@ func clusterSite(t *testing.T, vaultAddr, vaultToken string) (string, string) {
 	t.Helper()
 	dir := workerSiteDir(t)
 	os.WriteFile(filepath.Join(dir, "vault-token"), []byte(vaultToken), 0o600)
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", netlab.FreePort(t, "tcp"))
 	site := fmt.Sprintf(`interface       = "lo"
 server_address  = "127.0.0.1"
 state_dir       = "state"
@@ -294,7 +284,7 @@ vault {
   token_file = "vault-token"
   wrap_ttl   = "5m"
 }
-`, freePort(t), httpAddr, vaultAddr)
+`, netlab.FreePort(t, "tcp"), httpAddr, vaultAddr)
 	os.WriteFile(filepath.Join(dir, "site.hcl"), []byte(site), 0o644)
 	return dir, httpAddr
 }
@@ -329,7 +319,7 @@ func addNomad(t *testing.T, dir, nomadAddr, nomadRPC, nomadToken, extra string) 
 // records its failing step and keeps retrying instead of claiming done.
 func TestClusterUnreachable(t *testing.T) {
 	netlab.NeedRoot(t)
-	gone := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	gone := fmt.Sprintf("http://127.0.0.1:%d", netlab.FreePort(t, "tcp"))
 	dir, httpAddr := clusterSite(t, gone, "vault-tok")
 	addNomad(t, dir, gone, "127.0.0.1:4647", "nomad-tok", "")
 	d := startDaemon(t, nil, dir)

@@ -78,8 +78,8 @@ func uiSite(t *testing.T, routerAddr, fingerprint string) (dir, httpAddr, adminU
 	os.WriteFile(filepath.Join(dir, "api-token"), []byte(token+"\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "router-pw"), []byte(routerPassword), 0o600)
 	ca, _ = routerostest.CertFiles(t, dir, "api")
-	httpAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr = fmt.Sprintf("127.0.0.1:%d", netlab.FreePort(t, "tcp"))
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", netlab.FreePort(t, "tcp"))
 	site := fmt.Sprintf(`interface       = "lo"
 server_address  = "127.0.0.1"
 state_dir       = "state"
@@ -110,7 +110,7 @@ router {
   timeout       = "2s"
   interface     = "ether2"
 }
-`, freePort(t), httpAddr, adminAddr, routerAddr, fingerprint)
+`, netlab.FreePort(t, "tcp"), httpAddr, adminAddr, routerAddr, fingerprint)
 	os.WriteFile(filepath.Join(dir, "site.hcl"), []byte(site), 0o644)
 	return dir, httpAddr, "https://" + adminAddr, token, ca
 }

@@ -277,13 +277,7 @@ func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 }
 
 func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", netlab.FreePort(t, "tcp"))
 }
 
 func tail(b []byte, n int) []byte {
