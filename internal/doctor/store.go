@@ -27,7 +27,8 @@ func CheckStore(e *Env) []Result {
 			Fix: "start the etcd members that are down until a majority runs (`etcdctl --endpoints " + eps + " endpoint health` says which), and check the store block's endpoints and TLS files"}}
 	}
 	defer db.Close()
-	st, err := db.(*store.Etcd).Status(ctx)
+	etcd := db.(*store.Etcd)
+	st, err := etcd.Status(ctx)
 	if err != nil {
 		return []Result{{Name: "store", Detail: "etcd " + eps + ": " + oneLine(err.Error()) + "; no new leases or enrollments until it has one (valid leases are renewed from memory)",
 			Fix: "start the etcd members that are down until a majority runs (`etcdctl --endpoints " + eps + " endpoint health` says which)"}}
@@ -42,7 +43,7 @@ func CheckStore(e *Env) []Result {
 	}
 	detail := fmt.Sprintf("etcd %s%s: %d members, quorum; instances serving: %s; leader: %s", eps, e.Site.Store.Etcd.Prefix, st.Members, instances, leader)
 	if r := e.Site.Router; r != nil {
-		syncer := db.(*store.Etcd).RouterSyncer(ctx, r.API)
+		syncer := etcd.RouterSyncer(ctx, r.API)
 		if syncer == "" {
 			syncer = "none yet"
 		}

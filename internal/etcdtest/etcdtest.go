@@ -74,29 +74,28 @@ func Binary(t testing.TB) string {
 // leader. It is stopped when the test ends.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
-	c := &Cluster{token: fmt.Sprintf("t%d", time.Now().UnixNano())}
-	var peers []string
-	for i := range n {
-		m := &Member{Name: fmt.Sprintf("m%d", i), cluster: c, dir: t.TempDir(),
-			ClientURL: "http://" + freePort(t), peerURL: "http://" + freePort(t)}
-		c.Members = append(c.Members, m)
-		peers = append(peers, m.Name+"="+m.peerURL)
-	}
-	c.initial = strings.Join(peers, ",")
-	c.start(t)
-	return c
+	return startLoopback(t, n, false)
 }
 
 // StartTLS is Start with the members' client URLs on https, asking every
 // client for a certificate signed by the cluster's (Cluster.CertFile).
 func StartTLS(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return startLoopback(t, n, true)
+}
+
+func startLoopback(t testing.TB, n int, tls bool) *Cluster {
+	t.Helper()
 	c := &Cluster{token: fmt.Sprintf("t%d", time.Now().UnixNano())}
-	c.CertFile, c.KeyFile = routerostest.CertFiles(t, t.TempDir(), "etcd")
+	scheme := "http://"
+	if tls {
+		c.CertFile, c.KeyFile = routerostest.CertFiles(t, t.TempDir(), "etcd")
+		scheme = "https://"
+	}
 	var peers []string
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i), cluster: c, dir: t.TempDir(),
-			ClientURL: "https://" + freePort(t), peerURL: "http://" + freePort(t)}
+			ClientURL: scheme + freePort(t), peerURL: "http://" + freePort(t)}
 		c.Members = append(c.Members, m)
 		peers = append(peers, m.Name+"="+m.peerURL)
 	}
